@@ -1,0 +1,86 @@
+#pragma once
+
+// Every typed actor interface of tlmd, in one place.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <caf/replies_to.hpp>
+#include <caf/typed_actor.hpp>
+
+#include "actors/lease.hpp"
+#include "actors/type_ids.hpp"
+
+namespace tlm {
+
+/// A cloud service: creates and revokes the tokens at one backend
+/// (mirrors Ockam's CloudService callbacks). Errors are `tlm::ec` codes.
+using cloud_actor = caf::typed_actor<
+  // Creates a token for the lease with this id, living `ttl_ms`, marked
+  // with the lease id where the backend can; options are a JSON object.
+  caf::replies_to<atom::create, std::string, int64_t, std::string>::with<
+    cloud_token>,
+  // Revokes a token by its backend id; an unknown token counts as revoked.
+  caf::replies_to<atom::revoke, std::string>::with<atom::ok>,
+  // Fetches a token by its backend id (`not_found` when gone).
+  caf::replies_to<atom::get, std::string>::with<cloud_token>,
+  // Extends a token to live `ttl_ms` more; `not_renewable` if impossible.
+  caf::replies_to<atom::renew, std::string, int64_t>::with<atom::ok>,
+  // Lists every token this backend manages.
+  caf::replies_to<atom::get_all>::with<std::vector<cloud_token>>,
+  // Finds the backend id of a live token value (`invalid_token` if none).
+  caf::replies_to<atom::lookup, std::string>::with<std::string>,
+  // Swaps the token (backend id, current value) for a fresh value; of two
+  // exchanges of one value exactly one wins (`invalid_token` for the other).
+  caf::replies_to<atom::exchange, std::string, std::string>::with<
+    cloud_token>,
+  // Re-learns tokens from stored leases at start (the lease is the truth).
+  caf::reacts_to<atom::adopt, std::vector<cloud_token>>,
+  // A one-line description for logs and health output, never a secret.
+  caf::replies_to<atom::describe>::with<std::string>>;
+
+/// The storage service: persists leases (mirrors Ockam's StorageService).
+/// A write is answered only after it is durably committed.
+using storage_actor = caf::typed_actor<
+  // Inserts or replaces a lease.
+  caf::replies_to<atom::save, lease>::with<atom::ok>,
+  // Forgets a lease; an unknown id counts as removed.
+  caf::replies_to<atom::remove, std::string>::with<atom::ok>,
+  // Reads one lease (`not_found` when absent).
+  caf::replies_to<atom::get, std::string>::with<lease>,
+  // Reads up to `n` leases ordered by id after `after_id` (all of them in
+  // batches, for the start-up load).
+  caf::replies_to<atom::load, std::string, uint32_t>::with<
+    std::vector<lease>>,
+  // One page of live leases matching a filter.
+  caf::replies_to<atom::list, list_query>::with<lease_page>,
+  // Commits every pending write, then answers (used at shutdown).
+  caf::replies_to<atom::flush>::with<atom::ok>,
+  // Self-message that closes a group-commit batch.
+  caf::reacts_to<atom::commit>>;
+
+/// The lease manager: the one actor the API talks to.
+using lease_manager_actor = caf::typed_actor<
+  // Creates a token at a backend and stores its lease.
+  caf::replies_to<atom::create, create_request>::with<lease>,
+  // Reads a live lease by id.
+  caf::replies_to<atom::get, std::string>::with<lease>,
+  // Revokes the token at its backend, then forgets the lease.
+  caf::replies_to<atom::revoke, std::string>::with<atom::ok>,
+  // Extends a renewable lease by a ttl (`use_default_ttl`: its own ttl).
+  caf::replies_to<atom::renew, std::string, int64_t>::with<lease>,
+  // One page of live leases.
+  caf::replies_to<atom::list, list_query>::with<lease_page>,
+  // Swaps a one-time token value for a fresh one, merging metadata:
+  // (backend or empty, value, meta JSON object).
+  caf::replies_to<atom::exchange, std::string, std::string,
+                  std::string>::with<lease>,
+  // Number of live leases.
+  caf::replies_to<atom::health>::with<uint64_t>,
+  // Answers (with the live count) once every stored lease is loaded.
+  caf::replies_to<atom::ready>::with<uint64_t>,
+  // Self-message of the expiry schedule, carrying its deadline.
+  caf::reacts_to<atom::tick, int64_t>>;
+
+} // namespace tlm

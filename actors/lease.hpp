@@ -1,0 +1,99 @@
+#pragma once
+
+// The domain structs that travel between actors. They are plain data with a
+// CAF 0.17 `inspect` each, so CAF can put them into messages.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <caf/meta/type_name.hpp>
+
+namespace tlm {
+
+/// One lease: a secret token at a cloud backend plus the time it may live.
+/// Times are milliseconds since the Unix epoch (UTC).
+struct lease {
+  std::string id;          ///< Assigned by the manager, URL-safe, unique.
+  std::string backend;     ///< Name of the configured cloud backend.
+  std::string backend_id;  ///< The cloud's own id for the token.
+  std::string value;       ///< The secret token.
+  int64_t ttl_ms = 0;      ///< Length of the current term.
+  int64_t issued_ms = 0;
+  int64_t expires_ms = 0;
+  bool renewable = false;
+  std::vector<std::string> tags;
+  std::string meta = "{}";  ///< A JSON object, serialized.
+  std::string description;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, lease& x) {
+  return f(caf::meta::type_name("lease"), x.id, x.backend, x.backend_id,
+           x.value, x.ttl_ms, x.issued_ms, x.expires_ms, x.renewable, x.tags,
+           x.meta, x.description);
+}
+
+/// What a cloud backend answers for a token it created or knows.
+struct cloud_token {
+  std::string backend_id;
+  std::string value;
+  std::string extra = "{}";  ///< Backend-specific fields, a JSON object.
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, cloud_token& x) {
+  return f(caf::meta::type_name("cloud_token"), x.backend_id, x.value,
+           x.extra);
+}
+
+/// Marks an absent ttl in `create_request` and `renew`.
+constexpr int64_t use_default_ttl = -1;
+
+/// A client's wish for a new lease, already validated for syntax by the API.
+struct create_request {
+  std::string backend;           ///< Empty: the configured default.
+  int64_t ttl_ms = use_default_ttl;  ///< Checked against the ttl bounds.
+  std::string options = "{}";    ///< Backend options (JSON object, no ttl).
+  bool renewable = false;
+  std::vector<std::string> tags;
+  std::string meta = "{}";
+  std::string description;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, create_request& x) {
+  return f(caf::meta::type_name("create_request"), x.backend, x.ttl_ms,
+           x.options, x.renewable, x.tags, x.meta, x.description);
+}
+
+/// A page request for `list`: leases ordered by id, after `after_id`.
+struct list_query {
+  std::string backend;   ///< Empty: any backend.
+  std::string tag;       ///< Empty: any tag.
+  std::string after_id;  ///< Empty: from the start.
+  uint32_t limit = 100;
+  int64_t now_ms = 0;  ///< Leases expired at this time are left out.
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, list_query& x) {
+  return f(caf::meta::type_name("list_query"), x.backend, x.tag, x.after_id,
+           x.limit, x.now_ms);
+}
+
+/// One page of `list`; `next_after_id` is empty on the last page.
+struct lease_page {
+  std::vector<lease> leases;
+  std::string next_after_id;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, lease_page& x) {
+  return f(caf::meta::type_name("lease_page"), x.leases, x.next_after_id);
+}
+
+/// Largest serialized `meta` a lease may carry.
+constexpr size_t max_meta_bytes = 64 * 1024;
+
+} // namespace tlm

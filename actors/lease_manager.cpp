@@ -1,0 +1,646 @@
+#include "actors/lease_manager.hpp"
+
+#include <algorithm>
+#include <map>
+#include <unordered_map>
+
+#include <caf/all.hpp>
+#include <nlohmann/json.hpp>
+
+#include "actors/error.hpp"
+#include "actors/expiry_schedule.hpp"
+#include "actors/secrets.hpp"
+
+namespace tlm {
+
+namespace {
+
+using std::chrono::duration_cast;
+using std::chrono::milliseconds;
+
+constexpr size_t lease_id_bytes = 16; // 22 base64url characters
+
+enum class lease_state {
+  active,      ///< Alive until `expires_ms`.
+  revoking,    ///< A revocation is in flight; dead at the API.
+  retry_wait,  ///< A revocation failed and waits for `due_ms`.
+};
+
+struct lease_entry {
+  lease record;
+  lease_state state = lease_state::active;
+  int64_t due_ms = 0;  ///< The schedule entry that counts for this lease.
+  uint32_t attempts = 0;
+};
+
+int64_t system_now_ms() {
+  return duration_cast<milliseconds>(
+           std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
+struct lease_manager_state {
+  static inline const char* name = "lease_manager";
+
+  lease_manager_actor::pointer self = nullptr;
+  lease_manager_config cfg;
+  std::unordered_map<std::string, backend_handle> backends;
+  std::unordered_map<std::string, lease_entry> leases;
+  expiry_schedule schedule;
+  size_t dead_leases = 0;  ///< Entries revoking or waiting for a retry.
+  size_t revocations_in_flight = 0;
+  size_t pending_requests = 0;
+  std::optional<int64_t> armed_due;  ///< Deadline of the pending tick.
+  bool loaded = false;
+  std::vector<caf::typed_response_promise<uint64_t>> waiting_for_ready;
+  int64_t start_wall_ms = 0;
+  caf::actor_clock::time_point start_clock;
+
+  // -- time ------------------------------------------------------------------
+
+  int64_t now_ms() const {
+    auto elapsed = self->clock().now() - start_clock;
+    return start_wall_ms + duration_cast<milliseconds>(elapsed).count();
+  }
+
+  // -- lookups ---------------------------------------------------------------
+
+  /// The entry of a lease the API may still see, or null.
+  lease_entry* live(const std::string& id) {
+    auto i = leases.find(id);
+    if (i == leases.end() || i->second.state != lease_state::active
+        || now_ms() >= i->second.record.expires_ms)
+      return nullptr;
+    return &i->second;
+  }
+
+  const backend_handle* backend(const std::string& name) const {
+    auto i = backends.find(name);
+    return i == backends.end() ? nullptr : &i->second;
+  }
+
+  uint64_t live_count() const {
+    return leases.size() - dead_leases;
+  }
+
+  caf::error not_found(const std::string& id) const {
+    return make_error(ec::not_found, "no live lease has the id '" + id + "'");
+  }
+
+  /// Errors from outside our category get a code from the place they came
+  /// from: a silent backend is unavailable, a silent storage is an error.
+  static caf::error from_cloud(const std::string& name, caf::error err) {
+    if (err.category() == caf::atom("tlm"))
+      return err;
+    if (err == caf::sec::request_timeout)
+      return make_error(ec::backend_unavailable,
+                        "backend '" + name + "' did not answer in time");
+    return make_error(ec::backend_unavailable,
+                      "backend '" + name + "' is unavailable");
+  }
+
+  static caf::error from_storage(caf::error err) {
+    if (err.category() == caf::atom("tlm"))
+      return err;
+    return make_error(ec::storage_error,
+                      "the lease storage did not answer in time");
+  }
+
+  bool overloaded() const {
+    return pending_requests >= cfg.max_pending_requests;
+  }
+
+  caf::error overload_error() const {
+    return make_error(ec::overloaded,
+                      "too many requests are waiting; retry shortly");
+  }
+
+  // -- schedule --------------------------------------------------------------
+
+  void schedule_at(lease_entry& entry, int64_t due_ms) {
+    entry.due_ms = due_ms;
+    schedule.add(due_ms, entry.record.id);
+    arm_timer();
+  }
+
+  /// Keeps exactly one tick pending for the earliest deadline.
+  void arm_timer() {
+    auto earliest = schedule.earliest();
+    if (!earliest || (armed_due && *armed_due <= *earliest))
+      return;
+    armed_due = *earliest;
+    auto delay = std::max<int64_t>(0, *earliest - now_ms());
+    self->delayed_send(self, milliseconds(delay), atom::tick_v, *earliest);
+  }
+
+  void on_tick(int64_t due) {
+    if (armed_due && *armed_due == due)
+      armed_due.reset();
+    process_due();
+  }
+
+  /// Starts revocations for every due entry, up to the in-flight limit.
+  void process_due() {
+    auto now = now_ms();
+    while (revocations_in_flight < cfg.max_concurrent_revocations) {
+      auto next = schedule.pop_due(now);
+      if (!next)
+        break;
+      auto i = leases.find(next->id);
+      if (i == leases.end() || i->second.due_ms != next->due_ms
+          || i->second.state == lease_state::revoking)
+        continue; // stale: renewed, revoked, or already being revoked
+      start_expiry_revocation(i->second);
+    }
+    if (schedule.size() > 2 * leases.size() + 1024)
+      compact_schedule();
+    arm_timer();
+  }
+
+  /// Drops stale heap entries left by renewals.
+  void compact_schedule() {
+    schedule.clear();
+    for (auto& [id, entry] : leases)
+      if (entry.state != lease_state::revoking)
+        schedule.add(entry.due_ms, id);
+    armed_due.reset();
+  }
+
+  void mark_dead(lease_entry& entry, lease_state state) {
+    if (entry.state == lease_state::active)
+      ++dead_leases;
+    entry.state = state;
+  }
+
+  void erase(const std::string& id) {
+    auto i = leases.find(id);
+    if (i == leases.end())
+      return;
+    if (i->second.state != lease_state::active)
+      --dead_leases;
+    leases.erase(i);
+  }
+
+  // -- revocation ------------------------------------------------------------
+
+  /// Revokes at the cloud first, then forgets the lease in storage. `done`
+  /// gets the cloud's verdict; storage failures leave the lease for a retry.
+  template <class Done>
+  void revoke(lease_entry& entry, Done done) {
+    auto id = entry.record.id;
+    auto* be = backend(entry.record.backend);
+    mark_dead(entry, lease_state::revoking);
+    entry.due_ms = -1;
+    if (be == nullptr) {
+      // A backend removed from the config while its leases live on.
+      done(make_error(ec::unknown_backend, "lease '" + id
+                                             + "' names backend '"
+                                             + entry.record.backend
+                                             + "', which is not configured"));
+      return;
+    }
+    ++revocations_in_flight;
+    auto name = be->name;
+    self->request(be->actor, cfg.cloud_timeout, atom::revoke_v,
+                  entry.record.backend_id)
+      .then(
+        [this, id, done](atom::ok) mutable {
+          self->request(cfg.storage, cfg.storage_timeout, atom::remove_v, id)
+            .then(
+              [this, id, done](atom::ok) mutable {
+                erase(id);
+                finish_revocation(id, caf::none, done);
+              },
+              [this, id, done](caf::error& err) mutable {
+                // The token is dead; only the record is left. Retry both
+                // (revoke is idempotent) and tell the client it worked.
+                retry_later(id);
+                finish_revocation(id, caf::none, done);
+              });
+        },
+        [this, id, name, done](caf::error& err) mutable {
+          finish_revocation(id, from_cloud(name, std::move(err)), done);
+        });
+  }
+
+  template <class Done>
+  void finish_revocation(const std::string& id, caf::error err, Done& done) {
+    --revocations_in_flight;
+    done(std::move(err));
+    process_due();
+  }
+
+  void start_expiry_revocation(lease_entry& entry) {
+    revoke(entry, [this, id = entry.record.id](caf::error err) {
+      if (err)
+        retry_later(id);
+    });
+  }
+
+  /// Bounded exponential backoff; the lease stays dead and stored until a
+  /// revocation succeeds, so nothing is ever dropped unrevoked.
+  void retry_later(const std::string& id) {
+    auto i = leases.find(id);
+    if (i == leases.end())
+      return;
+    auto& entry = i->second;
+    mark_dead(entry, lease_state::retry_wait);
+    auto shift = std::min<uint32_t>(entry.attempts++, 16);
+    auto delay = std::min(cfg.retry_max_ms, cfg.retry_base_ms << shift);
+    schedule_at(entry, now_ms() + delay);
+  }
+
+  // -- client actions --------------------------------------------------------
+
+  caf::typed_response_promise<lease> create(create_request& req) {
+    auto rp = self->make_response_promise<lease>();
+    auto name = req.backend.empty() ? cfg.default_backend : req.backend;
+    auto* be = backend(name);
+    if (be == nullptr) {
+      rp.deliver(make_error(ec::unknown_backend,
+                            "no backend named '" + name + "' is configured"));
+      return rp;
+    }
+    auto ttl = req.ttl_ms == use_default_ttl ? cfg.default_ttl_ms : req.ttl_ms;
+    if (auto err = check_ttl(ttl)) {
+      rp.deliver(std::move(err));
+      return rp;
+    }
+    if (req.meta.size() > max_meta_bytes) {
+      rp.deliver(meta_too_large());
+      return rp;
+    }
+    if (overloaded()) {
+      rp.deliver(overload_error());
+      return rp;
+    }
+    lease record;
+    record.id = random_token(lease_id_bytes);
+    record.backend = name;
+    record.ttl_ms = ttl;
+    record.renewable = req.renewable;
+    record.tags = std::move(req.tags);
+    record.meta = std::move(req.meta);
+    record.description = std::move(req.description);
+    ++pending_requests;
+    self
+      ->request(be->actor, cfg.cloud_timeout, atom::create_v, record.id, ttl,
+                std::move(req.options))
+      .then(
+        [this, rp, record](cloud_token& token) mutable {
+          record.backend_id = std::move(token.backend_id);
+          record.value = std::move(token.value);
+          record.issued_ms = now_ms();
+          record.expires_ms = record.issued_ms + record.ttl_ms;
+          store_new(std::move(record), rp);
+        },
+        [this, rp, name](caf::error& err) mutable {
+          --pending_requests;
+          rp.deliver(from_cloud(name, std::move(err)));
+        });
+    return rp;
+  }
+
+  void store_new(lease record, caf::typed_response_promise<lease> rp) {
+    self->request(cfg.storage, cfg.storage_timeout, atom::save_v, record)
+      .then(
+        [this, rp, record](atom::ok) mutable {
+          --pending_requests;
+          auto& entry = leases[record.id];
+          entry.record = record;
+          schedule_at(entry, record.expires_ms);
+          rp.deliver(std::move(record));
+        },
+        [this, rp, record](caf::error& err) mutable {
+          --pending_requests;
+          // The token exists but no lease holds it: take it back.
+          if (auto* be = backend(record.backend))
+            self->request(be->actor, cfg.cloud_timeout, atom::revoke_v,
+                          record.backend_id)
+              .then([](atom::ok) {}, [](caf::error&) {});
+          rp.deliver(from_storage(std::move(err)));
+        });
+  }
+
+  caf::result<lease> get(const std::string& id) {
+    if (auto* entry = live(id))
+      return entry->record;
+    return not_found(id);
+  }
+
+  caf::typed_response_promise<atom::ok> revoke_by_client(
+    const std::string& id) {
+    auto rp = self->make_response_promise<atom::ok>();
+    auto* entry = live(id);
+    if (entry == nullptr) {
+      rp.deliver(not_found(id));
+      return rp;
+    }
+    revoke(*entry, [this, rp, id](caf::error err) mutable {
+      if (!err) {
+        rp.deliver(atom::ok_v);
+        return;
+      }
+      // The token still works: the lease stays alive as it was.
+      auto i = leases.find(id);
+      if (i != leases.end() && i->second.state == lease_state::revoking) {
+        --dead_leases;
+        i->second.state = lease_state::active;
+        schedule_at(i->second, i->second.record.expires_ms);
+      }
+      rp.deliver(std::move(err));
+    });
+    return rp;
+  }
+
+  caf::typed_response_promise<lease> renew(const std::string& id,
+                                           int64_t ttl) {
+    auto rp = self->make_response_promise<lease>();
+    auto* entry = live(id);
+    if (entry == nullptr) {
+      rp.deliver(not_found(id));
+      return rp;
+    }
+    if (!entry->record.renewable) {
+      rp.deliver(make_error(ec::not_renewable,
+                            "lease '" + id + "' was not created renewable"));
+      return rp;
+    }
+    if (ttl == use_default_ttl)
+      ttl = entry->record.ttl_ms;
+    if (auto err = check_ttl(ttl)) {
+      rp.deliver(std::move(err));
+      return rp;
+    }
+    auto now = now_ms();
+    // A total-life cap, as in Vault: renewals never pass issued + max ttl.
+    auto expires = std::min(now + ttl, entry->record.issued_ms
+                                         + cfg.max_ttl_ms);
+    auto* be = backend(entry->record.backend);
+    if (be == nullptr) {
+      rp.deliver(make_error(ec::unknown_backend,
+                            "backend '" + entry->record.backend
+                              + "' is not configured"));
+      return rp;
+    }
+    if (overloaded()) {
+      rp.deliver(overload_error());
+      return rp;
+    }
+    lease updated = entry->record;
+    updated.ttl_ms = expires - now;
+    updated.expires_ms = expires;
+    ++pending_requests;
+    auto name = be->name;
+    self
+      ->request(be->actor, cfg.cloud_timeout, atom::renew_v,
+                updated.backend_id, updated.ttl_ms)
+      .then(
+        [this, rp, updated](atom::ok) mutable {
+          store_update(std::move(updated), rp, ec::not_found);
+        },
+        [this, rp, name](caf::error& err) mutable {
+          --pending_requests;
+          rp.deliver(from_cloud(name, std::move(err)));
+        });
+    return rp;
+  }
+
+  /// Saves a changed lease and makes it current, unless it died meanwhile
+  /// (then the client gets `dead_code`).
+  void store_update(lease updated, caf::typed_response_promise<lease> rp,
+                    ec dead_code) {
+    self->request(cfg.storage, cfg.storage_timeout, atom::save_v, updated)
+      .then(
+        [this, rp, updated, dead_code](atom::ok) mutable {
+          --pending_requests;
+          auto* entry = live(updated.id);
+          if (entry == nullptr) {
+            rp.deliver(make_error(dead_code, "lease '" + updated.id
+                                               + "' ended meanwhile"));
+            return;
+          }
+          entry->record = updated;
+          schedule_at(*entry, updated.expires_ms);
+          rp.deliver(std::move(updated));
+        },
+        [this, rp](caf::error& err) mutable {
+          --pending_requests;
+          rp.deliver(from_storage(std::move(err)));
+        });
+  }
+
+  caf::typed_response_promise<lease_page> list(list_query& query) {
+    auto rp = self->make_response_promise<lease_page>();
+    query.now_ms = now_ms();
+    self->request(cfg.storage, cfg.storage_timeout, atom::list_v, query)
+      .then([rp](lease_page& page) mutable { rp.deliver(std::move(page)); },
+            [rp](caf::error& err) mutable {
+              rp.deliver(from_storage(std::move(err)));
+            });
+    return rp;
+  }
+
+  const backend_handle* exchange_backend(const std::string& name) const {
+    if (!name.empty())
+      return backend(name);
+    auto* preferred = backend(cfg.default_backend);
+    if (preferred != nullptr && preferred->exchangeable)
+      return preferred;
+    for (auto& [_, handle] : backends)
+      if (handle.exchangeable)
+        return &handle;
+    return nullptr;
+  }
+
+  caf::typed_response_promise<lease> exchange(const std::string& name,
+                                              const std::string& value,
+                                              const std::string& meta) {
+    auto rp = self->make_response_promise<lease>();
+    auto* be = exchange_backend(name);
+    if (be == nullptr || !be->exchangeable) {
+      rp.deliver(make_error(ec::invalid_token,
+                            "no configured backend exchanges tokens"
+                              + (name.empty() ? "" : " under '" + name + "'")));
+      return rp;
+    }
+    if (overloaded()) {
+      rp.deliver(overload_error());
+      return rp;
+    }
+    ++pending_requests;
+    auto backend_name = be->name;
+    auto actor = be->actor;
+    // Step 1: which lease holds this value? Checked before the swap so a
+    // rejected merge never burns the client's token.
+    self->request(actor, cfg.cloud_timeout, atom::lookup_v, value)
+      .then(
+        [this, rp, backend_name, actor, value, meta](std::string& bid) mutable {
+          auto* entry = live(bid);
+          if (entry == nullptr || entry->record.backend != backend_name) {
+            --pending_requests;
+            rp.deliver(invalid_token());
+            return;
+          }
+          auto merged = merge_meta(entry->record.meta, meta);
+          if (!merged) {
+            --pending_requests;
+            rp.deliver(std::move(merged.error()));
+            return;
+          }
+          lease updated = entry->record;
+          updated.meta = std::move(*merged);
+          // Step 2: the atomic swap; of two racing exchanges one wins.
+          self->request(actor, cfg.cloud_timeout, atom::exchange_v, bid, value)
+            .then(
+              [this, rp, updated](cloud_token& token) mutable {
+                auto now = now_ms();
+                updated.value = std::move(token.value);
+                updated.expires_ms = std::min(now + updated.ttl_ms,
+                                              updated.issued_ms
+                                                + cfg.max_ttl_ms);
+                updated.ttl_ms = updated.expires_ms - now;
+                store_update(std::move(updated), rp, ec::invalid_token);
+              },
+              [this, rp, backend_name](caf::error& err) mutable {
+                --pending_requests;
+                rp.deliver(from_cloud(backend_name, std::move(err)));
+              });
+        },
+        [this, rp, backend_name](caf::error& err) mutable {
+          --pending_requests;
+          rp.deliver(from_cloud(backend_name, std::move(err)));
+        });
+    return rp;
+  }
+
+  static caf::error invalid_token() {
+    return make_error(ec::invalid_token,
+                      "the token is not a live one-time token");
+  }
+
+  static caf::error meta_too_large() {
+    return make_error(ec::invalid_request,
+                      "meta must serialize to at most 65536 bytes");
+  }
+
+  /// Applies `patch` to `meta` as a JSON Merge Patch (RFC 7386).
+  static caf::expected<std::string> merge_meta(const std::string& meta,
+                                               const std::string& patch) {
+    auto merged = nlohmann::json::parse(meta, nullptr, false);
+    auto changes = nlohmann::json::parse(patch, nullptr, false);
+    if (merged.is_discarded() || !merged.is_object())
+      merged = nlohmann::json::object();
+    if (changes.is_discarded() || !changes.is_object())
+      return make_error(ec::invalid_request, "meta must be a JSON object");
+    merged.merge_patch(changes);
+    auto text = merged.dump();
+    if (text.size() > max_meta_bytes)
+      return meta_too_large();
+    return text;
+  }
+
+  caf::error check_ttl(int64_t ttl) const {
+    if (ttl < cfg.min_ttl_ms || ttl > cfg.max_ttl_ms)
+      return make_error(ec::invalid_request,
+                        "ttl must lie between " + std::to_string(cfg.min_ttl_ms)
+                          + " and " + std::to_string(cfg.max_ttl_ms) + " ms");
+    return caf::none;
+  }
+
+  // -- start-up --------------------------------------------------------------
+
+  /// Loads every stored lease in batches: expired ones are revoked at once
+  /// (their deadline is past), the rest scheduled; backends re-learn their
+  /// tokens from the records.
+  void load_from(std::string after_id) {
+    self
+      ->request(cfg.storage, caf::infinite, atom::load_v, std::move(after_id),
+                cfg.load_batch)
+      .then(
+        [this](std::vector<lease>& batch) {
+          std::map<std::string, std::vector<cloud_token>> tokens;
+          for (auto& record : batch) {
+            tokens[record.backend].push_back(
+              cloud_token{record.backend_id, record.value, "{}"});
+            auto& entry = leases[record.id];
+            entry.record = record;
+            entry.due_ms = record.expires_ms;
+            schedule.add(record.expires_ms, record.id);
+          }
+          for (auto& [name, list] : tokens)
+            if (auto* be = backend(name))
+              self->send(be->actor, atom::adopt_v, std::move(list));
+          if (batch.size() == cfg.load_batch)
+            load_from(batch.back().id);
+          else
+            finish_loading();
+        },
+        [this](caf::error& err) {
+          // Without its leases the manager must not serve: it could hand
+          // out ids twice or let stored tokens live forever.
+          self->quit(std::move(err));
+        });
+  }
+
+  void finish_loading() {
+    loaded = true;
+    for (auto& rp : waiting_for_ready)
+      rp.deliver(live_count());
+    waiting_for_ready.clear();
+    process_due();
+  }
+};
+
+} // namespace
+
+lease_manager_actor spawn_lease_manager(caf::actor_system& sys,
+                                        lease_manager_config cfg) {
+  using self_ptr = lease_manager_actor::stateful_pointer<lease_manager_state>;
+  auto init = [](self_ptr self, lease_manager_config cfg)
+    -> lease_manager_actor::behavior_type {
+    auto& st = self->state;
+    st.self = self;
+    st.start_wall_ms = cfg.start_wall_ms != 0 ? cfg.start_wall_ms
+                                              : system_now_ms();
+    st.start_clock = self->clock().now();
+    for (auto& handle : cfg.backends)
+      st.backends.emplace(handle.name, handle);
+    st.cfg = std::move(cfg);
+    st.load_from("");
+    return {
+      [self](atom::create, create_request& req) {
+        return self->state.create(req);
+      },
+      [self](atom::get, const std::string& id) {
+        return self->state.get(id);
+      },
+      [self](atom::revoke, const std::string& id) {
+        return self->state.revoke_by_client(id);
+      },
+      [self](atom::renew, const std::string& id, int64_t ttl) {
+        return self->state.renew(id, ttl);
+      },
+      [self](atom::list, list_query& query) {
+        return self->state.list(query);
+      },
+      [self](atom::exchange, const std::string& backend,
+             const std::string& value, const std::string& meta) {
+        return self->state.exchange(backend, value, meta);
+      },
+      [self](atom::health) -> uint64_t { return self->state.live_count(); },
+      [self](atom::ready) {
+        auto rp = self->make_response_promise<uint64_t>();
+        if (self->state.loaded)
+          rp.deliver(self->state.live_count());
+        else
+          self->state.waiting_for_ready.push_back(rp);
+        return rp;
+      },
+      [self](atom::tick, int64_t due) { self->state.on_tick(due); },
+    };
+  };
+  return sys.spawn(init, std::move(cfg));
+}
+
+} // namespace tlm

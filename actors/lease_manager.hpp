@@ -1,0 +1,50 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <caf/actor_system.hpp>
+
+#include "actors/interfaces.hpp"
+
+namespace tlm {
+
+/// A configured cloud backend as the manager sees it.
+struct backend_handle {
+  std::string name;
+  cloud_actor actor;
+  bool exchangeable = false;  ///< Supports one-time token exchange.
+};
+
+/// Everything the lease manager needs; policy lives here and nowhere else.
+struct lease_manager_config {
+  std::string default_backend = "local";
+  int64_t default_ttl_ms = 3'600'000;
+  int64_t min_ttl_ms = 1'000;
+  int64_t max_ttl_ms = 96 * 3'600'000LL;
+  std::vector<backend_handle> backends;
+  storage_actor storage;
+  std::chrono::milliseconds cloud_timeout{10'000};
+  std::chrono::milliseconds storage_timeout{30'000};
+  uint32_t load_batch = 10'000;
+  /// Revocations in flight at once; the rest wait in the schedule, so an
+  /// expiry storm never floods a backend.
+  size_t max_concurrent_revocations = 4'096;
+  /// Client requests waiting on a backend or storage at once before new
+  /// ones are answered `overloaded`.
+  size_t max_pending_requests = 200'000;
+  int64_t retry_base_ms = 500;
+  int64_t retry_max_ms = 30'000;
+  /// Wall-clock time (ms since epoch) at spawn; 0 reads the system clock.
+  /// Afterwards time advances with the actor clock, so tests can drive it.
+  int64_t start_wall_ms = 0;
+};
+
+/// Spawns the lease manager. It loads every stored lease first; `ready`
+/// answers once that is done.
+lease_manager_actor spawn_lease_manager(caf::actor_system& sys,
+                                        lease_manager_config cfg);
+
+} // namespace tlm

@@ -1,0 +1,46 @@
+#pragma once
+
+// The one type-ID block of the project: every atom and message type.
+// Written in the 0.18 spelling that CAF 0.17.6 backports, so an upgrade of
+// CAF touches this file and interfaces.hpp only.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <caf/type_id.hpp>
+
+#include "actors/lease.hpp"
+
+CAF_BEGIN_TYPE_ID_BLOCK(tlm, caf::first_custom_type_id)
+
+  CAF_ADD_TYPE_ID(tlm, (tlm::lease))
+  CAF_ADD_TYPE_ID(tlm, (tlm::cloud_token))
+  CAF_ADD_TYPE_ID(tlm, (tlm::create_request))
+  CAF_ADD_TYPE_ID(tlm, (tlm::list_query))
+  CAF_ADD_TYPE_ID(tlm, (tlm::lease_page))
+  CAF_ADD_TYPE_ID(tlm, (std::vector<tlm::lease>))
+  CAF_ADD_TYPE_ID(tlm, (std::vector<tlm::cloud_token>))
+
+  // Verbs of the lease manager, cloud and storage interfaces.
+  CAF_ADD_ATOM(tlm, tlm::atom, create, "create")
+  CAF_ADD_ATOM(tlm, tlm::atom, get, "get")
+  CAF_ADD_ATOM(tlm, tlm::atom, revoke, "revoke")
+  CAF_ADD_ATOM(tlm, tlm::atom, renew, "renew")
+  CAF_ADD_ATOM(tlm, tlm::atom, list, "list")
+  CAF_ADD_ATOM(tlm, tlm::atom, exchange, "exchange")
+  CAF_ADD_ATOM(tlm, tlm::atom, health, "health")
+  CAF_ADD_ATOM(tlm, tlm::atom, ready, "ready")
+  CAF_ADD_ATOM(tlm, tlm::atom, tick, "tick")
+  CAF_ADD_ATOM(tlm, tlm::atom, lookup, "lookup")
+  CAF_ADD_ATOM(tlm, tlm::atom, adopt, "adopt")
+  CAF_ADD_ATOM(tlm, tlm::atom, get_all, "get_all")
+  CAF_ADD_ATOM(tlm, tlm::atom, describe, "describe")
+  CAF_ADD_ATOM(tlm, tlm::atom, save, "save")
+  CAF_ADD_ATOM(tlm, tlm::atom, remove, "remove")
+  CAF_ADD_ATOM(tlm, tlm::atom, load, "load")
+  CAF_ADD_ATOM(tlm, tlm::atom, commit, "commit")
+  CAF_ADD_ATOM(tlm, tlm::atom, flush, "flush")
+  CAF_ADD_ATOM(tlm, tlm::atom, ok, "ok")
+
+CAF_END_TYPE_ID_BLOCK(tlm)

@@ -1,0 +1,334 @@
+#include "api/protocol.hpp"
+
+#include <ctime>
+#include <sstream>
+
+#include <Poco/Base64Decoder.h>
+#include <Poco/Base64Encoder.h>
+
+namespace tlm {
+
+namespace {
+
+using json = nlohmann::json;
+
+constexpr int64_t max_list_limit = 1000;
+
+caf::error invalid(std::string message) {
+  return make_error(ec::invalid_request, std::move(message));
+}
+
+/// Reads optional fields of the message with type checks; the first
+/// problem is kept and every later read is skipped.
+class field_reader {
+public:
+  field_reader(const json& message, caf::error& error)
+    : message_(message), error_(error) {
+    // nop
+  }
+
+  const json* find(const char* key) const {
+    auto i = message_.find(key);
+    return i == message_.end() || i->is_null() ? nullptr : &*i;
+  }
+
+  void string(const char* key, std::string& out) {
+    auto* v = find(key);
+    if (v == nullptr || error_)
+      return;
+    if (!v->is_string())
+      return fail(std::string{key} + " must be a string");
+    out = v->get<std::string>();
+  }
+
+  void boolean(const char* key, bool& out) {
+    auto* v = find(key);
+    if (v == nullptr || error_)
+      return;
+    if (!v->is_boolean())
+      return fail(std::string{key} + " must be true or false");
+    out = v->get<bool>();
+  }
+
+  void positive_integer(const json* v, const std::string& name,
+                        int64_t& out) {
+    if (v == nullptr || error_)
+      return;
+    if (!v->is_number_integer())
+      return fail(name + " must be an integer number of milliseconds");
+    if (v->is_number_unsigned() && v->get<uint64_t>() > INT64_MAX)
+      return fail(name + " is out of range");
+    auto x = v->get<int64_t>();
+    if (x <= 0)
+      return fail(name + " must be positive");
+    out = x;
+  }
+
+  void object_text(const char* key, std::string& out) {
+    auto* v = find(key);
+    if (v == nullptr || error_)
+      return;
+    if (!v->is_object())
+      return fail(std::string{key} + " must be a JSON object");
+    out = v->dump();
+    if (out.size() > max_meta_bytes)
+      fail(std::string{key} + " must serialize to at most 65536 bytes");
+  }
+
+  void string_list(const char* key, std::vector<std::string>& out) {
+    auto* v = find(key);
+    if (v == nullptr || error_)
+      return;
+    if (!v->is_array())
+      return fail(std::string{key} + " must be an array of strings");
+    for (auto& item : *v) {
+      if (!item.is_string())
+        return fail(std::string{key} + " must be an array of strings");
+      out.push_back(item.get<std::string>());
+    }
+  }
+
+  /// `token_id`, or its alias `lease_id`; required.
+  void lease_id(std::string& out) {
+    string("token_id", out);
+    if (out.empty())
+      string("lease_id", out);
+    if (out.empty() && !error_)
+      fail("token_id (the lease id) is required");
+  }
+
+  void fail(std::string message) {
+    if (!error_)
+      error_ = invalid(std::move(message));
+  }
+
+private:
+  const json& message_;
+  caf::error& error_;
+};
+
+void read_create(field_reader& in, api_request& req) {
+  auto& c = req.create;
+  in.string("backend", c.backend);
+  if (auto* options = in.find("options")) {
+    if (!options->is_object())
+      return in.fail("options must be a JSON object");
+    auto rest = *options;
+    if (auto ttl = options->find("ttl"); ttl != options->end()) {
+      in.positive_integer(&*ttl, "options.ttl", c.ttl_ms);
+      rest.erase("ttl");
+    }
+    c.options = rest.dump();
+  }
+  in.boolean("renewable", c.renewable);
+  in.string_list("tags", c.tags);
+  in.object_text("meta", c.meta);
+  in.string("description", c.description);
+}
+
+void read_list(field_reader& in, api_request& req) {
+  auto& q = req.query;
+  in.string("backend", q.backend);
+  in.string("tag", q.tag);
+  if (auto* limit = in.find("limit")) {
+    if (!limit->is_number_integer())
+      return in.fail("limit must be an integer");
+    auto n = limit->is_number_unsigned() && limit->get<uint64_t>() > INT64_MAX
+               ? INT64_MAX
+               : limit->get<int64_t>();
+    if (n <= 0)
+      return in.fail("limit must be at least 1");
+    q.limit = static_cast<uint32_t>(std::min(n, max_list_limit));
+  }
+  std::string cursor;
+  in.string("cursor", cursor);
+  if (!cursor.empty()) {
+    auto id = decode_cursor(cursor);
+    if (!id)
+      return in.fail(message_of(id.error()));
+    q.after_id = std::move(*id);
+  }
+}
+
+const std::pair<const char*, action> action_names[] = {
+  {"create", action::create},   {"get", action::get},
+  {"revoke", action::revoke},   {"renew", action::renew},
+  {"list", action::list},       {"exchange", action::exchange},
+  {"health", action::health},   {"auth", action::auth},
+};
+
+bool url_safe(const std::string& id) {
+  for (char c : id)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_')
+      return false;
+  return !id.empty();
+}
+
+} // namespace
+
+api_request parse_request(std::string_view text) {
+  auto message = json::parse(text.begin(), text.end(), nullptr, false);
+  if (message.is_discarded()) {
+    api_request req;
+    req.error = invalid("the message is not valid JSON");
+    return req;
+  }
+  return parse_message(message);
+}
+
+api_request parse_message(const json& message) {
+  api_request req;
+  if (!message.is_object()) {
+    req.error = invalid("the message must be a JSON object");
+    return req;
+  }
+  field_reader in{message, req.error};
+  if (auto* id = in.find("request_id")) {
+    if (id->is_string() || id->is_number())
+      req.request_id = *id;
+    else
+      in.fail("request_id must be a string or a number");
+  }
+  std::string verb;
+  in.string("action", verb);
+  if (req.error)
+    return req;
+  if (verb.empty()) {
+    in.fail("action is required");
+    return req;
+  }
+  bool known = false;
+  for (auto& [name, value] : action_names)
+    if (verb == name) {
+      req.verb = value;
+      known = true;
+    }
+  if (!known) {
+    in.fail("unknown action '" + verb.substr(0, 64) + "'");
+    return req;
+  }
+  switch (req.verb) {
+    case action::create:
+      read_create(in, req);
+      break;
+    case action::get:
+    case action::revoke:
+      in.lease_id(req.lease_id);
+      break;
+    case action::renew:
+      in.lease_id(req.lease_id);
+      in.positive_integer(in.find("ttl"), "ttl", req.ttl_ms);
+      break;
+    case action::list:
+      read_list(in, req);
+      break;
+    case action::exchange:
+      in.string("backend", req.backend);
+      in.string("token", req.token);
+      in.object_text("meta", req.meta);
+      if (req.token.empty())
+        in.fail("token (the one-time token value) is required");
+      break;
+    case action::health:
+      break;
+    case action::auth:
+      in.string("api_key", req.api_key);
+      break;
+  }
+  return req;
+}
+
+std::string render_success(const api_request& req, json body) {
+  body["result"] = "success";
+  if (req.request_id)
+    body["request_id"] = *req.request_id;
+  return body.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string render_failure(const std::optional<json>& request_id,
+                           const caf::error& err) {
+  json body{{"result", "failure"},
+            {"error", std::string{to_string(code_of(err))}},
+            {"message", message_of(err)}};
+  if (request_id)
+    body["request_id"] = *request_id;
+  // A message may quote client input that is not valid UTF-8.
+  return body.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+json to_json(const lease& x, bool with_value) {
+  auto meta = json::parse(x.meta, nullptr, false);
+  json result{{"id", x.id},
+              {"backend", x.backend},
+              {"backend_id", x.backend_id},
+              {"ttl", x.ttl_ms},
+              {"issued", rfc3339(x.issued_ms)},
+              {"expires", rfc3339(x.expires_ms)},
+              {"renewable", x.renewable},
+              {"tags", x.tags},
+              {"meta", meta.is_object() ? meta : json::object()},
+              {"description", x.description}};
+  if (with_value)
+    result["value"] = x.value;
+  return result;
+}
+
+std::string rfc3339(int64_t ms) {
+  auto secs = static_cast<time_t>(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
+  auto millis = static_cast<int>(ms - static_cast<int64_t>(secs) * 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+                tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                tm.tm_min, tm.tm_sec, millis);
+  return buf;
+}
+
+std::string encode_cursor(const std::string& last_id) {
+  std::ostringstream out;
+  Poco::Base64Encoder enc(out, Poco::BASE64_URL_ENCODING
+                                 | Poco::BASE64_NO_PADDING);
+  enc.rdbuf()->setLineLength(0);
+  enc << last_id;
+  enc.close();
+  return out.str();
+}
+
+caf::expected<std::string> decode_cursor(const std::string& cursor) {
+  auto bad = [] { return invalid("cursor is not one this server issued"); };
+  if (cursor.size() > 256)
+    return bad();
+  try {
+    std::istringstream in(cursor);
+    Poco::Base64Decoder dec(in, Poco::BASE64_URL_ENCODING
+                                  | Poco::BASE64_NO_PADDING);
+    std::string id{std::istreambuf_iterator<char>(dec), {}};
+    if (!url_safe(id))
+      return bad();
+    return id;
+  } catch (...) {
+    return bad();
+  }
+}
+
+int http_status(ec code) {
+  switch (code) {
+    case ec::none: return 200;
+    case ec::invalid_request:
+    case ec::not_renewable:
+    case ec::unknown_backend: return 400;
+    case ec::unauthorized: return 401;
+    case ec::not_found:
+    case ec::invalid_token: return 404;
+    case ec::too_large: return 413;
+    case ec::overloaded:
+    case ec::backend_unavailable:
+    case ec::storage_error: return 503;
+    case ec::backend_error: return 502;
+    case ec::internal: return 500;
+  }
+  return 500;
+}
+
+} // namespace tlm

@@ -1,0 +1,69 @@
+#pragma once
+
+// The JSON action protocol as pure functions: text in, structs out, and
+// back. No I/O here, so every rule is tested without sockets.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+#include <nlohmann/json.hpp>
+
+#include "actors/error.hpp"
+#include "actors/lease.hpp"
+
+namespace tlm {
+
+/// Largest message we read, on TCP (one line) and HTTP (one body).
+constexpr size_t max_message_bytes = 1024 * 1024;
+
+enum class action { create, get, revoke, renew, list, exchange, health, auth };
+
+/// One parsed action message. `error` is set when it is not valid; the
+/// request id is kept whenever the message got far enough to carry one.
+struct api_request {
+  action verb = action::health;
+  std::optional<nlohmann::json> request_id;
+  caf::error error;
+  std::string lease_id;                 ///< get, revoke, renew
+  int64_t ttl_ms = use_default_ttl;     ///< renew
+  create_request create;                ///< create
+  list_query query;                     ///< list (after_id from the cursor)
+  std::string backend;                  ///< exchange
+  std::string token;                    ///< exchange
+  std::string meta = "{}";              ///< exchange
+  std::string api_key;                  ///< auth
+};
+
+/// Parses one message (a JSON object).
+api_request parse_request(std::string_view text);
+
+/// Reads an already parsed JSON value as a message.
+api_request parse_message(const nlohmann::json& message);
+
+/// `{"result":"success", ...body, "request_id": ...}` as text.
+std::string render_success(const api_request& req, nlohmann::json body);
+
+/// `{"result":"failure","error":code,"message":...,"request_id":...}`.
+std::string render_failure(const std::optional<nlohmann::json>& request_id,
+                           const caf::error& err);
+
+/// A lease as the protocol shows it; `list` leaves out the secret value.
+nlohmann::json to_json(const lease& x, bool with_value = true);
+
+/// RFC 3339 UTC with milliseconds, e.g. `2026-11-23T14:03:52.123Z`.
+std::string rfc3339(int64_t ms_since_epoch);
+
+/// The opaque `list` cursor for a page that ended at `last_id`.
+std::string encode_cursor(const std::string& last_id);
+
+/// The lease id inside a cursor, or an `invalid_request` error.
+caf::expected<std::string> decode_cursor(const std::string& cursor);
+
+/// The HTTP status that mirrors a protocol result (`ec::none`: 200).
+int http_status(ec code);
+
+} // namespace tlm

@@ -1,0 +1,40 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+
+#include <Poco/Net/SocketAddress.h>
+#include <Poco/Net/TCPServer.h>
+#include <Poco/ThreadPool.h>
+
+#include "api/dispatcher.hpp"
+
+namespace tlm {
+
+/// The TCP API: one JSON object a line, replies in request order. A
+/// connection's thread reads every complete line available, sends all of
+/// them to the manager at once, then writes the replies back together: one
+/// thread per connection, never per request, and pipelining clients get
+/// whole batches served in parallel by the actors.
+class tcp_server {
+public:
+  tcp_server(dispatcher& d, const Poco::Net::SocketAddress& address,
+             int max_connections);
+  ~tcp_server();
+
+  uint16_t port() const;
+
+  void start();
+
+  /// Stops accepting, lets each connection finish its current batch, and
+  /// joins the threads.
+  void stop();
+
+private:
+  Poco::ThreadPool pool_;
+  std::shared_ptr<std::atomic<bool>> stopping_;
+  std::unique_ptr<Poco::Net::TCPServer> server_;
+};
+
+} // namespace tlm

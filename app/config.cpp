@@ -1,0 +1,191 @@
+#include "app/config.hpp"
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+
+#include <CLI/CLI.hpp>
+
+#include "actors/error.hpp"
+
+namespace tlm {
+
+namespace {
+
+using json = nlohmann::json;
+
+caf::error config_error(std::string message) {
+  return make_error(ec::invalid_request, std::move(message));
+}
+
+template <class T>
+caf::error read_key(const json& value, const std::string& key, T& out) {
+  try {
+    out = value.get<T>();
+    return caf::none;
+  } catch (const json::exception&) {
+    return config_error("config key '" + key + "' has the wrong type");
+  }
+}
+
+/// Applies a JSON config file; every key must be known.
+caf::error apply_file(const std::string& path, daemon_config& cfg) {
+  std::ifstream in(path);
+  if (!in)
+    return config_error("cannot read the config file '" + path + "'");
+  auto doc = json::parse(in, nullptr, false);
+  if (doc.is_discarded() || !doc.is_object())
+    return config_error("the config file '" + path
+                        + "' is not a JSON object");
+  for (auto& [key, value] : doc.items()) {
+    caf::error err;
+    if (key == "bind")
+      err = read_key(value, key, cfg.bind);
+    else if (key == "http_port")
+      err = read_key(value, key, cfg.http_port);
+    else if (key == "tcp_port")
+      err = read_key(value, key, cfg.tcp_port);
+    else if (key == "storage")
+      err = read_key(value, key, cfg.storage);
+    else if (key == "default_backend")
+      err = read_key(value, key, cfg.default_backend);
+    else if (key == "default_ttl_ms")
+      err = read_key(value, key, cfg.default_ttl_ms);
+    else if (key == "min_ttl_ms")
+      err = read_key(value, key, cfg.min_ttl_ms);
+    else if (key == "max_ttl_ms")
+      err = read_key(value, key, cfg.max_ttl_ms);
+    else if (key == "api_key_file")
+      err = read_key(value, key, cfg.api_key_file);
+    else if (key == "tcp_max_connections")
+      err = read_key(value, key, cfg.tcp_max_connections);
+    else if (key == "http_threads")
+      err = read_key(value, key, cfg.http_threads);
+    else if (key == "backends") {
+      if (!value.is_object() || value.empty())
+        err = config_error("config key 'backends' must be a non-empty "
+                           "object of name -> settings");
+      else
+        cfg.backends = value;
+    } else
+      err = config_error("unknown config key '" + key + "' in '" + path
+                         + "'");
+    if (err)
+      return err;
+  }
+  return caf::none;
+}
+
+} // namespace
+
+caf::error validate(const daemon_config& cfg) {
+  auto port_ok = [](int p) { return p >= 0 && p <= 65535; };
+  if (!port_ok(cfg.http_port))
+    return config_error("http_port must be 0 to 65535");
+  if (!port_ok(cfg.tcp_port))
+    return config_error("tcp_port must be 0 to 65535");
+  if (cfg.min_ttl_ms < 1)
+    return config_error("min_ttl_ms must be at least 1");
+  if (cfg.max_ttl_ms < cfg.min_ttl_ms)
+    return config_error("max_ttl_ms must be at least min_ttl_ms");
+  if (cfg.default_ttl_ms < cfg.min_ttl_ms || cfg.default_ttl_ms > cfg.max_ttl_ms)
+    return config_error("default_ttl_ms must lie between min_ttl_ms and "
+                        "max_ttl_ms");
+  if (cfg.tcp_max_connections < 1 || cfg.http_threads < 1)
+    return config_error("tcp_max_connections and http_threads must be "
+                        "positive");
+  if (!cfg.backends.contains(cfg.default_backend))
+    return config_error("default_backend '" + cfg.default_backend
+                        + "' is not among the configured backends");
+  return caf::none;
+}
+
+command_line parse_command_line(int argc, char** argv) {
+  command_line result;
+  auto& cfg = result.config;
+  CLI::App app{"tlmd: a token lease manager. It hands out expiring tokens "
+               "over a JSON action protocol (TCP: one object a line; HTTP: "
+               "POST /v1/actions and REST routes) and revokes each token at "
+               "its backend when its lease ends, also across restarts.",
+               "tlmd"};
+  std::string config_file;
+  daemon_config flags;
+  app.add_option("--config", config_file,
+                 "JSON config file; flags override its values. Keys: bind, "
+                 "http_port, tcp_port, storage, default_backend, "
+                 "default_ttl_ms, min_ttl_ms, max_ttl_ms, api_key_file, "
+                 "tcp_max_connections, http_threads, backends "
+                 "({\"<name>\":{\"type\":\"local\"}})");
+  auto* bind = app.add_option("--bind", flags.bind,
+                              "address to listen on (default 127.0.0.1); a "
+                              "non-loopback address needs API keys");
+  auto* http = app.add_option("--http-port", flags.http_port,
+                              "HTTP port (default 3666; 0 picks a free one)");
+  auto* tcp = app.add_option("--tcp-port", flags.tcp_port,
+                             "TCP port (default 3667; 0 picks a free one)");
+  auto* storage = app.add_option("--storage", flags.storage,
+                                 "'memory' or 'sqlite:PATH' (default "
+                                 "sqlite:./data/tlm.db)");
+  auto* def_ttl = app.add_option("--default-ttl", flags.default_ttl_ms,
+                                 "ttl in ms when a create names none "
+                                 "(default 3600000, 1 h)");
+  auto* min_ttl = app.add_option("--min-ttl", flags.min_ttl_ms,
+                                 "smallest ttl in ms (default 1000)");
+  auto* max_ttl = app.add_option("--max-ttl", flags.max_ttl_ms,
+                                 "largest ttl and total life of a lease in "
+                                 "ms (default 345600000, 96 h)");
+  auto* keys = app.add_option("--api-key-file", flags.api_key_file,
+                              "file of API keys, one a line; when set, HTTP "
+                              "needs 'Authorization: Bearer <key>' and TCP "
+                              "an {\"action\":\"auth\",\"api_key\":...} "
+                              "first");
+  auto* conns = app.add_option("--tcp-max-connections",
+                               flags.tcp_max_connections,
+                               "TCP connections served at once (default "
+                               "1024)");
+  auto* threads = app.add_option("--http-threads", flags.http_threads,
+                                 "HTTP connections served at once (default "
+                                 "64)");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    std::ostringstream out, err;
+    result.exit_code = app.exit(e, out, err);
+    result.output = out.str() + err.str();
+    result.exit_now = true;
+    return result;
+  }
+  if (!config_file.empty())
+    if (auto err = apply_file(config_file, cfg)) {
+      result.exit_now = true;
+      result.exit_code = 2;
+      result.output = "tlmd: " + message_of(err) + "\n";
+      return result;
+    }
+  auto override_with = [](CLI::Option* opt, auto& target, const auto& value) {
+    if (opt->count() > 0)
+      target = value;
+  };
+  override_with(bind, cfg.bind, flags.bind);
+  override_with(http, cfg.http_port, flags.http_port);
+  override_with(tcp, cfg.tcp_port, flags.tcp_port);
+  override_with(storage, cfg.storage, flags.storage);
+  override_with(def_ttl, cfg.default_ttl_ms, flags.default_ttl_ms);
+  override_with(min_ttl, cfg.min_ttl_ms, flags.min_ttl_ms);
+  override_with(max_ttl, cfg.max_ttl_ms, flags.max_ttl_ms);
+  override_with(keys, cfg.api_key_file, flags.api_key_file);
+  override_with(conns, cfg.tcp_max_connections, flags.tcp_max_connections);
+  override_with(threads, cfg.http_threads, flags.http_threads);
+  // An unset default follows narrowed bounds instead of contradicting them.
+  if (def_ttl->count() == 0 && cfg.default_ttl_ms == daemon_config{}.default_ttl_ms)
+    cfg.default_ttl_ms = std::clamp(cfg.default_ttl_ms, cfg.min_ttl_ms,
+                                    std::max(cfg.min_ttl_ms, cfg.max_ttl_ms));
+  if (auto err = validate(cfg)) {
+    result.exit_now = true;
+    result.exit_code = 2;
+    result.output = "tlmd: " + message_of(err) + "\n";
+  }
+  return result;
+}
+
+} // namespace tlm

@@ -1,0 +1,46 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <caf/expected.hpp>
+#include <nlohmann/json.hpp>
+
+namespace tlm {
+
+/// Everything `tlmd` reads from its command line and config file, parsed
+/// and validated once.
+struct daemon_config {
+  std::string bind = "127.0.0.1";
+  int http_port = 3666;
+  int tcp_port = 3667;
+  std::string storage = "sqlite:./data/tlm.db";
+  std::string default_backend = "local";
+  int64_t default_ttl_ms = 3'600'000;
+  int64_t min_ttl_ms = 1'000;
+  int64_t max_ttl_ms = 96 * 3'600'000LL;
+  std::string api_key_file;
+  /// Backend name -> settings (`type` plus the backend's own keys).
+  nlohmann::json backends = {{"local", {{"type", "local"}}}};
+  int tcp_max_connections = 1024;
+  int http_threads = 64;
+};
+
+/// The outcome of reading the command line: a config to run, or a text to
+/// print and an exit code (for `--help` and for errors).
+struct command_line {
+  daemon_config config;
+  bool exit_now = false;
+  int exit_code = 0;
+  std::string output;
+};
+
+/// Reads flags (both `--name=value` and `--name value`) and, with
+/// `--config FILE`, a JSON file whose values the flags override.
+command_line parse_command_line(int argc, char** argv);
+
+/// Checks a config for consistency (ttl bounds, ports, the default
+/// backend); the message names the key to fix.
+caf::error validate(const daemon_config& cfg);
+
+} // namespace tlm

@@ -1,0 +1,333 @@
+#include "storage_backends/sqlite/sqlite_backend.hpp"
+
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+#include <sqlite3.h>
+
+#include "actors/error.hpp"
+
+namespace tlm {
+
+namespace {
+
+constexpr int schema_version = 1;
+
+const char* schema_sql = R"sql(
+CREATE TABLE IF NOT EXISTS schema_version(version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS leases(
+  id TEXT PRIMARY KEY,
+  backend TEXT NOT NULL,
+  backend_id TEXT NOT NULL,
+  value TEXT NOT NULL,
+  ttl_ms INTEGER NOT NULL,
+  issued_ms INTEGER NOT NULL,
+  expires_ms INTEGER NOT NULL,
+  renewable INTEGER NOT NULL,
+  tags TEXT NOT NULL,
+  meta TEXT NOT NULL,
+  description TEXT NOT NULL,
+  state TEXT NOT NULL DEFAULT 'active',
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_ms INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS leases_by_expiry ON leases(expires_ms);
+CREATE INDEX IF NOT EXISTS leases_by_backend ON leases(backend, id);
+CREATE TABLE IF NOT EXISTS lease_tags(
+  tag TEXT NOT NULL,
+  lease_id TEXT NOT NULL,
+  PRIMARY KEY(tag, lease_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS lease_tags_by_lease ON lease_tags(lease_id);
+)sql";
+
+constexpr const char* lease_columns
+  = "id, backend, backend_id, value, ttl_ms, issued_ms, expires_ms, "
+    "renewable, tags, meta, description";
+
+/// One prepared statement; reset after each use so it can run again.
+class statement {
+public:
+  statement() = default;
+  statement(const statement&) = delete;
+  statement& operator=(const statement&) = delete;
+
+  ~statement() {
+    sqlite3_finalize(stmt_);
+  }
+
+  bool prepare(sqlite3* db, const std::string& sql) {
+    return sqlite3_prepare_v3(db, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT,
+                              &stmt_, nullptr)
+           == SQLITE_OK;
+  }
+
+  statement& bind(int i, const std::string& text) {
+    sqlite3_bind_text(stmt_, i, text.data(), static_cast<int>(text.size()),
+                      SQLITE_TRANSIENT);
+    return *this;
+  }
+
+  statement& bind(int i, int64_t number) {
+    sqlite3_bind_int64(stmt_, i, number);
+    return *this;
+  }
+
+  /// Steps once: SQLITE_ROW, SQLITE_DONE or an error code.
+  int step() {
+    return sqlite3_step(stmt_);
+  }
+
+  void reset() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+
+  std::string text(int col) const {
+    auto p = sqlite3_column_text(stmt_, col);
+    return p ? std::string(reinterpret_cast<const char*>(p),
+                           static_cast<size_t>(sqlite3_column_bytes(stmt_, col)))
+             : std::string{};
+  }
+
+  int64_t number(int col) const {
+    return sqlite3_column_int64(stmt_, col);
+  }
+
+private:
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+class sqlite_backend : public storage_backend {
+public:
+  caf::error open(const std::string& path) {
+    std::error_code ignored;
+    auto dir = std::filesystem::path(path).parent_path();
+    if (!dir.empty())
+      std::filesystem::create_directories(dir, ignored);
+    if (sqlite3_open_v2(path.c_str(), &db_,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
+                          | SQLITE_OPEN_NOMUTEX,
+                        nullptr)
+        != SQLITE_OK)
+      return fail("cannot open SQLite database '" + path + "'");
+    sqlite3_busy_timeout(db_, 5000);
+    if (auto err = exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"))
+      return err;
+    if (auto err = exec(schema_sql))
+      return err;
+    if (auto err = migrate())
+      return err;
+    std::string cols = lease_columns;
+    bool ok = begin_.prepare(db_, "BEGIN IMMEDIATE")
+              && commit_.prepare(db_, "COMMIT")
+              && rollback_.prepare(db_, "ROLLBACK")
+              && save_.prepare(db_, "INSERT OR REPLACE INTO leases(" + cols
+                                      + ") VALUES(?,?,?,?,?,?,?,?,?,?,?)")
+              && remove_.prepare(db_, "DELETE FROM leases WHERE id = ?")
+              && remove_tags_.prepare(db_,
+                                      "DELETE FROM lease_tags WHERE lease_id = ?")
+              && add_tag_.prepare(db_, "INSERT OR IGNORE INTO lease_tags"
+                                       "(tag, lease_id) VALUES(?, ?)")
+              && get_.prepare(db_, "SELECT " + cols
+                                     + " FROM leases WHERE id = ?")
+              && load_.prepare(db_, "SELECT " + cols
+                                      + " FROM leases WHERE id > ? "
+                                        "ORDER BY id LIMIT ?")
+              && list_.prepare(
+                db_, "SELECT " + cols
+                       + " FROM leases WHERE id > ?1 AND expires_ms > ?2 "
+                         "AND state = 'active' AND (?3 = '' OR backend = ?3) "
+                         "AND (?4 = '' OR id IN (SELECT lease_id FROM "
+                         "lease_tags WHERE tag = ?4)) ORDER BY id LIMIT ?5");
+    if (!ok)
+      return fail("cannot prepare SQLite statements");
+    return caf::none;
+  }
+
+  bool blocking() const override {
+    return true;
+  }
+
+  caf::error apply(const std::vector<storage_write>& batch) override {
+    if (begin_.step() != SQLITE_DONE) {
+      begin_.reset();
+      return fail("cannot begin a SQLite transaction");
+    }
+    begin_.reset();
+    for (auto& w : batch) {
+      auto err = w.kind == storage_write::save ? save(w.record)
+                                               : remove(w.record.id);
+      if (err) {
+        rollback_.step();
+        rollback_.reset();
+        return err;
+      }
+    }
+    auto rc = commit_.step();
+    commit_.reset();
+    if (rc != SQLITE_DONE) {
+      rollback_.step();
+      rollback_.reset();
+      return fail("cannot commit to SQLite");
+    }
+    return caf::none;
+  }
+
+  caf::expected<lease> get(const std::string& id) override {
+    get_.bind(1, id);
+    auto rows = read_rows(get_);
+    if (!rows)
+      return std::move(rows.error());
+    if (rows->empty())
+      return make_error(ec::not_found, "no stored lease has the id '" + id
+                                         + "'");
+    return std::move(rows->front());
+  }
+
+  caf::expected<std::vector<lease>> load(const std::string& after_id,
+                                         uint32_t max) override {
+    load_.bind(1, after_id).bind(2, static_cast<int64_t>(max));
+    return read_rows(load_);
+  }
+
+  caf::expected<lease_page> list(const list_query& q) override {
+    // One row more than asked tells whether another page exists.
+    list_.bind(1, q.after_id)
+      .bind(2, q.now_ms)
+      .bind(3, q.backend)
+      .bind(4, q.tag)
+      .bind(5, static_cast<int64_t>(q.limit) + 1);
+    auto rows = read_rows(list_);
+    if (!rows)
+      return std::move(rows.error());
+    lease_page page;
+    page.leases = std::move(*rows);
+    if (page.leases.size() > q.limit) {
+      page.leases.resize(q.limit);
+      page.next_after_id = page.leases.back().id;
+    }
+    return page;
+  }
+
+private:
+  caf::error exec(const char* sql) {
+    char* msg = nullptr;
+    if (sqlite3_exec(db_, sql, nullptr, nullptr, &msg) != SQLITE_OK) {
+      std::string text = msg ? msg : "unknown error";
+      sqlite3_free(msg);
+      return make_error(ec::storage_error, "SQLite failed: " + text);
+    }
+    return caf::none;
+  }
+
+  caf::error migrate() {
+    statement read;
+    if (!read.prepare(db_, "SELECT max(version) FROM schema_version"))
+      return fail("cannot read the schema version");
+    int64_t found = read.step() == SQLITE_ROW ? read.number(0) : 0;
+    if (found > schema_version)
+      return make_error(ec::storage_error,
+                        "the database has schema version "
+                          + std::to_string(found) + ", newer than this tlmd ("
+                          + std::to_string(schema_version) + ")");
+    if (found == 0)
+      return exec("INSERT INTO schema_version VALUES(1)");
+    return caf::none;
+  }
+
+  caf::error fail(const std::string& what) {
+    return make_error(ec::storage_error,
+                      what + ": " + (db_ ? sqlite3_errmsg(db_) : "no database"));
+  }
+
+  caf::error step_done(statement& s, const char* what) {
+    auto rc = s.step();
+    s.reset();
+    return rc == SQLITE_DONE ? caf::none : fail(what);
+  }
+
+  caf::error save(const lease& x) {
+    save_.bind(1, x.id)
+      .bind(2, x.backend)
+      .bind(3, x.backend_id)
+      .bind(4, x.value)
+      .bind(5, x.ttl_ms)
+      .bind(6, x.issued_ms)
+      .bind(7, x.expires_ms)
+      .bind(8, int64_t{x.renewable})
+      .bind(9, nlohmann::json(x.tags).dump())
+      .bind(10, x.meta)
+      .bind(11, x.description);
+    if (auto err = step_done(save_, "cannot save a lease"))
+      return err;
+    remove_tags_.bind(1, x.id);
+    if (auto err = step_done(remove_tags_, "cannot replace lease tags"))
+      return err;
+    for (auto& tag : x.tags) {
+      add_tag_.bind(1, tag).bind(2, x.id);
+      if (auto err = step_done(add_tag_, "cannot save a lease tag"))
+        return err;
+    }
+    return caf::none;
+  }
+
+  caf::error remove(const std::string& id) {
+    remove_.bind(1, id);
+    if (auto err = step_done(remove_, "cannot remove a lease"))
+      return err;
+    remove_tags_.bind(1, id);
+    return step_done(remove_tags_, "cannot remove lease tags");
+  }
+
+  caf::expected<std::vector<lease>> read_rows(statement& s) {
+    std::vector<lease> rows;
+    int rc;
+    while ((rc = s.step()) == SQLITE_ROW) {
+      lease x;
+      x.id = s.text(0);
+      x.backend = s.text(1);
+      x.backend_id = s.text(2);
+      x.value = s.text(3);
+      x.ttl_ms = s.number(4);
+      x.issued_ms = s.number(5);
+      x.expires_ms = s.number(6);
+      x.renewable = s.number(7) != 0;
+      auto tags = nlohmann::json::parse(s.text(8), nullptr, false);
+      if (tags.is_array())
+        for (auto& t : tags)
+          if (t.is_string())
+            x.tags.push_back(t.get<std::string>());
+      x.meta = s.text(9);
+      x.description = s.text(10);
+      rows.push_back(std::move(x));
+    }
+    s.reset();
+    if (rc != SQLITE_DONE)
+      return fail("cannot read leases");
+    return rows;
+  }
+
+  /// Declared before the statements, so it closes after they finalize.
+  struct connection {
+    sqlite3* handle = nullptr;
+    ~connection() {
+      sqlite3_close(handle);
+    }
+  } conn_;
+  sqlite3*& db_ = conn_.handle;
+  statement begin_, commit_, rollback_, save_, remove_, remove_tags_, add_tag_,
+    get_, load_, list_;
+};
+
+} // namespace
+
+caf::expected<std::unique_ptr<storage_backend>>
+make_sqlite_backend(const std::string& path) {
+  auto backend = std::make_unique<sqlite_backend>();
+  if (auto err = backend->open(path))
+    return err;
+  return std::unique_ptr<storage_backend>{std::move(backend)};
+}
+
+} // namespace tlm

@@ -1,0 +1,111 @@
+#include "storage_backends/storage_actor.hpp"
+
+#include <caf/all.hpp>
+
+#include "actors/error.hpp"
+#include "storage_backends/memory/memory_backend.hpp"
+#include "storage_backends/sqlite/sqlite_backend.hpp"
+
+namespace tlm {
+
+namespace {
+
+struct storage_state {
+  static inline const char* name = "storage";
+
+  std::unique_ptr<storage_backend> backend;
+  std::vector<storage_write> batch;
+  std::vector<caf::typed_response_promise<atom::ok>> waiting;
+
+  /// Queues a write; the first of a batch sends the `commit` that closes
+  /// it, behind every write already waiting in the mailbox.
+  caf::typed_response_promise<atom::ok> enqueue(storage_actor::pointer self,
+                                                storage_write write) {
+    if (batch.empty())
+      self->send(self, atom::commit_v);
+    batch.push_back(std::move(write));
+    waiting.push_back(self->make_response_promise<atom::ok>());
+    return waiting.back();
+  }
+
+  caf::error commit() {
+    if (batch.empty())
+      return caf::none;
+    auto err = backend->apply(batch);
+    batch.clear();
+    for (auto& rp : waiting) {
+      if (err)
+        rp.deliver(err);
+      else
+        rp.deliver(atom::ok_v);
+    }
+    waiting.clear();
+    return err;
+  }
+};
+
+template <class T>
+caf::result<T> lift(caf::expected<T>&& x) {
+  if (!x)
+    return std::move(x.error());
+  return std::move(*x);
+}
+
+storage_actor::behavior_type
+storage_behavior(storage_actor::stateful_pointer<storage_state> self,
+                 std::shared_ptr<std::unique_ptr<storage_backend>> backend) {
+  self->state.backend = std::move(*backend);
+  return {
+    [self](atom::save, lease& record) {
+      return self->state.enqueue(self, {storage_write::save,
+                                        std::move(record)});
+    },
+    [self](atom::remove, std::string& id) {
+      lease key;
+      key.id = std::move(id);
+      return self->state.enqueue(self, {storage_write::remove,
+                                        std::move(key)});
+    },
+    [self](atom::get, const std::string& id) {
+      return lift(self->state.backend->get(id));
+    },
+    [self](atom::load, const std::string& after_id, uint32_t max) {
+      return lift(self->state.backend->load(after_id, max));
+    },
+    [self](atom::list, const list_query& query) {
+      return lift(self->state.backend->list(query));
+    },
+    [self](atom::flush) -> caf::result<atom::ok> {
+      if (auto err = self->state.commit())
+        return err;
+      return atom::ok_v;
+    },
+    [self](atom::commit) { self->state.commit(); },
+  };
+}
+
+} // namespace
+
+caf::expected<std::unique_ptr<storage_backend>>
+make_storage_backend(const std::string& spec) {
+  if (spec == "memory")
+    return std::unique_ptr<storage_backend>{make_memory_backend()};
+  if (spec.rfind("sqlite:", 0) == 0 && spec.size() > 7)
+    return make_sqlite_backend(spec.substr(7));
+  return make_error(ec::invalid_request,
+                    "storage must be 'memory' or 'sqlite:PATH', not '" + spec
+                      + "'");
+}
+
+storage_actor spawn_storage_actor(caf::actor_system& sys,
+                                  std::unique_ptr<storage_backend> backend) {
+  // CAF copies spawn arguments, so the unique_ptr travels in a shared_ptr.
+  bool blocking = backend->blocking();
+  auto box = std::make_shared<std::unique_ptr<storage_backend>>(
+    std::move(backend));
+  if (blocking)
+    return sys.spawn<caf::detached>(storage_behavior, std::move(box));
+  return sys.spawn(storage_behavior, std::move(box));
+}
+
+} // namespace tlm

@@ -1,0 +1,46 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+
+#include "actors/lease.hpp"
+
+namespace tlm {
+
+/// One change to the stored leases: a save (insert or replace) or a removal
+/// (only `record.id` is used).
+struct storage_write {
+  enum kind_t { save, remove } kind;
+  lease record;
+};
+
+/// A place to keep leases (mirrors Ockam's StorageService). A plain class:
+/// `storage_actor` wraps it and batches writes (group commit).
+class storage_backend {
+public:
+  virtual ~storage_backend() = default;
+
+  /// True when calls wait on I/O; the actor then runs detached.
+  virtual bool blocking() const = 0;
+
+  /// Applies every write or none, durably, before returning.
+  virtual caf::error apply(const std::vector<storage_write>& batch) = 0;
+
+  /// Reads one lease (`not_found` when absent).
+  virtual caf::expected<lease> get(const std::string& id) = 0;
+
+  /// Up to `max` leases ordered by id, after `after_id` (all states, also
+  /// expired ones: the start-up load revokes those).
+  virtual caf::expected<std::vector<lease>> load(const std::string& after_id,
+                                                 uint32_t max)
+    = 0;
+
+  /// One page of unexpired leases matching the query, ordered by id.
+  virtual caf::expected<lease_page> list(const list_query& query) = 0;
+};
+
+} // namespace tlm
