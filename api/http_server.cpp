@@ -44,6 +44,13 @@ std::optional<std::string> read_body(HTTPServerRequest& req) {
 json object_body(const std::string& body, api_request& failed) {
   if (body.find_first_not_of(" \t\r\n") == std::string::npos)
     return json::object();
+  if (!nesting_ok(body)) {
+    failed.error = make_error(ec::invalid_request,
+                              "the body nests deeper than "
+                                + std::to_string(max_message_depth)
+                                + " levels");
+    return json::object();
+  }
   auto parsed = json::parse(body, nullptr, false);
   if (parsed.is_discarded())
     failed.error = make_error(ec::invalid_request,

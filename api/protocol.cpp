@@ -166,7 +166,37 @@ bool url_safe(const std::string& id) {
 
 } // namespace
 
+bool nesting_ok(std::string_view text) {
+  int depth = 0;
+  bool in_string = false;
+  bool escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped)
+        escaped = false;
+      else if (c == '\\')
+        escaped = true;
+      else if (c == '"')
+        in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max_message_depth)
+        return false;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return true;
+}
+
 api_request parse_request(std::string_view text) {
+  if (!nesting_ok(text)) {
+    api_request req;
+    req.error = invalid("the message nests deeper than "
+                        + std::to_string(max_message_depth) + " levels");
+    return req;
+  }
   auto message = json::parse(text.begin(), text.end(), nullptr, false);
   if (message.is_discarded()) {
     api_request req;

@@ -38,6 +38,14 @@ struct api_request {
   std::string api_key;                  ///< auth
 };
 
+/// Deepest nesting of arrays and objects a message may have; deeper ones
+/// are refused before parsing, as walking them recursively could overflow
+/// the stack.
+constexpr int max_message_depth = 64;
+
+/// True when `text` nests arrays and objects at most `max_message_depth`.
+bool nesting_ok(std::string_view text);
+
 /// Parses one message (a JSON object).
 api_request parse_request(std::string_view text);
 

@@ -1,0 +1,80 @@
+#pragma once
+
+// Drives actors on CAF's test coordinator: messages run only when the test
+// says so, and time moves only when the test advances it (no sleeps).
+
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include <caf/all.hpp>
+#include <caf/scheduler/test_coordinator.hpp>
+#include <doctest/doctest.h>
+
+#include "actors/type_ids.hpp"
+
+namespace tlm::test {
+
+struct actor_fixture {
+  caf::actor_system_config cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  caf::scheduler::test_coordinator* sched = nullptr;
+
+  actor_fixture() {
+    cfg.set("scheduler.policy", caf::atom("testing"));
+    cfg.add_message_types<caf::id_block::tlm>();
+    sys = std::make_unique<caf::actor_system>(cfg);
+    sched = &dynamic_cast<caf::scheduler::test_coordinator&>(sys->scheduler());
+  }
+
+  /// Actors the fixture stops before the system shuts down (a pending
+  /// timer keeps an actor alive, and ~actor_system waits for all actors).
+  std::vector<caf::actor> owned;
+
+  template <class Handle>
+  Handle own(Handle h) {
+    owned.push_back(caf::actor_cast<caf::actor>(h));
+    return h;
+  }
+
+  ~actor_fixture() {
+    for (auto& a : owned)
+      caf::anon_send_exit(a, caf::exit_reason::kill);
+    owned.clear();
+    sched->run();
+    // Fire what is left on the clock; it goes to dead actors.
+    sched->clock().advance_time(std::chrono::hours(24 * 365));
+    sched->run();
+  }
+
+  /// Sends a request from a throwaway actor and returns a slot that holds
+  /// the answer once the scheduler has run far enough.
+  template <class Result, class Handle, class... Ts>
+  std::shared_ptr<std::optional<caf::expected<Result>>>
+  send_request(const Handle& target, Ts... xs) {
+    auto out = std::make_shared<std::optional<caf::expected<Result>>>();
+    sys->spawn([=](caf::event_based_actor* self) {
+      self->request(target, caf::infinite, xs...)
+        .then([=](Result& r) { *out = std::move(r); },
+              [=](caf::error& e) { *out = std::move(e); });
+    });
+    return out;
+  }
+
+  /// Requests and runs every message until the answer is there.
+  template <class Result, class Handle, class... Ts>
+  caf::expected<Result> call(const Handle& target, Ts... xs) {
+    auto out = send_request<Result>(target, xs...);
+    sched->run();
+    REQUIRE(out->has_value());
+    return std::move(**out);
+  }
+
+  /// Moves simulated time forward, firing due timers, then runs.
+  void advance(std::chrono::milliseconds d) {
+    sched->clock().advance_time(d);
+    sched->run();
+  }
+};
+
+} // namespace tlm::test

@@ -1,0 +1,124 @@
+// Command line and config file: both flag forms, overrides, and errors that
+// name the key to fix.
+
+#include <cstdio>
+#include <fstream>
+
+#include <doctest/doctest.h>
+
+#include "actors/error.hpp"
+#include "api/api_keys.hpp"
+#include "app/config.hpp"
+#include "cloud_backends/registry.hpp"
+
+using namespace tlm;
+
+namespace {
+
+command_line parse(std::vector<std::string> args) {
+  args.insert(args.begin(), "tlmd");
+  std::vector<char*> argv;
+  for (auto& a : args)
+    argv.push_back(a.data());
+  return parse_command_line(static_cast<int>(argv.size()), argv.data());
+}
+
+std::string write_temp(const std::string& text) {
+  char name[] = "/tmp/tlm-config-XXXXXX";
+  int fd = mkstemp(name);
+  close(fd);
+  std::ofstream(name) << text;
+  return name;
+}
+
+} // namespace
+
+TEST_CASE("defaults match the documented ones") {
+  auto cmd = parse({});
+  REQUIRE(!cmd.exit_now);
+  CHECK(cmd.config.bind == "127.0.0.1");
+  CHECK(cmd.config.http_port == 3666);
+  CHECK(cmd.config.tcp_port == 3667);
+  CHECK(cmd.config.storage == "sqlite:./data/tlm.db");
+  CHECK(cmd.config.default_ttl_ms == 3'600'000);
+  CHECK(cmd.config.min_ttl_ms == 1'000);
+  CHECK(cmd.config.max_ttl_ms == 345'600'000);
+}
+
+TEST_CASE("flags work as --name=value and --name value") {
+  auto cmd = parse({"--http-port=1234", "--tcp-port", "2345", "--storage",
+                    "memory", "--min-ttl=10", "--max-ttl", "100000"});
+  REQUIRE(!cmd.exit_now);
+  CHECK(cmd.config.http_port == 1234);
+  CHECK(cmd.config.tcp_port == 2345);
+  CHECK(cmd.config.storage == "memory");
+  CHECK(cmd.config.min_ttl_ms == 10);
+  CHECK(cmd.config.default_ttl_ms == 100000); // follows the narrower max
+}
+
+TEST_CASE("flags override the config file") {
+  auto path = write_temp(R"({"http_port": 1111, "tcp_port": 2222,
+    "storage": "memory", "backends": {"mine": {"type": "local"}},
+    "default_backend": "mine"})");
+  auto cmd = parse({"--config", path, "--tcp-port=3333"});
+  std::remove(path.c_str());
+  REQUIRE(!cmd.exit_now);
+  CHECK(cmd.config.http_port == 1111);
+  CHECK(cmd.config.tcp_port == 3333);
+  CHECK(cmd.config.default_backend == "mine");
+}
+
+TEST_CASE("unknown config keys are errors naming the key") {
+  auto path = write_temp(R"({"http_prot": 1})");
+  auto cmd = parse({"--config", path});
+  std::remove(path.c_str());
+  CHECK(cmd.exit_now);
+  CHECK(cmd.exit_code != 0);
+  CHECK(cmd.output.find("http_prot") != std::string::npos);
+}
+
+TEST_CASE("inconsistent settings are refused") {
+  CHECK(parse({"--min-ttl=5000", "--max-ttl=1000"}).exit_now);
+  CHECK(parse({"--default-ttl=10", "--min-ttl=1000"}).exit_now);
+  CHECK(parse({"--http-port=70000"}).exit_now);
+  CHECK(parse({"--no-such-flag"}).exit_now);
+}
+
+TEST_CASE("--help documents every flag and exits 0") {
+  auto cmd = parse({"--help"});
+  CHECK(cmd.exit_now);
+  CHECK(cmd.exit_code == 0);
+  for (auto flag : {"--config", "--bind", "--http-port", "--tcp-port",
+                    "--storage", "--default-ttl", "--min-ttl", "--max-ttl",
+                    "--api-key-file"})
+    CHECK(cmd.output.find(flag) != std::string::npos);
+}
+
+TEST_CASE("backend settings are validated by their backend") {
+  CHECK(make_cloud_backend("l", {{"type", "local"}}));
+  auto bad_key = make_cloud_backend("l", {{"type", "local"}, {"colour", 1}});
+  REQUIRE(!bad_key);
+  CHECK(message_of(bad_key.error()).find("backends.l.colour")
+        != std::string::npos);
+  auto bad_type = make_cloud_backend("x", {{"type", "carrier-pigeon"}});
+  REQUIRE(!bad_type);
+  CHECK(message_of(bad_type.error()).find("carrier-pigeon")
+        != std::string::npos);
+}
+
+TEST_CASE("API keys: any configured key passes, others do not") {
+  auto keys = api_keys::of({"alpha", "beta"});
+  CHECK(keys.allows("alpha"));
+  CHECK(keys.allows("beta"));
+  CHECK(!keys.allows("alph"));
+  CHECK(!keys.allows(""));
+  CHECK(keys.allows_header("Bearer beta"));
+  CHECK(!keys.allows_header("beta"));
+  CHECK(!keys.allows_header("Basic YWxwaGE="));
+  CHECK(api_keys{}.allows("anything"));
+  auto path = write_temp("# comment\n\n  gamma  \n");
+  auto loaded = api_keys::load(path);
+  std::remove(path.c_str());
+  REQUIRE(loaded);
+  CHECK(loaded->allows("gamma"));
+}

@@ -1,0 +1,356 @@
+// The lease manager driven on simulated time: every action, the expiry
+// schedule, retries of failed revocations, and the start-up load.
+
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "actors/error.hpp"
+#include "actors/lease_manager.hpp"
+#include "cloud_backends/cloud_actor.hpp"
+#include "cloud_backends/local/local_backend.hpp"
+#include "storage_backends/memory/memory_backend.hpp"
+#include "storage_backends/storage_actor.hpp"
+#include "tests/unit/actor_fixture.hpp"
+
+using namespace std::chrono_literals;
+using namespace tlm;
+
+namespace {
+
+constexpr int64_t start_ms = 1'800'000'000'000;
+
+/// A cloud whose revocations fail on demand and that records what it saw.
+class flaky_backend : public cloud_backend {
+public:
+  int failing_revokes = 0;
+  std::set<std::string> live;
+  std::vector<std::string> revoked;
+
+  bool blocking() const override {
+    return false;
+  }
+  caf::expected<cloud_token> create(const std::string& id, int64_t,
+                                    const nlohmann::json&) override {
+    live.insert("b-" + id);
+    return cloud_token{"b-" + id, "secret-" + id, "{}"};
+  }
+  caf::error revoke(const std::string& id) override {
+    if (failing_revokes > 0) {
+      --failing_revokes;
+      return make_error(ec::backend_unavailable, "down");
+    }
+    live.erase(id);
+    revoked.push_back(id);
+    return caf::none;
+  }
+  caf::expected<cloud_token> get(const std::string& id) override {
+    return cloud_token{id, "", "{}"};
+  }
+  caf::expected<std::vector<cloud_token>> get_all() override {
+    return std::vector<cloud_token>{};
+  }
+  std::string describe() const override {
+    return "flaky";
+  }
+};
+
+struct manager_fixture : test::actor_fixture {
+  std::shared_ptr<flaky_backend> flaky = std::make_shared<flaky_backend>();
+  storage_actor storage;
+  lease_manager_actor manager;
+  lease_manager_config mcfg;
+
+  manager_fixture() {
+    storage = own(spawn_storage_actor(*sys, make_memory_backend()));
+    mcfg.storage = storage;
+    mcfg.start_wall_ms = start_ms;
+    mcfg.backends.push_back(
+      {"local",
+       own(spawn_cloud_actor(
+         *sys, *make_local_backend("local", {{"type", "local"}}))),
+       true});
+    mcfg.backends.push_back({"flaky", own(spawn_cloud_actor(*sys, flaky)), false});
+    start();
+  }
+
+  void start() {
+    manager = own(spawn_lease_manager(*sys, mcfg));
+    REQUIRE(call<uint64_t>(manager, atom::ready_v));
+  }
+
+  lease create(create_request req) {
+    auto x = call<lease>(manager, atom::create_v, req);
+    REQUIRE(x);
+    return *x;
+  }
+
+  lease create_ttl(int64_t ttl, bool renewable = false,
+                   std::string backend = "local") {
+    create_request req;
+    req.ttl_ms = ttl;
+    req.renewable = renewable;
+    req.backend = backend;
+    return create(req);
+  }
+
+  ec code_of_get(const std::string& id) {
+    auto x = call<lease>(manager, atom::get_v, id);
+    return x ? ec::none : code_of(x.error());
+  }
+
+  uint64_t live_count() {
+    return *call<uint64_t>(manager, atom::health_v);
+  }
+};
+
+} // namespace
+
+TEST_CASE_FIXTURE(manager_fixture, "create fills every lease field") {
+  create_request req;
+  req.ttl_ms = 60'000;
+  req.tags = {"a", "b"};
+  req.meta = R"({"k":1})";
+  req.description = "d";
+  req.renewable = true;
+  auto x = create(req);
+  CHECK(x.id.size() >= 16);
+  CHECK(x.id.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstu"
+                               "vwxyz0123456789-_")
+        == std::string::npos);
+  CHECK(x.backend == "local");
+  CHECK(x.backend_id == x.id);
+  CHECK(x.value.size() >= 43);
+  CHECK(x.issued_ms == start_ms);
+  CHECK(x.expires_ms == start_ms + 60'000);
+  CHECK(x.tags == std::vector<std::string>{"a", "b"});
+  CHECK(x.meta == R"({"k":1})");
+  CHECK(x.renewable);
+  auto stored = call<lease>(storage, atom::get_v, x.id);
+  REQUIRE(stored);
+  CHECK(stored->value == x.value);
+  CHECK(live_count() == 1);
+}
+
+TEST_CASE_FIXTURE(manager_fixture, "create checks ttl bounds and backend") {
+  create_request req;
+  req.ttl_ms = 999;
+  auto x = call<lease>(manager, atom::create_v, req);
+  REQUIRE(!x);
+  CHECK(code_of(x.error()) == ec::invalid_request);
+  req.ttl_ms = mcfg.max_ttl_ms + 1;
+  x = call<lease>(manager, atom::create_v, req);
+  CHECK(code_of(x.error()) == ec::invalid_request);
+  req.ttl_ms = use_default_ttl;
+  req.backend = "nope";
+  x = call<lease>(manager, atom::create_v, req);
+  CHECK(code_of(x.error()) == ec::unknown_backend);
+  CHECK(live_count() == 0);
+}
+
+TEST_CASE_FIXTURE(manager_fixture, "two leases never share an id") {
+  std::set<std::string> ids;
+  for (int i = 0; i < 200; ++i)
+    ids.insert(create_ttl(60'000).id);
+  CHECK(ids.size() == 200);
+}
+
+TEST_CASE_FIXTURE(manager_fixture, "a lease is dead from expires on and "
+                                   "then revoked and removed") {
+  auto x = create_ttl(2'000, false, "flaky");
+  advance(1'999ms);
+  CHECK(code_of_get(x.id) == ec::none);
+  advance(1ms);
+  CHECK(code_of_get(x.id) == ec::not_found);
+  CHECK(flaky->revoked == std::vector<std::string>{x.backend_id});
+  CHECK(!call<lease>(storage, atom::get_v, x.id));
+  CHECK(live_count() == 0);
+}
+
+TEST_CASE_FIXTURE(manager_fixture, "failed revocations are retried until "
+                                   "they succeed and the lease stays dead") {
+  auto x = create_ttl(1'000, false, "flaky");
+  flaky->failing_revokes = 3;
+  advance(1'000ms);
+  CHECK(code_of_get(x.id) == ec::not_found);
+  CHECK(flaky->revoked.empty());
+  CHECK(call<lease>(storage, atom::get_v, x.id)); // still stored
+  for (int i = 0; i < 10 && flaky->revoked.empty(); ++i)
+    advance(5'000ms);
+  CHECK(flaky->revoked == std::vector<std::string>{x.backend_id});
+  CHECK(!call<lease>(storage, atom::get_v, x.id));
+}
+
+TEST_CASE_FIXTURE(manager_fixture, "revoke revokes at the cloud, then forgets") {
+  auto x = create_ttl(60'000, false, "flaky");
+  auto ok = call<atom::ok>(manager, atom::revoke_v, x.id);
+  CHECK(ok);
+  CHECK(flaky->revoked.size() == 1);
+  CHECK(code_of_get(x.id) == ec::not_found);
+  auto again = call<atom::ok>(manager, atom::revoke_v, x.id);
+  CHECK(code_of(again.error()) == ec::not_found);
+}
+
+TEST_CASE_FIXTURE(manager_fixture, "a failed client revoke keeps the lease") {
+  auto x = create_ttl(60'000, false, "flaky");
+  flaky->failing_revokes = 1;
+  auto res = call<atom::ok>(manager, atom::revoke_v, x.id);
+  REQUIRE(!res);
+  CHECK(code_of(res.error()) == ec::backend_unavailable);
+  CHECK(code_of_get(x.id) == ec::none);
+  CHECK(live_count() == 1);
+  advance(60'000ms); // and it still expires on time
+  CHECK(flaky->revoked.size() == 1);
+}
+
+TEST_CASE_FIXTURE(manager_fixture, "renew extends, caps at issued + max ttl") {
+  mcfg.max_ttl_ms = 10'000;
+  start(); // a second manager with a smaller max ttl over the same storage
+  auto x = create_ttl(4'000, true);
+  advance(3'000ms);
+  auto r = call<lease>(manager, atom::renew_v, x.id, int64_t{4'000});
+  REQUIRE(r);
+  CHECK(r->expires_ms == start_ms + 7'000);
+  CHECK(r->ttl_ms == 4'000);
+  advance(3'500ms); // at 6.5 s: 4 s more would pass the 10 s total life
+  r = call<lease>(manager, atom::renew_v, x.id, int64_t{4'000});
+  REQUIRE(r);
+  CHECK(r->expires_ms == start_ms + 10'000);
+  CHECK(r->ttl_ms == 3'500);
+  advance(3'500ms);
+  CHECK(code_of_get(x.id) == ec::not_found);
+  r = call<lease>(manager, atom::renew_v, x.id, int64_t{4'000});
+  CHECK(code_of(r.error()) == ec::not_found);
+}
+
+TEST_CASE_FIXTURE(manager_fixture, "renew needs a renewable lease") {
+  auto x = create_ttl(4'000, false);
+  auto r = call<lease>(manager, atom::renew_v, x.id, use_default_ttl);
+  CHECK(code_of(r.error()) == ec::not_renewable);
+}
+
+TEST_CASE_FIXTURE(manager_fixture, "renewed leases expire at the new time") {
+  auto x = create_ttl(2'000, true, "flaky");
+  advance(1'500ms);
+  REQUIRE(call<lease>(manager, atom::renew_v, x.id, int64_t{2'000}));
+  advance(1'000ms); // past the old deadline
+  CHECK(code_of_get(x.id) == ec::none);
+  CHECK(flaky->revoked.empty());
+  advance(1'000ms);
+  CHECK(code_of_get(x.id) == ec::not_found);
+  CHECK(flaky->revoked.size() == 1);
+}
+
+TEST_CASE_FIXTURE(manager_fixture, "exchange swaps the value, merges meta") {
+  create_request req;
+  req.ttl_ms = 10'000;
+  req.meta = R"({"a":1,"b":2})";
+  auto x = create(req);
+  advance(4'000ms);
+  auto y = call<lease>(manager, atom::exchange_v, std::string{}, x.value,
+                       std::string{R"({"b":3,"c":4})"});
+  REQUIRE(y);
+  CHECK(y->id == x.id);
+  CHECK(y->value != x.value);
+  CHECK(nlohmann::json::parse(y->meta)
+        == nlohmann::json{{"a", 1}, {"b", 3}, {"c", 4}});
+  CHECK(y->expires_ms == start_ms + 14'000);
+  auto old = call<lease>(manager, atom::exchange_v, std::string{}, x.value,
+                         std::string{"{}"});
+  CHECK(code_of(old.error()) == ec::invalid_token);
+  auto stored = call<lease>(storage, atom::get_v, x.id);
+  CHECK(stored->value == y->value);
+}
+
+TEST_CASE_FIXTURE(manager_fixture, "of two racing exchanges one wins") {
+  auto x = create_ttl(10'000);
+  auto a = send_request<lease>(manager, atom::exchange_v, std::string{},
+                               x.value, std::string{"{}"});
+  auto b = send_request<lease>(manager, atom::exchange_v, std::string{},
+                               x.value, std::string{"{}"});
+  sched->run();
+  REQUIRE(a->has_value());
+  REQUIRE(b->has_value());
+  CHECK(static_cast<bool>(**a) != static_cast<bool>(**b));
+}
+
+TEST_CASE_FIXTURE(manager_fixture, "exchange rejects expired tokens and "
+                                   "oversized merged meta") {
+  create_request req;
+  req.ttl_ms = 2'000;
+  req.meta = nlohmann::json{{"big", std::string(40'000, 'x')}}.dump();
+  auto x = create(req);
+  auto patch = nlohmann::json{{"more", std::string(40'000, 'y')}}.dump();
+  auto big = call<lease>(manager, atom::exchange_v, std::string{}, x.value,
+                         patch);
+  CHECK(code_of(big.error()) == ec::invalid_request);
+  // The rejected merge did not burn the token.
+  CHECK(call<lease>(manager, atom::exchange_v, std::string{}, x.value,
+                    std::string{"{}"}));
+  auto y = *call<lease>(manager, atom::get_v, x.id);
+  advance(2'000ms);
+  auto late = call<lease>(manager, atom::exchange_v, std::string{}, y.value,
+                          std::string{"{}"});
+  CHECK(code_of(late.error()) == ec::invalid_token);
+}
+
+TEST_CASE_FIXTURE(manager_fixture, "list pages through every lease once") {
+  std::set<std::string> made;
+  for (int i = 0; i < 25; ++i) {
+    create_request req;
+    req.ttl_ms = 60'000;
+    if (i % 2 == 0)
+      req.tags = {"even"};
+    made.insert(create(req).id);
+  }
+  std::set<std::string> seen;
+  list_query q;
+  q.limit = 7;
+  for (int pages = 0; pages < 10; ++pages) {
+    auto page = call<lease_page>(manager, atom::list_v, q);
+    REQUIRE(page);
+    for (auto& x : page->leases)
+      CHECK(seen.insert(x.id).second);
+    if (page->next_after_id.empty())
+      break;
+    q.after_id = page->next_after_id;
+  }
+  CHECK(seen == made);
+  q = list_query{};
+  q.tag = "even";
+  q.limit = 100;
+  CHECK(call<lease_page>(manager, atom::list_v, q)->leases.size() == 13);
+}
+
+TEST_CASE_FIXTURE(manager_fixture, "a new manager loads stored leases, "
+                                   "revokes the expired, keeps the rest") {
+  auto short_lease = create_ttl(1'000, false, "flaky");
+  auto long_lease = create_ttl(60'000);
+  // The old manager dies; time passes while nobody watches.
+  caf::anon_send_exit(manager, caf::exit_reason::kill);
+  sched->run();
+  advance(5'000ms);
+  CHECK(flaky->revoked.empty());
+  mcfg.start_wall_ms = start_ms + 5'000;
+  start();
+  CHECK(flaky->revoked == std::vector<std::string>{short_lease.backend_id});
+  CHECK(code_of_get(short_lease.id) == ec::not_found);
+  auto kept = call<lease>(manager, atom::get_v, long_lease.id);
+  REQUIRE(kept);
+  CHECK(kept->value == long_lease.value);
+  // The local backend re-learned the token from the record.
+  CHECK(call<lease>(manager, atom::exchange_v, std::string{}, long_lease.value,
+                    std::string{"{}"}));
+}
+
+TEST_CASE_FIXTURE(manager_fixture, "an expiry storm stays within the "
+                                   "revocation limit and revokes all") {
+  mcfg.max_concurrent_revocations = 8;
+  start();
+  for (int i = 0; i < 100; ++i)
+    create_ttl(1'000, false, "flaky");
+  advance(1'000ms);
+  CHECK(flaky->revoked.size() == 100);
+  CHECK(flaky->live.empty());
+  CHECK(live_count() == 0);
+}

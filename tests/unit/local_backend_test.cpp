@@ -1,0 +1,75 @@
+// The local one-time-token backend through its actor.
+
+#include <nlohmann/json.hpp>
+
+#include "actors/error.hpp"
+#include "actors/interfaces.hpp"
+#include "cloud_backends/cloud_actor.hpp"
+#include "cloud_backends/local/local_backend.hpp"
+#include "tests/unit/actor_fixture.hpp"
+
+using namespace tlm;
+
+namespace {
+
+struct local_fixture : test::actor_fixture {
+  cloud_actor cloud = own(spawn_cloud_actor(
+    *sys, *make_local_backend("local", {{"type", "local"}})));
+
+  cloud_token create(const std::string& id) {
+    auto t = call<cloud_token>(cloud, atom::create_v, id, int64_t{1000},
+                               std::string{"{}"});
+    REQUIRE(t);
+    return *t;
+  }
+};
+
+} // namespace
+
+TEST_CASE_FIXTURE(local_fixture, "tokens are long, random and url-safe") {
+  auto a = create("lease-a");
+  auto b = create("lease-b");
+  CHECK(a.value.size() >= 43); // 256 bits
+  CHECK(a.value != b.value);
+  CHECK(a.value.find_first_of("+/=") == std::string::npos);
+  CHECK(a.backend_id == "lease-a");
+}
+
+TEST_CASE_FIXTURE(local_fixture, "exchange issues a fresh value once") {
+  auto a = create("lease-a");
+  auto id = call<std::string>(cloud, atom::lookup_v, a.value);
+  REQUIRE(id);
+  CHECK(*id == "lease-a");
+  auto fresh = call<cloud_token>(cloud, atom::exchange_v, *id, a.value);
+  REQUIRE(fresh);
+  CHECK(fresh->value != a.value);
+  auto again = call<cloud_token>(cloud, atom::exchange_v, *id, a.value);
+  CHECK(code_of(again.error()) == ec::invalid_token);
+  CHECK(code_of(call<std::string>(cloud, atom::lookup_v, a.value).error())
+        == ec::invalid_token);
+  CHECK(*call<std::string>(cloud, atom::lookup_v, fresh->value) == "lease-a");
+}
+
+TEST_CASE_FIXTURE(local_fixture, "revoke is idempotent and kills the value") {
+  auto a = create("lease-a");
+  CHECK(call<atom::ok>(cloud, atom::revoke_v, std::string{"lease-a"}));
+  CHECK(call<atom::ok>(cloud, atom::revoke_v, std::string{"lease-a"}));
+  CHECK(!call<cloud_token>(cloud, atom::get_v, std::string{"lease-a"}));
+  CHECK(!call<std::string>(cloud, atom::lookup_v, a.value));
+}
+
+TEST_CASE_FIXTURE(local_fixture, "adopted tokens are known again") {
+  caf::anon_send(cloud, atom::adopt_v,
+                 std::vector<cloud_token>{{"old", "old-value", "{}"}});
+  sched->run();
+  CHECK(*call<std::string>(cloud, atom::lookup_v, std::string{"old-value"})
+        == "old");
+  auto all = call<std::vector<cloud_token>>(cloud, atom::get_all_v);
+  CHECK(all->size() == 1);
+}
+
+TEST_CASE_FIXTURE(local_fixture, "unknown options are invalid_request") {
+  auto t = call<cloud_token>(cloud, atom::create_v, std::string{"x"},
+                             int64_t{1000}, std::string{R"({"db":"y"})"});
+  CHECK(code_of(t.error()) == ec::invalid_request);
+}

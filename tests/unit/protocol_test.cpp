@@ -1,0 +1,188 @@
+// The protocol's pure functions: every kind of bad input gets its clear
+// failure, and replies render as the contract says.
+
+#include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
+
+#include "api/protocol.hpp"
+
+using namespace tlm;
+using json = nlohmann::json;
+
+namespace {
+
+ec code(const api_request& req) {
+  return req.error ? code_of(req.error) : ec::none;
+}
+
+std::string message(const api_request& req) {
+  return message_of(req.error);
+}
+
+} // namespace
+
+TEST_CASE("invalid JSON is invalid_request") {
+  auto req = parse_request("{\"action\":");
+  CHECK(code(req) == ec::invalid_request);
+  CHECK(message(req).find("JSON") != std::string::npos);
+}
+
+TEST_CASE("a message that is not an object is invalid_request") {
+  for (auto text : {"[1,2]", "\"create\"", "42", "null"}) {
+    CAPTURE(text);
+    CHECK(code(parse_request(text)) == ec::invalid_request);
+  }
+}
+
+TEST_CASE("an unknown or missing action is invalid_request") {
+  auto req = parse_request(R"({"action":"explode","request_id":7})");
+  CHECK(code(req) == ec::invalid_request);
+  CHECK(message(req).find("explode") != std::string::npos);
+  REQUIRE(req.request_id);
+  CHECK(*req.request_id == 7);
+  CHECK(code(parse_request(R"({"token_id":"x"})")) == ec::invalid_request);
+  CHECK(code(parse_request(R"({"action":5})")) == ec::invalid_request);
+}
+
+TEST_CASE("wrong field types are invalid_request naming the field") {
+  struct bad_case {
+    const char* text;
+    const char* field;
+  };
+  bad_case cases[] = {
+    {R"({"action":"create","options":{"ttl":"60000"}})", "ttl"},
+    {R"({"action":"create","options":{"ttl":1.5}})", "ttl"},
+    {R"({"action":"create","options":[]})", "options"},
+    {R"({"action":"create","tags":"t"})", "tags"},
+    {R"({"action":"create","tags":[1]})", "tags"},
+    {R"({"action":"create","meta":[]})", "meta"},
+    {R"({"action":"create","renewable":"yes"})", "renewable"},
+    {R"({"action":"create","description":3})", "description"},
+    {R"({"action":"create","backend":{}})", "backend"},
+    {R"({"action":"get","token_id":12})", "token_id"},
+    {R"({"action":"get"})", "token_id"},
+    {R"({"action":"renew","token_id":"x","ttl":"1"})", "ttl"},
+    {R"({"action":"list","limit":"5"})", "limit"},
+    {R"({"action":"list","cursor":5})", "cursor"},
+    {R"({"action":"exchange"})", "token"},
+    {R"({"action":"exchange","token":"t","meta":"m"})", "meta"},
+    {R"({"action":"health","request_id":{}})", "request_id"},
+  };
+  for (auto& c : cases) {
+    CAPTURE(c.text);
+    auto req = parse_request(c.text);
+    CHECK(code(req) == ec::invalid_request);
+    CHECK(message(req).find(c.field) != std::string::npos);
+  }
+}
+
+TEST_CASE("negative and zero ttls are invalid_request") {
+  for (auto text : {R"({"action":"create","options":{"ttl":-5}})",
+                    R"({"action":"create","options":{"ttl":0}})",
+                    R"({"action":"renew","token_id":"x","ttl":-1})",
+                    R"({"action":"create","options":{"ttl":18446744073709551615}})"}) {
+    CAPTURE(text);
+    CHECK(code(parse_request(text)) == ec::invalid_request);
+  }
+}
+
+TEST_CASE("metadata over 64 KiB is invalid_request") {
+  json msg{{"action", "create"},
+           {"meta", {{"x", std::string(max_meta_bytes, 'a')}}}};
+  auto req = parse_request(msg.dump());
+  CHECK(code(req) == ec::invalid_request);
+  CHECK(message(req).find("65536") != std::string::npos);
+  msg["meta"] = {{"x", std::string(1000, 'a')}};
+  CHECK(code(parse_request(msg.dump())) == ec::none);
+}
+
+TEST_CASE("create reads every field; options keep backend keys only") {
+  auto req = parse_request(
+    R"({"action":"create","backend":"b","options":{"ttl":5000,"db":"x"},
+        "renewable":true,"tags":["t"],"meta":{"k":1},"description":"d",
+        "request_id":"r1"})");
+  REQUIRE(code(req) == ec::none);
+  CHECK(req.verb == action::create);
+  CHECK(req.create.backend == "b");
+  CHECK(req.create.ttl_ms == 5000);
+  CHECK(json::parse(req.create.options) == json{{"db", "x"}});
+  CHECK(req.create.renewable);
+  CHECK(req.create.tags == std::vector<std::string>{"t"});
+  CHECK(json::parse(req.create.meta) == json{{"k", 1}});
+  CHECK(*req.request_id == "r1");
+  auto bare = parse_request(R"({"action":"create"})");
+  CHECK(bare.create.ttl_ms == use_default_ttl);
+}
+
+TEST_CASE("lease_id is an alias of token_id") {
+  auto req = parse_request(R"({"action":"revoke","lease_id":"abc"})");
+  REQUIRE(code(req) == ec::none);
+  CHECK(req.lease_id == "abc");
+}
+
+TEST_CASE("list limits: capped at 1000, at least 1; cursors round-trip") {
+  CHECK(parse_request(R"({"action":"list"})").query.limit == 100);
+  CHECK(parse_request(R"({"action":"list","limit":5000})").query.limit == 1000);
+  CHECK(code(parse_request(R"({"action":"list","limit":0})"))
+        == ec::invalid_request);
+  CHECK(code(parse_request(R"({"action":"list","limit":-3})"))
+        == ec::invalid_request);
+  auto cursor = encode_cursor("abc_DEF-123");
+  auto req = parse_request(json{{"action", "list"}, {"cursor", cursor}}.dump());
+  CHECK(req.query.after_id == "abc_DEF-123");
+  CHECK(code(parse_request(R"({"action":"list","cursor":"!!!"})"))
+        == ec::invalid_request);
+}
+
+TEST_CASE("replies echo request ids and carry codes and sentences") {
+  auto req = parse_request(R"({"action":"health","request_id":42})");
+  auto ok = json::parse(render_success(req, {{"status", "ok"}}));
+  CHECK(ok["result"] == "success");
+  CHECK(ok["request_id"] == 42);
+  auto fail = json::parse(render_failure(json("x"),
+                                         make_error(ec::not_found, "gone")));
+  CHECK(fail == json{{"result", "failure"}, {"error", "not_found"},
+                     {"message", "gone"}, {"request_id", "x"}});
+}
+
+TEST_CASE("leases render with RFC 3339 times; list hides the value") {
+  lease x;
+  x.id = "id";
+  x.value = "secret";
+  x.issued_ms = 1795442632123;
+  x.expires_ms = 1795442692123;
+  auto j = to_json(x);
+  CHECK(j["issued"] == "2026-11-23T14:03:52.123Z");
+  CHECK(j["expires"] == "2026-11-23T14:04:52.123Z");
+  CHECK(j["value"] == "secret");
+  CHECK(!to_json(x, false).contains("value"));
+  CHECK(rfc3339(0) == "1970-01-01T00:00:00.000Z");
+}
+
+TEST_CASE("every code has its HTTP status") {
+  CHECK(http_status(ec::none) == 200);
+  CHECK(http_status(ec::invalid_request) == 400);
+  CHECK(http_status(ec::not_renewable) == 400);
+  CHECK(http_status(ec::unknown_backend) == 400);
+  CHECK(http_status(ec::unauthorized) == 401);
+  CHECK(http_status(ec::not_found) == 404);
+  CHECK(http_status(ec::invalid_token) == 404);
+  CHECK(http_status(ec::too_large) == 413);
+  CHECK(http_status(ec::overloaded) == 503);
+  CHECK(http_status(ec::backend_unavailable) == 503);
+  CHECK(http_status(ec::storage_error) == 503);
+  CHECK(http_status(ec::backend_error) == 502);
+  CHECK(http_status(ec::internal) == 500);
+}
+
+TEST_CASE("deeply nested messages are refused before parsing") {
+  std::string deep = R"({"action":"create","meta":{"a":)"
+                     + std::string(100'000, '[') + std::string(100'000, ']')
+                     + "}}";
+  auto req = parse_request(deep);
+  CHECK(code(req) == ec::invalid_request);
+  CHECK(message(req).find("nests") != std::string::npos);
+  // Brackets inside strings do not count.
+  json msg{{"action", "create"}, {"description", std::string(1000, '[')}};
+  CHECK(code(parse_request(msg.dump())) == ec::none);
+}
