@@ -74,6 +74,12 @@ struct lease_manager_state {
     return &i->second;
   }
 
+  caf::duration timeout_of(const backend_handle& be) const {
+    if (be.remote)
+      return caf::duration{cfg.cloud_timeout};
+    return caf::duration{caf::infinite};
+  }
+
   const backend_handle* backend(const std::string& name) const {
     auto i = backends.find(name);
     return i == backends.end() ? nullptr : &i->second;
@@ -201,11 +207,11 @@ struct lease_manager_state {
     }
     ++revocations_in_flight;
     auto name = be->name;
-    self->request(be->actor, cfg.cloud_timeout, atom::revoke_v,
+    self->request(be->actor, timeout_of(*be), atom::revoke_v,
                   entry.record.backend_id)
       .then(
         [this, id, done](atom::ok) mutable {
-          self->request(cfg.storage, cfg.storage_timeout, atom::remove_v, id)
+          self->request(cfg.storage, caf::infinite, atom::remove_v, id)
             .then(
               [this, id, done](atom::ok) mutable {
                 erase(id);
@@ -284,7 +290,7 @@ struct lease_manager_state {
     record.description = std::move(req.description);
     ++pending_requests;
     self
-      ->request(be->actor, cfg.cloud_timeout, atom::create_v, record.id, ttl,
+      ->request(be->actor, timeout_of(*be), atom::create_v, record.id, ttl,
                 std::move(req.options))
       .then(
         [this, rp, record](cloud_token& token) mutable {
@@ -302,7 +308,7 @@ struct lease_manager_state {
   }
 
   void store_new(lease record, caf::typed_response_promise<lease> rp) {
-    self->request(cfg.storage, cfg.storage_timeout, atom::save_v, record)
+    self->request(cfg.storage, caf::infinite, atom::save_v, record)
       .then(
         [this, rp, record](atom::ok) mutable {
           --pending_requests;
@@ -315,7 +321,7 @@ struct lease_manager_state {
           --pending_requests;
           // The token exists but no lease holds it: take it back.
           if (auto* be = backend(record.backend))
-            self->request(be->actor, cfg.cloud_timeout, atom::revoke_v,
+            self->request(be->actor, timeout_of(*be), atom::revoke_v,
                           record.backend_id)
               .then([](atom::ok) {}, [](caf::error&) {});
           rp.deliver(from_storage(std::move(err)));
@@ -393,7 +399,7 @@ struct lease_manager_state {
     ++pending_requests;
     auto name = be->name;
     self
-      ->request(be->actor, cfg.cloud_timeout, atom::renew_v,
+      ->request(be->actor, timeout_of(*be), atom::renew_v,
                 updated.backend_id, updated.ttl_ms)
       .then(
         [this, rp, updated](atom::ok) mutable {
@@ -410,7 +416,7 @@ struct lease_manager_state {
   /// (then the client gets `dead_code`).
   void store_update(lease updated, caf::typed_response_promise<lease> rp,
                     ec dead_code) {
-    self->request(cfg.storage, cfg.storage_timeout, atom::save_v, updated)
+    self->request(cfg.storage, caf::infinite, atom::save_v, updated)
       .then(
         [this, rp, updated, dead_code](atom::ok) mutable {
           --pending_requests;
@@ -433,7 +439,7 @@ struct lease_manager_state {
   caf::typed_response_promise<lease_page> list(list_query& query) {
     auto rp = self->make_response_promise<lease_page>();
     query.now_ms = now_ms();
-    self->request(cfg.storage, cfg.storage_timeout, atom::list_v, query)
+    self->request(cfg.storage, caf::infinite, atom::list_v, query)
       .then([rp](lease_page& page) mutable { rp.deliver(std::move(page)); },
             [rp](caf::error& err) mutable {
               rp.deliver(from_storage(std::move(err)));
@@ -471,11 +477,13 @@ struct lease_manager_state {
     ++pending_requests;
     auto backend_name = be->name;
     auto actor = be->actor;
+    auto timeout = timeout_of(*be);
     // Step 1: which lease holds this value? Checked before the swap so a
     // rejected merge never burns the client's token.
-    self->request(actor, cfg.cloud_timeout, atom::lookup_v, value)
+    self->request(actor, timeout, atom::lookup_v, value)
       .then(
-        [this, rp, backend_name, actor, value, meta](std::string& bid) mutable {
+        [this, rp, backend_name, actor, timeout, value,
+         meta](std::string& bid) mutable {
           auto* entry = live(bid);
           if (entry == nullptr || entry->record.backend != backend_name) {
             --pending_requests;
@@ -491,7 +499,7 @@ struct lease_manager_state {
           lease updated = entry->record;
           updated.meta = std::move(*merged);
           // Step 2: the atomic swap; of two racing exchanges one wins.
-          self->request(actor, cfg.cloud_timeout, atom::exchange_v, bid, value)
+          self->request(actor, timeout, atom::exchange_v, bid, value)
             .then(
               [this, rp, updated](cloud_token& token) mutable {
                 auto now = now_ms();

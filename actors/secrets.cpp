@@ -3,34 +3,66 @@
 #include <sys/random.h>
 
 #include <cerrno>
-#include <sstream>
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
 #include <stdexcept>
 #include <vector>
 
-#include <Poco/Base64Encoder.h>
 
 namespace tlm {
 
-std::string random_token(size_t bytes) {
-  std::vector<unsigned char> buf(bytes);
-  size_t filled = 0;
-  while (filled < bytes) {
-    auto n = getrandom(buf.data() + filled, bytes - filled, 0);
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      throw std::runtime_error("getrandom failed");
+namespace {
+
+/// Fills `out` from the OS CSPRNG. A thread keeps a small buffer of
+/// getrandom output so a token costs no system call of its own.
+void fill_random(unsigned char* out, size_t n) {
+  thread_local unsigned char pool[4096];
+  thread_local size_t available = 0;
+  while (n > 0) {
+    if (available == 0) {
+      size_t filled = 0;
+      while (filled < sizeof(pool)) {
+        auto got = getrandom(pool + filled, sizeof(pool) - filled, 0);
+        if (got < 0) {
+          if (errno == EINTR)
+            continue;
+          throw std::runtime_error("getrandom failed");
+        }
+        filled += static_cast<size_t>(got);
+      }
+      available = sizeof(pool);
     }
-    filled += static_cast<size_t>(n);
+    auto take = std::min(n, available);
+    auto* from = pool + sizeof(pool) - available;
+    std::memcpy(out, from, take);
+    std::memset(from, 0, take); // handed-out bytes do not linger
+    available -= take;
+    out += take;
+    n -= take;
   }
-  std::ostringstream out;
-  Poco::Base64Encoder enc(out, Poco::BASE64_URL_ENCODING
-                                 | Poco::BASE64_NO_PADDING);
-  enc.rdbuf()->setLineLength(0);
-  enc.write(reinterpret_cast<const char*>(buf.data()),
-            static_cast<std::streamsize>(bytes));
-  enc.close();
-  return out.str();
+}
+
+} // namespace
+
+// Base64url by hand: Poco's stream encoder needs an ostringstream per
+// token, which cost more than the rest of a create.
+std::string random_token(size_t bytes) {
+  static constexpr char alphabet[]
+    = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::vector<unsigned char> buf(bytes + 2, 0);
+  fill_random(buf.data(), bytes);
+  std::string out;
+  out.reserve((bytes * 4 + 2) / 3);
+  for (size_t i = 0; i < bytes; i += 3) {
+    uint32_t group = (uint32_t{buf[i]} << 16) | (uint32_t{buf[i + 1]} << 8)
+                     | buf[i + 2];
+    size_t chars = std::min<size_t>(4, ((bytes - i) * 4 + 2) / 3);
+    for (size_t c = 0; c < chars; ++c)
+      out.push_back(alphabet[(group >> (18 - 6 * c)) & 0x3f]);
+  }
+  std::memset(buf.data(), 0, buf.size());
+  return out;
 }
 
 } // namespace tlm

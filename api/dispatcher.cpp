@@ -31,10 +31,13 @@ void dispatcher::ask(api_request req, std::function<void(api_reply)> done,
   };
   gateway_.submit(gateway_job{[this, req = std::move(req), finish, render,
                                xs...](caf::event_based_actor* self) {
-    self->request(manager_, timeout_, xs...)
+    // No request timeout: the manager always answers (its own calls to
+    // remote backends have deadlines), and a timeout would cost two trips
+    // through CAF's clock thread per request.
+    self->request(manager_, caf::infinite, xs...)
       .then(
         [req, finish, render](Result& result) {
-          finish({render_success(req, render(result)), ec::none});
+          finish({render(req, result), ec::none});
         },
         [req, finish](caf::error& err) {
           finish(failure(req.request_id, err));
@@ -54,7 +57,9 @@ void dispatcher::call(api_request req, std::function<void(api_reply)> done,
     done(failure(req.request_id, req.error));
     return;
   }
-  auto with_lease = [](const lease& x) { return json{{"lease", to_json(x)}}; };
+  auto with_lease = [](const api_request& r, const lease& x) {
+    return render_lease(r, x);
+  };
   switch (req.verb) {
     case action::create: {
       auto create = req.create;
@@ -69,7 +74,10 @@ void dispatcher::call(api_request req, std::function<void(api_reply)> done,
       auto id = req.lease_id;
       return ask<atom::ok>(
         std::move(req), std::move(done), lane,
-        [](atom::ok) { return json::object(); }, atom::revoke_v, id);
+        [](const api_request& r, atom::ok) {
+          return render_success(r, json::object());
+        },
+        atom::revoke_v, id);
     }
     case action::renew: {
       auto id = req.lease_id;
@@ -81,15 +89,8 @@ void dispatcher::call(api_request req, std::function<void(api_reply)> done,
       auto query = req.query;
       return ask<lease_page>(
         std::move(req), std::move(done), lane,
-        [](const lease_page& page) {
-          auto leases = json::array();
-          for (auto& x : page.leases)
-            leases.push_back(to_json(x, false));
-          return json{{"leases", std::move(leases)},
-                      {"next_cursor", page.next_after_id.empty()
-                                        ? json(nullptr)
-                                        : json(encode_cursor(
-                                          page.next_after_id))}};
+        [](const api_request& r, const lease_page& page) {
+          return render_page(r, page);
         },
         atom::list_v, query);
     }
@@ -103,7 +104,9 @@ void dispatcher::call(api_request req, std::function<void(api_reply)> done,
     case action::health:
       return ask<uint64_t>(
         std::move(req), std::move(done), lane,
-        [](uint64_t live) { return json{{"status", "ok"}, {"leases", live}}; },
+        [](const api_request& r, uint64_t live) {
+          return render_success(r, {{"status", "ok"}, {"leases", live}});
+        },
         atom::health_v);
     case action::auth:
       if (keys_.allows(req.api_key))
@@ -121,9 +124,9 @@ api_reply dispatcher::call_and_wait(api_request req, size_t lane) {
   call(std::move(req),
        [promise](api_reply reply) { promise->set_value(std::move(reply)); },
        lane);
-  // The manager request has its own timeout, so a reply always comes; the
-  // extra margin only guards against a stopped actor system.
-  if (future.wait_for(timeout_ + std::chrono::seconds(5))
+  // The manager always answers; the deadline only guards a thread of ours
+  // against a stopped actor system.
+  if (future.wait_for(timeout_)
       != std::future_status::ready)
     return failure(std::nullopt, make_error(ec::internal,
                                             "the lease manager is gone"));

@@ -303,6 +303,93 @@ json to_json(const lease& x, bool with_value) {
   return result;
 }
 
+namespace {
+
+/// Appends `text` as a JSON string. Text here came in as valid JSON (so
+/// valid UTF-8) or was made by us; only quotes, backslashes and control
+/// characters need escaping.
+void append_string(std::string& out, std::string_view text) {
+  out.push_back('"');
+  for (char c : text) {
+    auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(c);
+    } else if (u < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\u%04x", u);
+      out.append(buf);
+    } else {
+      out.push_back(c);
+    }
+  }
+  out.push_back('"');
+}
+
+void append_lease(std::string& out, const lease& x, bool with_value) {
+  out.append("{\"id\":");
+  append_string(out, x.id);
+  out.append(",\"backend\":");
+  append_string(out, x.backend);
+  out.append(",\"backend_id\":");
+  append_string(out, x.backend_id);
+  if (with_value) {
+    out.append(",\"value\":");
+    append_string(out, x.value);
+  }
+  out.append(",\"ttl\":").append(std::to_string(x.ttl_ms));
+  out.append(",\"issued\":\"").append(rfc3339(x.issued_ms));
+  out.append("\",\"expires\":\"").append(rfc3339(x.expires_ms));
+  out.append("\",\"renewable\":").append(x.renewable ? "true" : "false");
+  out.append(",\"tags\":[");
+  for (size_t i = 0; i < x.tags.size(); ++i) {
+    if (i > 0)
+      out.push_back(',');
+    append_string(out, x.tags[i]);
+  }
+  // meta is stored as the JSON text we serialized ourselves.
+  out.append("],\"meta\":");
+  out.append(!x.meta.empty() && x.meta.front() == '{' ? x.meta : "{}");
+  out.append(",\"description\":");
+  append_string(out, x.description);
+  out.push_back('}');
+}
+
+void close_reply(std::string& out, const api_request& req) {
+  if (req.request_id)
+    out.append(",\"request_id\":").append(req.request_id->dump());
+  out.push_back('}');
+}
+
+} // namespace
+
+std::string render_lease(const api_request& req, const lease& x) {
+  std::string out;
+  out.reserve(512 + x.meta.size() + x.description.size());
+  out.append("{\"result\":\"success\",\"lease\":");
+  append_lease(out, x, true);
+  close_reply(out, req);
+  return out;
+}
+
+std::string render_page(const api_request& req, const lease_page& page) {
+  std::string out;
+  out.reserve(64 + 400 * page.leases.size());
+  out.append("{\"result\":\"success\",\"leases\":[");
+  for (size_t i = 0; i < page.leases.size(); ++i) {
+    if (i > 0)
+      out.push_back(',');
+    append_lease(out, page.leases[i], false);
+  }
+  out.append("],\"next_cursor\":");
+  if (page.next_after_id.empty())
+    out.append("null");
+  else
+    append_string(out, encode_cursor(page.next_after_id));
+  close_reply(out, req);
+  return out;
+}
+
 std::string rfc3339(int64_t ms) {
   auto secs = static_cast<time_t>(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
   auto millis = static_cast<int>(ms - static_cast<int64_t>(secs) * 1000);

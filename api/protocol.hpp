@@ -62,6 +62,13 @@ std::string render_failure(const std::optional<nlohmann::json>& request_id,
 /// A lease as the protocol shows it; `list` leaves out the secret value.
 nlohmann::json to_json(const lease& x, bool with_value = true);
 
+/// `{"result":"success","lease":{...}}`, written directly: the hot path of
+/// every create, get, renew and exchange.
+std::string render_lease(const api_request& req, const lease& x);
+
+/// `{"result":"success","leases":[...],"next_cursor":...}`.
+std::string render_page(const api_request& req, const lease_page& page);
+
 /// RFC 3339 UTC with milliseconds, e.g. `2026-11-23T14:03:52.123Z`.
 std::string rfc3339(int64_t ms_since_epoch);
 

@@ -125,7 +125,8 @@ int serve(const daemon_config& cfg, const sigset_t& stop_signals) {
   for (auto& [name, backend] : clouds) {
     log("info", "backend " + backend->describe());
     mcfg.backends.push_back(
-      {name, spawn_cloud_actor(sys, backend), backend->exchangeable()});
+      {name, spawn_cloud_actor(sys, backend), backend->exchangeable(),
+       backend->blocking()});
   }
   mcfg.storage = spawn_storage_actor(sys, std::move(*storage_backend));
   auto storage = mcfg.storage;

@@ -186,3 +186,31 @@ TEST_CASE("deeply nested messages are refused before parsing") {
   json msg{{"action", "create"}, {"description", std::string(1000, '[')}};
   CHECK(code(parse_request(msg.dump())) == ec::none);
 }
+
+TEST_CASE("the direct lease writer agrees with the JSON library") {
+  lease x;
+  x.id = "id";
+  x.backend = "local";
+  x.backend_id = "bid";
+  x.value = "secret";
+  x.ttl_ms = 1234;
+  x.issued_ms = 1795442632123;
+  x.expires_ms = 1795442633357;
+  x.renewable = true;
+  x.tags = {"a\"b", "c\\d", std::string("e\x01", 2)};
+  x.meta = json{{"k", {1, "é", nullptr}}}.dump();
+  x.description = "line\nbreak \u00fc";
+  auto req = parse_request(R"({"action":"get","token_id":"id","request_id":[1]})");
+  req.request_id = json{{"nested", 1}};
+  auto text = render_lease(req, x);
+  auto parsed = json::parse(text);
+  CHECK(parsed["result"] == "success");
+  CHECK(parsed["request_id"] == json{{"nested", 1}});
+  CHECK(parsed["lease"] == to_json(x));
+  lease_page page{{x, x}, "next"};
+  auto listed = json::parse(render_page(req, page));
+  CHECK(listed["leases"].size() == 2);
+  CHECK(listed["leases"][0] == to_json(x, false));
+  CHECK(listed["next_cursor"] == encode_cursor("next"));
+  CHECK(json::parse(render_page(req, lease_page{}))["next_cursor"].is_null());
+}
