@@ -49,10 +49,9 @@ using storage_actor = caf::typed_actor<
   caf::replies_to<atom::remove, std::string>::with<atom::ok>,
   // Reads one lease (`not_found` when absent).
   caf::replies_to<atom::get, std::string>::with<lease>,
-  // Reads up to `n` leases ordered by id after `after_id` (all of them in
+  // Reads up to `n` leases of any state after a position (all of them in
   // batches, for the start-up load).
-  caf::replies_to<atom::load, std::string, uint32_t>::with<
-    std::vector<lease>>,
+  caf::replies_to<atom::load, std::string, uint32_t>::with<lease_page>,
   // One page of live leases matching a filter.
   caf::replies_to<atom::list, list_query>::with<lease_page>,
   // Commits every pending write, then answers (used at shutdown).

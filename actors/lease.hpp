@@ -67,30 +67,32 @@ typename Inspector::result_type inspect(Inspector& f, create_request& x) {
            x.options, x.renewable, x.tags, x.meta, x.description);
 }
 
-/// A page request for `list`: leases ordered by id, after `after_id`.
+/// A page request for `list`: leases in the storage's stable order, after
+/// the position `after` (opaque, from the previous page; empty: start).
 struct list_query {
   std::string backend;   ///< Empty: any backend.
   std::string tag;       ///< Empty: any tag.
-  std::string after_id;  ///< Empty: from the start.
+  std::string after;
   uint32_t limit = 100;
   int64_t now_ms = 0;  ///< Leases expired at this time are left out.
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, list_query& x) {
-  return f(caf::meta::type_name("list_query"), x.backend, x.tag, x.after_id,
+  return f(caf::meta::type_name("list_query"), x.backend, x.tag, x.after,
            x.limit, x.now_ms);
 }
 
-/// One page of `list`; `next_after_id` is empty on the last page.
+/// One page of `list` or `load`; `next_after` is the position to continue
+/// from, empty on the last page.
 struct lease_page {
   std::vector<lease> leases;
-  std::string next_after_id;
+  std::string next_after;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, lease_page& x) {
-  return f(caf::meta::type_name("lease_page"), x.leases, x.next_after_id);
+  return f(caf::meta::type_name("lease_page"), x.leases, x.next_after);
 }
 
 /// Largest serialized `meta` a lease may carry.

@@ -20,6 +20,8 @@ using std::chrono::milliseconds;
 
 constexpr size_t lease_id_bytes = 16; // 22 base64url characters
 
+constexpr size_t initial_capacity = 1 << 20;
+
 enum class lease_state {
   active,      ///< Alive until `expires_ms`.
   revoking,    ///< A revocation is in flight; dead at the API.
@@ -561,12 +563,13 @@ struct lease_manager_state {
   /// Loads every stored lease in batches: expired ones are revoked at once
   /// (their deadline is past), the rest scheduled; backends re-learn their
   /// tokens from the records.
-  void load_from(std::string after_id) {
+  void load_from(std::string after) {
     self
-      ->request(cfg.storage, caf::infinite, atom::load_v, std::move(after_id),
+      ->request(cfg.storage, caf::infinite, atom::load_v, std::move(after),
                 cfg.load_batch)
       .then(
-        [this](std::vector<lease>& batch) {
+        [this](lease_page& page) {
+          auto& batch = page.leases;
           std::map<std::string, std::vector<cloud_token>> tokens;
           for (auto& record : batch) {
             tokens[record.backend].push_back(
@@ -579,8 +582,8 @@ struct lease_manager_state {
           for (auto& [name, list] : tokens)
             if (auto* be = backend(name))
               self->send(be->actor, atom::adopt_v, std::move(list));
-          if (batch.size() == cfg.load_batch)
-            load_from(batch.back().id);
+          if (!page.next_after.empty())
+            load_from(std::move(page.next_after));
           else
             finish_loading();
         },
@@ -614,6 +617,8 @@ lease_manager_actor spawn_lease_manager(caf::actor_system& sys,
     st.start_clock = self->clock().now();
     for (auto& handle : cfg.backends)
       st.backends.emplace(handle.name, handle);
+    // Growing past this rehashes every lease at once and stalls requests.
+    st.leases.reserve(initial_capacity);
     st.cfg = std::move(cfg);
     st.load_from("");
     return {

@@ -146,7 +146,7 @@ void read_list(field_reader& in, api_request& req) {
     auto id = decode_cursor(cursor);
     if (!id)
       return in.fail(message_of(id.error()));
-    q.after_id = std::move(*id);
+    q.after = std::move(*id);
   }
 }
 
@@ -382,10 +382,10 @@ std::string render_page(const api_request& req, const lease_page& page) {
     append_lease(out, page.leases[i], false);
   }
   out.append("],\"next_cursor\":");
-  if (page.next_after_id.empty())
+  if (page.next_after.empty())
     out.append("null");
   else
-    append_string(out, encode_cursor(page.next_after_id));
+    append_string(out, encode_cursor(page.next_after));
   close_reply(out, req);
   return out;
 }

@@ -31,7 +31,7 @@ struct api_request {
   std::string lease_id;                 ///< get, revoke, renew
   int64_t ttl_ms = use_default_ttl;     ///< renew
   create_request create;                ///< create
-  list_query query;                     ///< list (after_id from the cursor)
+  list_query query;                     ///< list (after from the cursor)
   std::string backend;                  ///< exchange
   std::string token;                    ///< exchange
   std::string meta = "{}";              ///< exchange

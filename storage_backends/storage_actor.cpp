@@ -69,8 +69,8 @@ storage_behavior(storage_actor::stateful_pointer<storage_state> self,
     [self](atom::get, const std::string& id) {
       return lift(self->state.backend->get(id));
     },
-    [self](atom::load, const std::string& after_id, uint32_t max) {
-      return lift(self->state.backend->load(after_id, max));
+    [self](atom::load, const std::string& after, uint32_t max) {
+      return lift(self->state.backend->load(after, max));
     },
     [self](atom::list, const list_query& query) {
       return lift(self->state.backend->list(query));

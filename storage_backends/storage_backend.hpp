@@ -33,13 +33,14 @@ public:
   /// Reads one lease (`not_found` when absent).
   virtual caf::expected<lease> get(const std::string& id) = 0;
 
-  /// Up to `max` leases ordered by id, after `after_id` (all states, also
-  /// expired ones: the start-up load revokes those).
-  virtual caf::expected<std::vector<lease>> load(const std::string& after_id,
-                                                 uint32_t max)
+  /// Up to `max` leases after a position (all states, also expired ones:
+  /// the start-up load revokes those).
+  virtual caf::expected<lease_page> load(const std::string& after,
+                                         uint32_t max)
     = 0;
 
-  /// One page of unexpired leases matching the query, ordered by id.
+  /// One page of unexpired leases matching the query. Pages follow one
+  /// stable order, so paging returns every lease present throughout once.
   virtual caf::expected<lease_page> list(const list_query& query) = 0;
 };
 

@@ -15,7 +15,9 @@ class local_backend : public cloud_backend {
 public:
   local_backend(std::string name, size_t token_bytes)
     : name_(std::move(name)), token_bytes_(token_bytes) {
-    // nop
+    // A rehash of a big table stalls every create of this backend.
+    value_of_.reserve(1 << 20);
+    id_of_.reserve(1 << 20);
   }
 
   bool blocking() const override {

@@ -185,15 +185,23 @@ public:
     return std::move(rows->front());
   }
 
-  caf::expected<std::vector<lease>> load(const std::string& after_id,
-                                         uint32_t max) override {
-    load_.bind(1, after_id).bind(2, static_cast<int64_t>(max));
-    return read_rows(load_);
+  // Positions are lease ids: the primary key orders the pages.
+  caf::expected<lease_page> load(const std::string& after,
+                                 uint32_t max) override {
+    load_.bind(1, after).bind(2, static_cast<int64_t>(max));
+    auto rows = read_rows(load_);
+    if (!rows)
+      return std::move(rows.error());
+    lease_page page;
+    page.leases = std::move(*rows);
+    if (page.leases.size() == max && max > 0)
+      page.next_after = page.leases.back().id;
+    return page;
   }
 
   caf::expected<lease_page> list(const list_query& q) override {
     // One row more than asked tells whether another page exists.
-    list_.bind(1, q.after_id)
+    list_.bind(1, q.after)
       .bind(2, q.now_ms)
       .bind(3, q.backend)
       .bind(4, q.tag)
@@ -205,7 +213,7 @@ public:
     page.leases = std::move(*rows);
     if (page.leases.size() > q.limit) {
       page.leases.resize(q.limit);
-      page.next_after_id = page.leases.back().id;
+      page.next_after = page.leases.back().id;
     }
     return page;
   }

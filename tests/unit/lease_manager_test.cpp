@@ -311,9 +311,9 @@ TEST_CASE_FIXTURE(manager_fixture, "list pages through every lease once") {
     REQUIRE(page);
     for (auto& x : page->leases)
       CHECK(seen.insert(x.id).second);
-    if (page->next_after_id.empty())
+    if (page->next_after.empty())
       break;
-    q.after_id = page->next_after_id;
+    q.after = page->next_after;
   }
   CHECK(seen == made);
   q = list_query{};

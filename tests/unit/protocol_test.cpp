@@ -129,7 +129,7 @@ TEST_CASE("list limits: capped at 1000, at least 1; cursors round-trip") {
         == ec::invalid_request);
   auto cursor = encode_cursor("abc_DEF-123");
   auto req = parse_request(json{{"action", "list"}, {"cursor", cursor}}.dump());
-  CHECK(req.query.after_id == "abc_DEF-123");
+  CHECK(req.query.after == "abc_DEF-123");
   CHECK(code(parse_request(R"({"action":"list","cursor":"!!!"})"))
         == ec::invalid_request);
 }

@@ -88,14 +88,15 @@ TEST_CASE("every storage backend keeps the same contract") {
     for (;;) {
       auto part = db.load(after, 7);
       REQUIRE(part);
-      for (auto& x : *part)
+      CHECK(part->leases.size() <= 7);
+      for (auto& x : part->leases)
         loaded.push_back(x.id);
-      if (part->size() < 7)
+      if (part->next_after.empty())
         break;
-      after = part->back().id;
+      after = part->next_after;
     }
     CHECK(loaded.size() == 29);
-    CHECK(std::is_sorted(loaded.begin(), loaded.end()));
+    CHECK(std::set<std::string>(loaded.begin(), loaded.end()).size() == 29);
 
     // List: filters, expiry cut-off, paging.
     list_query q;
@@ -108,9 +109,9 @@ TEST_CASE("every storage backend keeps the same contract") {
       CHECK(page->leases.size() <= 4);
       for (auto& x : page->leases)
         CHECK(seen.insert(x.id).second);
-      if (page->next_after_id.empty())
+      if (page->next_after.empty())
         break;
-      q.after_id = page->next_after_id;
+      q.after = page->next_after;
     }
     CHECK(seen.size() == 20);
     CHECK(seen.count("id100") == 1);
@@ -161,9 +162,8 @@ public:
   caf::expected<lease> get(const std::string&) override {
     return make_error(ec::not_found, "none");
   }
-  caf::expected<std::vector<lease>> load(const std::string&,
-                                         uint32_t) override {
-    return std::vector<lease>{};
+  caf::expected<lease_page> load(const std::string&, uint32_t) override {
+    return lease_page{};
   }
   caf::expected<lease_page> list(const list_query&) override {
     return lease_page{};
