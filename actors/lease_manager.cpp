@@ -20,7 +20,7 @@ using std::chrono::milliseconds;
 
 constexpr size_t lease_id_bytes = 16; // 22 base64url characters
 
-constexpr size_t initial_capacity = 1 << 20;
+constexpr size_t initial_capacity = 1 << 21;
 
 enum class lease_state {
   active,      ///< Alive until `expires_ms`.

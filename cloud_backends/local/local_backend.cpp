@@ -16,8 +16,8 @@ public:
   local_backend(std::string name, size_t token_bytes)
     : name_(std::move(name)), token_bytes_(token_bytes) {
     // A rehash of a big table stalls every create of this backend.
-    value_of_.reserve(1 << 20);
-    id_of_.reserve(1 << 20);
+    value_of_.reserve(1 << 21);
+    id_of_.reserve(1 << 21);
   }
 
   bool blocking() const override {

@@ -22,7 +22,7 @@ bool matches(const lease& x, const list_query& q) {
 class memory_backend : public storage_backend {
 public:
   memory_backend() {
-    by_id_.reserve(1 << 20); // a rehash of a big table stalls all writes
+    by_id_.reserve(1 << 21); // a rehash of a big table stalls all writes
   }
 
   bool blocking() const override {
