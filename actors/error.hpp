@@ -8,6 +8,8 @@
 #include <string_view>
 
 #include <caf/error.hpp>
+#include <caf/expected.hpp>
+#include <caf/result.hpp>
 #include <caf/make_message.hpp>
 
 namespace tlm {
@@ -41,6 +43,14 @@ ec code_of(const caf::error& err);
 
 /// The human sentence stored in an error made by `make_error`.
 std::string message_of(const caf::error& err);
+
+/// Turns a backend's `expected` into an actor's reply.
+template <class T>
+caf::result<T> to_result(caf::expected<T>&& x) {
+  if (!x)
+    return std::move(x.error());
+  return std::move(*x);
+}
 
 } // namespace tlm
 

@@ -17,10 +17,7 @@ cloud_actor::behavior_type cloud_behavior(cloud_actor::pointer self,
       auto parsed = nlohmann::json::parse(options, nullptr, false);
       if (parsed.is_discarded() || !parsed.is_object())
         return make_error(ec::invalid_request, "options must be a JSON object");
-      auto token = be->create(lease_id, ttl_ms, parsed);
-      if (!token)
-        return std::move(token.error());
-      return std::move(*token);
+      return to_result(be->create(lease_id, ttl_ms, parsed));
     },
     [be](atom::revoke, const std::string& id) -> caf::result<atom::ok> {
       if (auto err = be->revoke(id))
@@ -28,10 +25,7 @@ cloud_actor::behavior_type cloud_behavior(cloud_actor::pointer self,
       return atom::ok_v;
     },
     [be](atom::get, const std::string& id) -> caf::result<cloud_token> {
-      auto token = be->get(id);
-      if (!token)
-        return std::move(token.error());
-      return std::move(*token);
+      return to_result(be->get(id));
     },
     [be](atom::renew, const std::string& id,
          int64_t ttl_ms) -> caf::result<atom::ok> {
@@ -40,23 +34,14 @@ cloud_actor::behavior_type cloud_behavior(cloud_actor::pointer self,
       return atom::ok_v;
     },
     [be](atom::get_all) -> caf::result<std::vector<cloud_token>> {
-      auto tokens = be->get_all();
-      if (!tokens)
-        return std::move(tokens.error());
-      return std::move(*tokens);
+      return to_result(be->get_all());
     },
     [be](atom::lookup, const std::string& value) -> caf::result<std::string> {
-      auto id = be->lookup(value);
-      if (!id)
-        return std::move(id.error());
-      return std::move(*id);
+      return to_result(be->lookup(value));
     },
     [be](atom::exchange, const std::string& id,
          const std::string& value) -> caf::result<cloud_token> {
-      auto token = be->exchange(id, value);
-      if (!token)
-        return std::move(token.error());
-      return std::move(*token);
+      return to_result(be->exchange(id, value));
     },
     [be](atom::adopt, const std::vector<cloud_token>& tokens) {
       be->adopt(tokens);

@@ -44,13 +44,6 @@ struct storage_state {
   }
 };
 
-template <class T>
-caf::result<T> lift(caf::expected<T>&& x) {
-  if (!x)
-    return std::move(x.error());
-  return std::move(*x);
-}
-
 storage_actor::behavior_type
 storage_behavior(storage_actor::stateful_pointer<storage_state> self,
                  std::shared_ptr<std::unique_ptr<storage_backend>> backend) {
@@ -67,13 +60,13 @@ storage_behavior(storage_actor::stateful_pointer<storage_state> self,
                                         std::move(key)});
     },
     [self](atom::get, const std::string& id) {
-      return lift(self->state.backend->get(id));
+      return to_result(self->state.backend->get(id));
     },
     [self](atom::load, const std::string& after, uint32_t max) {
-      return lift(self->state.backend->load(after, max));
+      return to_result(self->state.backend->load(after, max));
     },
     [self](atom::list, const list_query& query) {
-      return lift(self->state.backend->list(query));
+      return to_result(self->state.backend->list(query));
     },
     [self](atom::flush) -> caf::result<atom::ok> {
       if (auto err = self->state.commit())
