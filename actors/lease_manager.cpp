@@ -78,7 +78,8 @@ struct lease_manager_state {
 
   caf::duration timeout_of(const backend_handle& be) const {
     if (be.remote)
-      return caf::duration{cfg.cloud_timeout};
+      return caf::duration{be.timeout.count() > 0 ? be.timeout
+                                                   : cfg.cloud_timeout};
     return caf::duration{caf::infinite};
   }
 

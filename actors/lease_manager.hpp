@@ -20,6 +20,8 @@ struct backend_handle {
   /// backends get none: a request timeout costs two trips through CAF's
   /// clock thread, the largest cost of a local create.
   bool remote = false;
+  /// Deadline of one call when remote; zero: `cloud_timeout`.
+  std::chrono::milliseconds timeout{0};
 };
 
 /// Everything the lease manager needs; policy lives here and nowhere else.

@@ -50,13 +50,64 @@ cloud_actor::behavior_type cloud_behavior(cloud_actor::pointer self,
   };
 }
 
+/// Hands each call to the next worker: a blocking backend serves up to
+/// `concurrency()` calls at once, each on its own thread.
+cloud_actor::behavior_type
+pool_behavior(cloud_actor::stateful_pointer<std::vector<cloud_actor>> self,
+              std::vector<cloud_actor> workers) {
+  self->state = std::move(workers);
+  auto next = [self, i = size_t{0}]() mutable -> const cloud_actor& {
+    return self->state[i++ % self->state.size()];
+  };
+  self->set_exit_handler([self](const caf::exit_msg& msg) {
+    for (auto& w : self->state)
+      self->send_exit(w, msg.reason);
+    self->quit(msg.reason);
+  });
+  return {
+    [self, next](atom::create a, std::string& id, int64_t ttl,
+                 std::string& options) mutable {
+      return self->delegate(next(), a, std::move(id), ttl, std::move(options));
+    },
+    [self, next](atom::revoke a, std::string& id) mutable {
+      return self->delegate(next(), a, std::move(id));
+    },
+    [self, next](atom::get a, std::string& id) mutable {
+      return self->delegate(next(), a, std::move(id));
+    },
+    [self, next](atom::renew a, std::string& id, int64_t ttl) mutable {
+      return self->delegate(next(), a, std::move(id), ttl);
+    },
+    [self, next](atom::get_all a) mutable { return self->delegate(next(), a); },
+    [self, next](atom::lookup a, std::string& value) mutable {
+      return self->delegate(next(), a, std::move(value));
+    },
+    [self, next](atom::exchange a, std::string& id,
+                 std::string& value) mutable {
+      return self->delegate(next(), a, std::move(id), std::move(value));
+    },
+    [self, next](atom::adopt a, std::vector<cloud_token>& tokens) mutable {
+      self->send(next(), a, std::move(tokens));
+    },
+    [self, next](atom::describe a) mutable {
+      return self->delegate(next(), a);
+    },
+  };
+}
+
 } // namespace
 
 cloud_actor spawn_cloud_actor(caf::actor_system& sys,
                               std::shared_ptr<cloud_backend> backend) {
-  if (backend->blocking())
+  if (!backend->blocking())
+    return sys.spawn(cloud_behavior, std::move(backend));
+  auto n = std::max<size_t>(1, backend->concurrency());
+  if (n == 1)
     return sys.spawn<caf::detached>(cloud_behavior, std::move(backend));
-  return sys.spawn(cloud_behavior, std::move(backend));
+  std::vector<cloud_actor> workers;
+  for (size_t i = 0; i < n; ++i)
+    workers.push_back(sys.spawn<caf::detached>(cloud_behavior, backend));
+  return sys.spawn(pool_behavior, std::move(workers));
 }
 
 } // namespace tlm

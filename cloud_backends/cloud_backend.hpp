@@ -1,5 +1,7 @@
 #pragma once
 
+#include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -22,6 +24,17 @@ public:
 
   /// True when calls wait on I/O; the actor then runs detached.
   virtual bool blocking() const = 0;
+
+  /// Calls that may run at once. Above 1, the backend must be safe to call
+  /// from several threads (one actor thread per call in flight).
+  virtual size_t concurrency() const {
+    return 1;
+  }
+
+  /// How long the lease manager waits for one call of a blocking backend.
+  virtual std::chrono::milliseconds timeout() const {
+    return std::chrono::seconds(10);
+  }
 
   /// True when the backend supports `lookup` and `exchange`.
   virtual bool exchangeable() const {

@@ -6,7 +6,10 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/error.hpp"
+#include "cloud_backends/influxdb/influxdb_backend.hpp"
+#include "cloud_backends/influxdb1/influxdb1_backend.hpp"
 #include "cloud_backends/local/local_backend.hpp"
+#include "cloud_backends/redis_acl/redis_acl_backend.hpp"
 
 namespace tlm {
 
@@ -19,6 +22,9 @@ using factory = std::function<caf::expected<std::shared_ptr<cloud_backend>>(
 const std::map<std::string, factory>& factories() {
   static const std::map<std::string, factory> table{
     {"local", make_local_backend},
+    {"influxdb", make_influxdb_backend},
+    {"influxdb1", make_influxdb1_backend},
+    {"redis_acl", make_redis_acl_backend},
   };
   return table;
 }

@@ -6,6 +6,7 @@
 
 #include "actors/error.hpp"
 #include "actors/secrets.hpp"
+#include "cloud_backends/settings.hpp"
 
 namespace tlm {
 
@@ -119,24 +120,12 @@ private:
 
 caf::expected<std::shared_ptr<cloud_backend>>
 make_local_backend(const std::string& name, const nlohmann::json& settings) {
-  size_t token_bytes = 32;
-  for (auto& [key, value] : settings.items()) {
-    if (key == "type")
-      continue;
-    if (key == "token_bytes" && value.is_number_integer()
-        && value.get<int64_t>() >= 32 && value.get<int64_t>() <= 128) {
-      token_bytes = value.get<size_t>();
-      continue;
-    }
-    if (key == "token_bytes")
-      return make_error(ec::invalid_request,
-                        "backends." + name
-                          + ".token_bytes must be an integer from 32 to 128");
-    return make_error(ec::invalid_request, "backends." + name + "." + key
-                                             + " is not a setting of the "
-                                               "local backend");
-  }
-  return std::make_shared<local_backend>(name, token_bytes);
+  settings_reader in{name, settings};
+  auto token_bytes = in.optional_int("token_bytes", 32, 32, 128);
+  if (auto err = in.finish())
+    return err;
+  return std::make_shared<local_backend>(name,
+                                         static_cast<size_t>(token_bytes));
 }
 
 } // namespace tlm

@@ -1,0 +1,256 @@
+#include "cloud_backends/influxdb/influxdb_backend.hpp"
+
+#include <mutex>
+
+#include <nlohmann/json.hpp>
+
+#include "actors/error.hpp"
+#include "cloud_backends/http_client.hpp"
+#include "cloud_backends/settings.hpp"
+
+namespace tlm {
+
+namespace {
+
+using json = nlohmann::json;
+
+constexpr std::string_view mark_prefix = "tlm:";
+
+/// InfluxDB's own `{"code","message"}` text, cut to a safe length.
+std::string influx_message(const http_response& resp) {
+  auto body = json::parse(resp.body, nullptr, false);
+  std::string text;
+  if (body.is_object() && body.contains("message")
+      && body["message"].is_string())
+    text = body["message"].get<std::string>();
+  else
+    text = "HTTP " + std::to_string(resp.status);
+  return text.substr(0, 240);
+}
+
+class influxdb_backend : public cloud_backend {
+public:
+  influxdb_backend(std::string name, std::shared_ptr<http_client> http,
+                   std::string admin_token, std::string org,
+                   std::string org_id, json default_permissions,
+                   std::chrono::milliseconds timeout, size_t max_in_flight)
+    : name_(std::move(name)),
+      http_(std::move(http)),
+      auth_{{"Authorization", "Token " + admin_token}},
+      org_(std::move(org)),
+      org_id_(std::move(org_id)),
+      default_permissions_(std::move(default_permissions)),
+      timeout_(timeout),
+      max_in_flight_(max_in_flight) {
+    // nop
+  }
+
+  bool blocking() const override {
+    return true;
+  }
+
+  size_t concurrency() const override {
+    return max_in_flight_;
+  }
+
+  std::chrono::milliseconds timeout() const override {
+    return timeout_;
+  }
+
+  caf::expected<cloud_token> create(const std::string& lease_id, int64_t,
+                                    const json& options) override {
+    auto org_id = resolve_org();
+    if (!org_id)
+      return std::move(org_id.error());
+    auto permissions = default_permissions_;
+    for (auto& [key, value] : options.items()) {
+      if (key != "permissions")
+        return make_error(ec::invalid_request,
+                          "the influxdb backend takes the options ttl and "
+                          "permissions, not '" + key + "'");
+      permissions = value;
+    }
+    if (!permissions.is_array() || permissions.empty())
+      return make_error(ec::invalid_request,
+                        "permissions must be a non-empty array of "
+                        "{\"action\",\"resource\"} objects");
+    for (auto& p : permissions)
+      if (p.is_object() && p.contains("resource") && p["resource"].is_object()
+          && !p["resource"].contains("orgID"))
+        p["resource"]["orgID"] = *org_id;
+    json body{{"orgID", *org_id},
+              {"permissions", permissions},
+              {"description", std::string{mark_prefix} + lease_id}};
+    auto resp = http_->send("POST", "/api/v2/authorizations", body.dump(),
+                            auth_);
+    if (!resp)
+      return std::move(resp.error());
+    if (resp->status != 201)
+      return failure(*resp, true);
+    auto created = json::parse(resp->body, nullptr, false);
+    if (!created.is_object() || !created.contains("id")
+        || !created.contains("token"))
+      return make_error(ec::backend_error,
+                        backend_name() + " answered a create without id "
+                                         "or token");
+    return cloud_token{created["id"].get<std::string>(),
+                       created["token"].get<std::string>(),
+                       json{{"orgID", *org_id}}.dump()};
+  }
+
+  caf::error revoke(const std::string& backend_id) override {
+    auto resp = http_->send("DELETE",
+                            "/api/v2/authorizations/" + url_encode(backend_id),
+                            {}, auth_);
+    if (!resp)
+      return std::move(resp.error());
+    // 404: deleted before, which is what we want.
+    if (resp->status == 204 || resp->status == 404)
+      return caf::none;
+    return failure(*resp, false);
+  }
+
+  caf::expected<cloud_token> get(const std::string& backend_id) override {
+    auto resp = http_->send("GET",
+                            "/api/v2/authorizations/" + url_encode(backend_id),
+                            {}, auth_);
+    if (!resp)
+      return std::move(resp.error());
+    if (resp->status == 404)
+      return make_error(ec::not_found, backend_name() + " has no "
+                                                        "authorization '"
+                                         + backend_id + "'");
+    if (resp->status != 200)
+      return failure(*resp, false);
+    auto found = json::parse(resp->body, nullptr, false);
+    if (!found.is_object())
+      return make_error(ec::backend_error, backend_name()
+                                             + " answered with no JSON");
+    return cloud_token{backend_id, found.value("token", ""), "{}"};
+  }
+
+  caf::expected<std::vector<cloud_token>> get_all() override {
+    auto org_id = resolve_org();
+    if (!org_id)
+      return std::move(org_id.error());
+    auto resp = http_->send("GET",
+                            "/api/v2/authorizations?orgID="
+                              + url_encode(*org_id),
+                            {}, auth_);
+    if (!resp)
+      return std::move(resp.error());
+    if (resp->status != 200)
+      return failure(*resp, false);
+    auto list = json::parse(resp->body, nullptr, false);
+    std::vector<cloud_token> result;
+    if (!list.is_object() || !list["authorizations"].is_array())
+      return result;
+    for (auto& a : list["authorizations"]) {
+      auto description = a.value("description", "");
+      if (description.rfind(mark_prefix, 0) == 0)
+        result.push_back(cloud_token{
+          a.value("id", ""), a.value("token", ""),
+          json{{"lease_id", description.substr(mark_prefix.size())}}.dump()});
+    }
+    return result;
+  }
+
+  std::string describe() const override {
+    return "influxdb '" + name_ + "' at " + http_->base_url();
+  }
+
+private:
+  std::string backend_name() const {
+    return "InfluxDB '" + name_ + "'";
+  }
+
+  /// Maps an InfluxDB answer to our codes. `creating`: a 400/422 is the
+  /// client's request (e.g. bad permissions), not our configuration.
+  caf::error failure(const http_response& resp, bool creating) const {
+    auto text = influx_message(resp);
+    if (resp.status == 401 || resp.status == 403)
+      return make_error(ec::backend_error,
+                        backend_name() + " rejected the admin token ("
+                          + text + "): check backends." + name_
+                          + ".token_file and its permissions");
+    if (creating && (resp.status == 400 || resp.status == 422))
+      return make_error(ec::invalid_request,
+                        backend_name() + " refused the authorization: " + text);
+    if (resp.status == 429 || resp.status >= 500)
+      return make_error(ec::backend_unavailable,
+                        backend_name() + " is unavailable (HTTP "
+                          + std::to_string(resp.status) + ": " + text + ")");
+    return make_error(ec::backend_error,
+                      backend_name() + " answered HTTP "
+                        + std::to_string(resp.status) + ": " + text);
+  }
+
+  /// The org id, from the config or looked up once by name.
+  caf::expected<std::string> resolve_org() {
+    std::lock_guard<std::mutex> guard{org_mtx_};
+    if (!org_id_.empty())
+      return org_id_;
+    auto resp = http_->send("GET", "/api/v2/orgs?org=" + url_encode(org_),
+                            {}, auth_);
+    if (!resp)
+      return std::move(resp.error());
+    if (resp->status == 404)
+      return make_error(ec::backend_error,
+                        backend_name() + " has no org '" + org_
+                          + "': check backends." + name_ + ".org");
+    if (resp->status != 200)
+      return failure(*resp, false);
+    auto body = json::parse(resp->body, nullptr, false);
+    if (!body.is_object() || !body["orgs"].is_array() || body["orgs"].empty()
+        || !body["orgs"][0].contains("id"))
+      return make_error(ec::backend_error,
+                        backend_name() + " has no org '" + org_
+                          + "': check backends." + name_ + ".org");
+    org_id_ = body["orgs"][0]["id"].get<std::string>();
+    return org_id_;
+  }
+
+  std::string name_;
+  std::shared_ptr<http_client> http_;
+  http_client::headers auth_;
+  std::string org_;
+  std::mutex org_mtx_;
+  std::string org_id_;
+  json default_permissions_;
+  std::chrono::milliseconds timeout_;
+  size_t max_in_flight_;
+};
+
+} // namespace
+
+caf::expected<std::shared_ptr<cloud_backend>>
+make_influxdb_backend(const std::string& name, const json& settings) {
+  settings_reader in{name, settings};
+  auto url = in.required_string("url");
+  auto token = in.secret_file("token_file");
+  auto org = in.optional_string("org", "");
+  auto org_id = in.optional_string("org_id", "");
+  auto permissions = in.optional_json(
+    "default_permissions",
+    json::array({{{"action", "read"}, {"resource", {{"type", "buckets"}}}},
+                 {{"action", "write"}, {"resource", {{"type", "buckets"}}}}}));
+  auto timeout = in.timeout();
+  auto max_in_flight = in.optional_int("max_in_flight", 8, 1, 256);
+  if (org.empty() == org_id.empty())
+    in.fail("org", "or org_id must be set (exactly one of them)");
+  if (!permissions.is_array() || permissions.empty())
+    in.fail("default_permissions", "must be a non-empty array of "
+                                   "{\"action\",\"resource\"} objects");
+  if (auto err = in.finish())
+    return err;
+  auto http = http_client::make(url, timeout, "InfluxDB '" + name + "'");
+  if (!http)
+    return make_error(ec::invalid_request, in.full_key("url") + ": "
+                                             + message_of(http.error()));
+  return std::make_shared<influxdb_backend>(
+    name, std::move(*http), std::move(token), std::move(org),
+    std::move(org_id), std::move(permissions), timeout,
+    static_cast<size_t>(max_in_flight));
+}
+
+} // namespace tlm

@@ -1,0 +1,236 @@
+#include "cloud_backends/influxdb1/influxdb1_backend.hpp"
+
+#include <Poco/Base64Encoder.h>
+#include <nlohmann/json.hpp>
+
+#include <sstream>
+
+#include "actors/error.hpp"
+#include "actors/secrets.hpp"
+#include "cloud_backends/http_client.hpp"
+#include "cloud_backends/settings.hpp"
+
+namespace tlm {
+
+namespace {
+
+using json = nlohmann::json;
+
+constexpr std::string_view user_prefix = "tlm_";
+
+/// Names we put into InfluxQL: lease ids and database names from clients.
+/// Restricting them is simpler and safer than escaping.
+bool plain_name(const std::string& text) {
+  if (text.empty() || text.size() > 200)
+    return false;
+  for (char c : text)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-'
+        && c != '.')
+      return false;
+  return true;
+}
+
+std::string basic_auth(const std::string& user, const std::string& password) {
+  std::ostringstream out;
+  Poco::Base64Encoder enc(out);
+  enc.rdbuf()->setLineLength(0);
+  enc << user << ':' << password;
+  enc.close();
+  return "Basic " + out.str();
+}
+
+class influxdb1_backend : public cloud_backend {
+public:
+  influxdb1_backend(std::string name, std::shared_ptr<http_client> http,
+                    std::string admin_user, std::string admin_password,
+                    std::string database, std::string privilege,
+                    std::chrono::milliseconds timeout, size_t max_in_flight)
+    : name_(std::move(name)),
+      http_(std::move(http)),
+      auth_{{"Authorization", basic_auth(admin_user, admin_password)},
+            {"Content-Type", "application/x-www-form-urlencoded"}},
+      database_(std::move(database)),
+      privilege_(std::move(privilege)),
+      timeout_(timeout),
+      max_in_flight_(max_in_flight) {
+    // nop
+  }
+
+  bool blocking() const override {
+    return true;
+  }
+
+  size_t concurrency() const override {
+    return max_in_flight_;
+  }
+
+  std::chrono::milliseconds timeout() const override {
+    return timeout_;
+  }
+
+  // The user name carries the lease id, so the token can be found again.
+  caf::expected<cloud_token> create(const std::string& lease_id, int64_t,
+                                    const json& options) override {
+    auto database = database_;
+    auto privilege = privilege_;
+    for (auto& [key, value] : options.items()) {
+      if (key == "database" && value.is_string())
+        database = value.get<std::string>();
+      else if (key == "privilege" && value.is_string())
+        privilege = value.get<std::string>();
+      else
+        return make_error(ec::invalid_request,
+                          "the influxdb1 backend takes the options ttl, "
+                          "database and privilege (strings), not '"
+                            + key + "'");
+    }
+    if (!plain_name(database))
+      return make_error(ec::invalid_request,
+                        "database must be 1 to 200 of [A-Za-z0-9_.-]");
+    if (privilege != "READ" && privilege != "WRITE" && privilege != "ALL")
+      return make_error(ec::invalid_request,
+                        "privilege must be READ, WRITE or ALL");
+    if (!plain_name(lease_id))
+      return make_error(ec::internal, "lease id is not a plain name");
+    auto user = std::string{user_prefix} + lease_id;
+    auto password = random_token(24); // [A-Za-z0-9_-]: no quoting issue
+    if (auto err = query("CREATE USER \"" + user + "\" WITH PASSWORD '"
+                         + password + "'"))
+      return err;
+    if (auto err = query("GRANT " + privilege + " ON \"" + database
+                         + "\" TO \"" + user + "\"")) {
+      revoke(user); // no half-made credentials
+      return err;
+    }
+    return cloud_token{user, user + ":" + password,
+                       json{{"database", database}, {"privilege", privilege}}
+                         .dump()};
+  }
+
+  caf::error revoke(const std::string& backend_id) override {
+    if (!plain_name(backend_id))
+      return caf::none; // we never made such a user
+    auto err = query("DROP USER \"" + backend_id + "\"");
+    if (err && message_of(err).find("user not found") != std::string::npos)
+      return caf::none;
+    return err;
+  }
+
+  caf::expected<cloud_token> get(const std::string& backend_id) override {
+    auto users = get_all();
+    if (!users)
+      return std::move(users.error());
+    for (auto& token : *users)
+      if (token.backend_id == backend_id)
+        return token;
+    return make_error(ec::not_found, backend_name() + " has no user '"
+                                       + backend_id + "'");
+  }
+
+  caf::expected<std::vector<cloud_token>> get_all() override {
+    auto result = query_result("SHOW USERS");
+    if (!result)
+      return std::move(result.error());
+    std::vector<cloud_token> tokens;
+    // {"results":[{"series":[{"columns":["user","admin"],"values":[[..]]}]}]}
+    auto& series = (*result)["series"];
+    if (!series.is_array())
+      return tokens;
+    for (auto& s : series)
+      for (auto& row : s.value("values", json::array()))
+        if (row.is_array() && !row.empty() && row[0].is_string()) {
+          auto user = row[0].get<std::string>();
+          if (user.rfind(user_prefix, 0) == 0)
+            tokens.push_back(cloud_token{
+              user, "",
+              json{{"lease_id", user.substr(user_prefix.size())}}.dump()});
+        }
+    return tokens;
+  }
+
+  std::string describe() const override {
+    return "influxdb1 '" + name_ + "' at " + http_->base_url();
+  }
+
+private:
+  std::string backend_name() const {
+    return "InfluxDB 1.x '" + name_ + "'";
+  }
+
+  caf::error query(const std::string& q) {
+    auto result = query_result(q);
+    return result ? caf::none : std::move(result.error());
+  }
+
+  /// Runs one InfluxQL statement as the admin; InfluxQL errors come back
+  /// as HTTP 200 with `results[0].error`, so both layers are checked.
+  caf::expected<json> query_result(const std::string& q) {
+    auto resp = http_->send("POST", "/query", "q=" + url_encode(q), auth_);
+    if (!resp)
+      return std::move(resp.error());
+    auto body = json::parse(resp->body, nullptr, false);
+    std::string reason = body.is_object() && body.contains("error")
+                             && body["error"].is_string()
+                           ? body["error"].get<std::string>().substr(0, 240)
+                           : "HTTP " + std::to_string(resp->status);
+    if (resp->status == 401 || resp->status == 403)
+      return make_error(ec::backend_error,
+                        backend_name() + " rejected the admin credentials ("
+                          + reason + "): check backends." + name_
+                          + ".admin_user and admin_password_file");
+    if (resp->status >= 500 || resp->status == 429)
+      return make_error(ec::backend_unavailable,
+                        backend_name() + " is unavailable (" + reason + ")");
+    if (resp->status != 200)
+      return make_error(ec::backend_error,
+                        backend_name() + " answered " + reason);
+    if (!body.is_object() || !body["results"].is_array()
+        || body["results"].empty())
+      return make_error(ec::backend_error,
+                        backend_name() + " answered without results");
+    auto& first = body["results"][0];
+    if (first.contains("error") && first["error"].is_string())
+      return make_error(ec::backend_error,
+                        backend_name() + ": "
+                          + first["error"].get<std::string>().substr(0, 240));
+    return first;
+  }
+
+  std::string name_;
+  std::shared_ptr<http_client> http_;
+  http_client::headers auth_;
+  std::string database_;
+  std::string privilege_;
+  std::chrono::milliseconds timeout_;
+  size_t max_in_flight_;
+};
+
+} // namespace
+
+caf::expected<std::shared_ptr<cloud_backend>>
+make_influxdb1_backend(const std::string& name, const json& settings) {
+  settings_reader in{name, settings};
+  auto url = in.required_string("url");
+  auto admin_user = in.required_string("admin_user");
+  auto admin_password = in.secret_file("admin_password_file");
+  auto database = in.required_string("default_database");
+  auto privilege = in.optional_string("default_privilege", "ALL");
+  auto timeout = in.timeout();
+  auto max_in_flight = in.optional_int("max_in_flight", 4, 1, 256);
+  if (!database.empty() && !plain_name(database))
+    in.fail("default_database", "must be 1 to 200 of [A-Za-z0-9_.-]");
+  if (privilege != "READ" && privilege != "WRITE" && privilege != "ALL")
+    in.fail("default_privilege", "must be READ, WRITE or ALL");
+  if (auto err = in.finish())
+    return err;
+  auto http = http_client::make(url, timeout, "InfluxDB 1.x '" + name + "'");
+  if (!http)
+    return make_error(ec::invalid_request, in.full_key("url") + ": "
+                                             + message_of(http.error()));
+  return std::make_shared<influxdb1_backend>(
+    name, std::move(*http), std::move(admin_user), std::move(admin_password),
+    std::move(database), std::move(privilege), timeout,
+    static_cast<size_t>(max_in_flight));
+}
+
+} // namespace tlm

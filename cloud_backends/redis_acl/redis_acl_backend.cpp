@@ -1,0 +1,282 @@
+#include "cloud_backends/redis_acl/redis_acl_backend.hpp"
+
+#include <mutex>
+
+#include <Poco/Redis/Array.h>
+#include <Poco/Redis/Client.h>
+#include <Poco/Redis/Error.h>
+#include <Poco/Redis/Type.h>
+#include <nlohmann/json.hpp>
+
+#include "actors/error.hpp"
+#include "actors/secrets.hpp"
+#include "cloud_backends/settings.hpp"
+
+namespace tlm {
+
+namespace {
+
+using json = nlohmann::json;
+using Poco::Redis::Array;
+using Poco::Redis::RedisType;
+
+constexpr std::string_view user_prefix = "tlm_";
+
+/// Key patterns and categories go into ACL rules as single words; spaces
+/// or rule characters (`>`, `~`, `+`, `@`, ...) would widen the user's
+/// rights, so only glob-safe characters pass.
+bool rule_word(const std::string& text) {
+  if (text.empty() || text.size() > 200)
+    return false;
+  for (char c : text)
+    if (!std::isalnum(static_cast<unsigned char>(c))
+        && std::string_view{"_:.*?-/[]{}|"}.find(c) == std::string_view::npos)
+      return false;
+  return true;
+}
+
+class redis_acl_backend : public cloud_backend {
+public:
+  redis_acl_backend(std::string name, std::string host, int port,
+                    std::string admin_user, std::string admin_password,
+                    std::string key_pattern,
+                    std::vector<std::string> categories,
+                    std::chrono::milliseconds timeout, size_t max_in_flight)
+    : name_(std::move(name)),
+      host_(std::move(host)),
+      port_(port),
+      admin_user_(std::move(admin_user)),
+      admin_password_(std::move(admin_password)),
+      key_pattern_(std::move(key_pattern)),
+      categories_(std::move(categories)),
+      timeout_(timeout),
+      max_in_flight_(max_in_flight) {
+    // nop
+  }
+
+  bool blocking() const override {
+    return true;
+  }
+
+  size_t concurrency() const override {
+    return max_in_flight_;
+  }
+
+  std::chrono::milliseconds timeout() const override {
+    return timeout_;
+  }
+
+  // The user name carries the lease id, so the token can be found again.
+  caf::expected<cloud_token> create(const std::string& lease_id, int64_t,
+                                    const json& options) override {
+    auto pattern = key_pattern_;
+    auto categories = categories_;
+    for (auto& [key, value] : options.items()) {
+      if (key == "key_pattern" && value.is_string()) {
+        pattern = value.get<std::string>();
+      } else if (key == "categories" && value.is_array()) {
+        categories.clear();
+        for (auto& c : value)
+          categories.push_back(c.is_string() ? c.get<std::string>() : "");
+      } else {
+        return make_error(ec::invalid_request,
+                          "the redis_acl backend takes the options ttl, "
+                          "key_pattern (string) and categories (array of "
+                          "strings), not '" + key + "'");
+      }
+    }
+    if (auto err = check_rules(pattern, categories))
+      return err;
+    auto user = std::string{user_prefix} + lease_id;
+    auto password = random_token(32);
+    Array cmd;
+    cmd << "ACL" << "SETUSER" << user << "reset" << "on" << (">" + password)
+        << ("~" + pattern);
+    for (auto& c : categories)
+      cmd << ("+@" + c);
+    auto reply = run(cmd);
+    if (!reply)
+      return std::move(reply.error());
+    return cloud_token{user, user + ":" + password,
+                       json{{"key_pattern", pattern}, {"categories", categories}}
+                         .dump()};
+  }
+
+  caf::error revoke(const std::string& backend_id) override {
+    Array cmd;
+    cmd << "ACL" << "DELUSER" << backend_id;
+    auto reply = run(cmd); // 0 deleted: gone already, which is fine
+    return reply ? caf::none : std::move(reply.error());
+  }
+
+  caf::expected<cloud_token> get(const std::string& backend_id) override {
+    Array cmd;
+    cmd << "ACL" << "GETUSER" << backend_id;
+    auto reply = run(cmd);
+    if (!reply)
+      return std::move(reply.error());
+    if (!(*reply)->isArray())
+      return make_error(ec::not_found, backend_name() + " has no user '"
+                                         + backend_id + "'");
+    return cloud_token{backend_id, "", "{}"};
+  }
+
+  caf::expected<std::vector<cloud_token>> get_all() override {
+    Array cmd;
+    cmd << "ACL" << "USERS";
+    auto reply = run(cmd);
+    if (!reply)
+      return std::move(reply.error());
+    std::vector<cloud_token> tokens;
+    if (!(*reply)->isArray())
+      return tokens;
+    auto& users = static_cast<Poco::Redis::Type<Array>*>(reply->get())->value();
+    for (size_t i = 0; i < users.size(); ++i) {
+      auto user = users.get<Poco::Redis::BulkString>(i).value();
+      if (user.rfind(user_prefix, 0) == 0)
+        tokens.push_back(cloud_token{
+          user, "", json{{"lease_id", user.substr(user_prefix.size())}}.dump()});
+    }
+    return tokens;
+  }
+
+  std::string describe() const override {
+    return "redis_acl '" + name_ + "' at " + host_ + ":"
+           + std::to_string(port_);
+  }
+
+private:
+  std::string backend_name() const {
+    return "Redis '" + name_ + "'";
+  }
+
+  caf::error check_rules(const std::string& pattern,
+                         const std::vector<std::string>& categories) const {
+    if (!rule_word(pattern))
+      return make_error(ec::invalid_request,
+                        "key_pattern must be one word without ACL rule "
+                        "characters");
+    if (categories.empty())
+      return make_error(ec::invalid_request,
+                        "categories must name at least one command category");
+    for (auto& c : categories)
+      if (!rule_word(c))
+        return make_error(ec::invalid_request,
+                          "categories must be plain words such as 'read'");
+    return caf::none;
+  }
+
+  /// Runs one command as the admin on a pooled connection.
+  caf::expected<RedisType::Ptr> run(const Array& cmd) {
+    auto client = take();
+    if (!client)
+      return std::move(client.error());
+    try {
+      auto reply = (*client)->sendCommand(cmd);
+      if (reply->isError()) {
+        give_back(std::move(*client));
+        auto text = static_cast<Poco::Redis::Type<Poco::Redis::Error>*>(
+                      reply.get())
+                      ->value()
+                      .getMessage();
+        return make_error(ec::backend_error, backend_name() + " refused: "
+                                               + text.substr(0, 240));
+      }
+      give_back(std::move(*client));
+      return reply;
+    } catch (const Poco::Exception& e) {
+      return make_error(ec::backend_unavailable,
+                        backend_name() + " at " + host_ + ":"
+                          + std::to_string(port_)
+                          + " is unreachable: " + e.message());
+    }
+  }
+
+  caf::expected<std::unique_ptr<Poco::Redis::Client>> take() {
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      if (!idle_.empty()) {
+        auto client = std::move(idle_.back());
+        idle_.pop_back();
+        return client;
+      }
+    }
+    auto t = Poco::Timespan(
+      static_cast<Poco::Timespan::TimeDiff>(timeout_.count() * 1000));
+    try {
+      auto client = std::make_unique<Poco::Redis::Client>();
+      client->connect(host_, port_, t);
+      client->setReceiveTimeout(t);
+      Array auth;
+      auth << "AUTH" << admin_user_ << admin_password_;
+      auto reply = client->sendCommand(auth);
+      if (reply->isError())
+        return make_error(ec::backend_error,
+                          backend_name() + " rejected the admin credentials: "
+                                           "check backends."
+                            + name_ + ".admin_user and admin_password_file");
+      return client;
+    } catch (const Poco::Exception& e) {
+      return make_error(ec::backend_unavailable,
+                        backend_name() + " at " + host_ + ":"
+                          + std::to_string(port_)
+                          + " is unreachable: " + e.message());
+    }
+  }
+
+  void give_back(std::unique_ptr<Poco::Redis::Client> client) {
+    std::lock_guard<std::mutex> guard{mtx_};
+    if (idle_.size() < 64)
+      idle_.push_back(std::move(client));
+  }
+
+  std::string name_;
+  std::string host_;
+  int port_;
+  std::string admin_user_;
+  std::string admin_password_;
+  std::string key_pattern_;
+  std::vector<std::string> categories_;
+  std::chrono::milliseconds timeout_;
+  size_t max_in_flight_;
+  std::mutex mtx_;
+  std::vector<std::unique_ptr<Poco::Redis::Client>> idle_;
+};
+
+} // namespace
+
+caf::expected<std::shared_ptr<cloud_backend>>
+make_redis_acl_backend(const std::string& name, const json& settings) {
+  settings_reader in{name, settings};
+  auto host = in.optional_string("host", "127.0.0.1");
+  auto port = in.optional_int("port", 6379, 1, 65535);
+  auto admin_user = in.optional_string("admin_user", "default");
+  auto admin_password = in.secret_file("admin_password_file");
+  auto pattern = in.optional_string("default_key_pattern", "tlm:*");
+  auto categories_json = in.optional_json("default_categories",
+                                          json::array({"read", "write"}));
+  auto timeout = in.timeout();
+  auto max_in_flight = in.optional_int("max_in_flight", 4, 1, 256);
+  std::vector<std::string> categories;
+  if (!categories_json.is_array() || categories_json.empty())
+    in.fail("default_categories", "must be a non-empty array of strings");
+  else
+    for (auto& c : categories_json) {
+      if (!c.is_string() || !rule_word(c.get<std::string>()))
+        in.fail("default_categories",
+                "must hold plain category names such as \"read\"");
+      else
+        categories.push_back(c.get<std::string>());
+    }
+  if (!rule_word(pattern))
+    in.fail("default_key_pattern", "must be one word without ACL rule "
+                                   "characters");
+  if (auto err = in.finish())
+    return err;
+  return std::make_shared<redis_acl_backend>(
+    name, std::move(host), static_cast<int>(port), std::move(admin_user),
+    std::move(admin_password), std::move(pattern), std::move(categories),
+    timeout, static_cast<size_t>(max_in_flight));
+}
+
+} // namespace tlm

@@ -1,0 +1,146 @@
+"""Shared plumbing for the real test servers: free ports, process start and
+stop, random passwords.  Python 3 standard library only."""
+
+import atexit
+import os
+import secrets
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import time
+import weakref
+
+INSTALL_HINT = ("install the test servers with scripts/install-test-servers.sh "
+                "(Debian 12 packages influxdb influxdb-client redis-server redis-tools)")
+
+PASSWORD_ALPHABET = string.ascii_letters + string.digits + "_-"
+
+# Every process started here, so that an interpreter exit (e.g. a test run
+# interrupted with Ctrl-C) does not leave servers running.
+_live = weakref.WeakSet()
+
+
+class ServerError(RuntimeError):
+    """A test server could not be started or did not answer."""
+
+
+class ServerNotInstalled(ServerError):
+    """The server binary is missing: run scripts/install-test-servers.sh."""
+
+
+def find_binary(name, hint=INSTALL_HINT):
+    path = shutil.which(name) or (f"/usr/bin/{name}" if os.access(f"/usr/bin/{name}", os.X_OK) else None)
+    if not path:
+        raise ServerNotInstalled(f"'{name}' is not installed: {hint}")
+    return path
+
+
+def random_password(n=24):
+    """A password from [A-Za-z0-9_-]: safe inside InfluxQL quotes and in
+    Redis ACL rules without any escaping."""
+    return "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(n))
+
+
+def free_ports(n=1, host="127.0.0.1"):
+    """n distinct ports that were free a moment ago (bind to port 0, read the
+    port, close).  All n sockets are held open together so they differ.
+    Another process may still take one before the server binds it: callers
+    retry the start on a clash."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((host, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def port_is_free(port, host="127.0.0.1"):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind((host, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def _preexec_pdeathsig():
+    """In the child: get SIGTERM when the parent (the test run) dies, so a
+    killed pytest does not leak servers.  Linux only; best effort."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except Exception:  # pragma: no cover - best effort only
+        pass
+
+
+def spawn(argv, log_path, cwd=None, env=None):
+    """Start argv with stdin from /dev/null and stdout+stderr appended to
+    log_path.  Returns the Popen."""
+    with open(log_path, "ab") as log, open(os.devnull, "rb") as devnull:
+        proc = subprocess.Popen(argv, stdin=devnull, stdout=log,
+                                stderr=subprocess.STDOUT, cwd=cwd, env=env,
+                                close_fds=True, preexec_fn=_preexec_pdeathsig)
+    _live.add(proc)
+    return proc
+
+
+def stop_process(proc, timeout=10.0, sig=signal.SIGTERM):
+    """Send sig to proc (only this pid), wait up to timeout, then SIGKILL.
+    Returns the exit status (None if proc is None)."""
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        try:
+            proc.send_signal(sig)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+    _live.discard(proc)
+    return proc.returncode
+
+
+@atexit.register
+def _kill_leftovers():
+    for proc in list(_live):
+        if proc.poll() is None:
+            try:
+                proc.kill()
+                proc.wait(timeout=5)
+            except Exception:
+                pass
+
+
+def wait_port_free(port, timeout=5.0, host="127.0.0.1"):
+    """After a stop: wait until port can be bound again (it normally can at
+    once, both servers set SO_REUSEADDR)."""
+    deadline = time.monotonic() + timeout
+    while not port_is_free(port, host):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def read_text(path, limit=None):
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return ""
+    if limit is not None and len(data) > limit:
+        data = b"...[cut]...\n" + data[-limit:]
+    return data.decode("utf-8", "replace")
