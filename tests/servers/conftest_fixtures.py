@@ -43,10 +43,13 @@ _active = []   # servers created by these fixtures and not yet torn down
 
 
 def _make(cls, base_dir, start=True, made=None, **kw):
+    missing = None
     try:
         srv = cls(base_dir, **kw)
     except ServerNotInstalled as e:
-        pytest.fail(str(e), pytrace=False)
+        missing = str(e)
+    if missing:
+        pytest.fail(missing, pytrace=False)
     _active.append(srv)
     if made is not None:
         made.append(srv)    # torn down even if start() fails

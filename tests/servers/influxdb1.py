@@ -77,6 +77,7 @@ class Influxd1:
         self.proc = None
         self._bootstrapped = False
         self.start_seconds = None   # how long the last start() took
+        self.restart_port_wait = 5.0  # s to wait for the ports on a restart
 
     # -- properties ---------------------------------------------------------
 
@@ -139,7 +140,7 @@ bind-address = "{self.host}:{self.rpc_port}"
         for _ in range(attempts):
             if restart:
                 for p in (self.http_port, self.rpc_port):
-                    if not wait_port_free(p, timeout=5.0):
+                    if not wait_port_free(p, timeout=self.restart_port_wait):
                         raise ServerError(
                             f"{self.name}: cannot restart, port {p} is taken by "
                             f"another process\n{self.log_tail()}")
@@ -166,21 +167,25 @@ bind-address = "{self.host}:{self.rpc_port}"
         return self
 
     def _wait_ready(self, deadline, log_offset):
-        """Poll /ping until 204, from this process (its log shows it listens
-        on our port: a 204 from some other server does not count)."""
+        """Wait until its log shows it listens on our port (so a clash is
+        seen at once, and a 204 from some other server does not count),
+        then poll /ping until 204."""
         marker = f"addr={self.host}:{self.http_port}"
         last = "no answer yet"
         while True:
             rc = self.proc.poll()
             if rc is not None:
                 return False, f"influxd exited with status {rc}"
-            try:
-                status, _, _ = self._request("GET", "/ping", timeout=1.0)
-                last = f"/ping answered {status}"
-                if status == 204 and marker in read_text(self.log_path)[log_offset:]:
-                    return True, last
-            except OSError as e:
-                last = f"/ping: {e}"
+            if marker not in read_text(self.log_path)[log_offset:]:
+                last = f"log does not show '{marker}' yet"
+            else:
+                try:
+                    status, _, _ = self._request("GET", "/ping", timeout=2.0)
+                    last = f"/ping answered {status}"
+                    if status == 204:
+                        return True, last
+                except OSError as e:
+                    last = f"/ping: {e}"
             if time.monotonic() >= deadline:
                 return False, f"not ready before the deadline, last: {last}"
             time.sleep(0.02)

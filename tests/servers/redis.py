@@ -158,6 +158,7 @@ class RedisServer:
         self.port = None
         self.proc = None
         self.start_seconds = None
+        self.restart_port_wait = 5.0  # s to wait for the port on a restart
         self.acl_path.write_text(
             f"user {self.admin_user} on >{self.admin_password} ~* &* +@all\n"
             "user default off\n")
@@ -195,14 +196,14 @@ class RedisServer:
         last = None
         for _ in range(attempts):
             if restart:
-                if not wait_port_free(self.port, timeout=5.0):
+                if not wait_port_free(self.port, timeout=self.restart_port_wait):
                     raise ServerError(f"{self.name}: cannot restart, port "
                                       f"{self.port} is taken\n{self.log_tail()}")
             else:
                 self.port = free_ports(1)[0]
             offset = self.log_path.stat().st_size if self.log_path.exists() else 0
             self.proc = spawn(self._argv(), self.log_path, cwd=str(self.dir))
-            ok, last = self._wait_ready(time.monotonic() + timeout)
+            ok, last = self._wait_ready(time.monotonic() + timeout, offset)
             if ok:
                 break
             stop_process(self.proc, timeout=2.0, sig=signal.SIGKILL)
@@ -216,18 +217,23 @@ class RedisServer:
         self.start_seconds = time.monotonic() - t0
         return self
 
-    def _wait_ready(self, deadline):
-        # PONG for our admin's random password proves it is our server.
+    def _wait_ready(self, deadline, log_offset):
+        # First its log says it listens (so a clash is seen at once, and no
+        # PING goes to whoever holds the port), then PONG for our admin's
+        # random password proves it is our server.
         last = "no answer yet"
         while True:
             rc = self.proc.poll()
             if rc is not None:
                 return False, f"redis-server exited with status {rc}"
-            try:
-                if self.command("PING", timeout=1.0) == "PONG":
-                    return True, "PONG"
-            except (OSError, RedisReplyError) as e:
-                last = f"PING: {e}"
+            if "Ready to accept connections" not in read_text(self.log_path)[log_offset:]:
+                last = "log does not say 'Ready to accept connections' yet"
+            else:
+                try:
+                    if self.command("PING", timeout=2.0) == "PONG":
+                        return True, "PONG"
+                except (OSError, RedisReplyError) as e:
+                    last = f"PING: {e}"
             if time.monotonic() >= deadline:
                 return False, f"not ready before the deadline, last: {last}"
             time.sleep(0.02)

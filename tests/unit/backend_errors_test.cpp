@@ -1,0 +1,325 @@
+// How each remote backend maps its service's answers to our codes, against
+// a canned HTTP server on loopback, and how bad settings are refused.
+
+#include <atomic>
+#include <fstream>
+#include <mutex>
+#include <thread>
+
+#include <Poco/Net/HTTPRequestHandler.h>
+#include <Poco/Net/HTTPRequestHandlerFactory.h>
+#include <Poco/Net/HTTPServer.h>
+#include <Poco/Net/HTTPServerParams.h>
+#include <Poco/Net/HTTPServerRequest.h>
+#include <Poco/Net/HTTPServerResponse.h>
+#include <Poco/Net/ServerSocket.h>
+#include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
+
+#include "actors/error.hpp"
+#include "cloud_backends/registry.hpp"
+
+using namespace tlm;
+using json = nlohmann::json;
+
+namespace {
+
+/// Answers every request with the status and body set by the test, and
+/// remembers the last request line and body.
+struct canned_server {
+  struct reply {
+    int status = 200;
+    std::string body = "{}";
+    int delay_ms = 0;
+  };
+
+  std::mutex mtx;
+  reply next;
+  std::string last_request;
+  std::string last_body;
+  std::unique_ptr<Poco::Net::HTTPServer> server;
+
+  class handler : public Poco::Net::HTTPRequestHandler {
+  public:
+    explicit handler(canned_server& s) : s_(s) {
+    }
+    void handleRequest(Poco::Net::HTTPServerRequest& req,
+                       Poco::Net::HTTPServerResponse& resp) override {
+      std::string body{std::istreambuf_iterator<char>(req.stream()), {}};
+      reply r;
+      {
+        std::lock_guard<std::mutex> guard{s_.mtx};
+        s_.last_request = req.getMethod() + " " + req.getURI();
+        s_.last_body = body;
+        r = s_.next;
+      }
+      if (r.delay_ms > 0)
+        std::this_thread::sleep_for(std::chrono::milliseconds(r.delay_ms));
+      resp.setStatus(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(r.status));
+      resp.setContentType("application/json");
+      resp.setContentLength(static_cast<std::streamsize>(r.body.size()));
+      resp.send() << r.body;
+    }
+
+  private:
+    canned_server& s_;
+  };
+
+  class factory : public Poco::Net::HTTPRequestHandlerFactory {
+  public:
+    explicit factory(canned_server& s) : s_(s) {
+    }
+    Poco::Net::HTTPRequestHandler*
+    createRequestHandler(const Poco::Net::HTTPServerRequest&) override {
+      return new handler(s_);
+    }
+
+  private:
+    canned_server& s_;
+  };
+
+  canned_server() {
+    Poco::Net::ServerSocket socket(Poco::Net::SocketAddress("127.0.0.1", 0));
+    server = std::make_unique<Poco::Net::HTTPServer>(
+      new factory(*this), socket, new Poco::Net::HTTPServerParams);
+    server->start();
+  }
+
+  ~canned_server() {
+    server->stopAll(true);
+  }
+
+  std::string url() const {
+    return "http://127.0.0.1:" + std::to_string(server->port());
+  }
+
+  void answer(int status, json body, int delay_ms = 0) {
+    std::lock_guard<std::mutex> guard{mtx};
+    next = reply{status, body.dump(), delay_ms};
+  }
+};
+
+std::string secret_file(const std::string& content) {
+  char name[] = "/tmp/tlm-secret-XXXXXX";
+  close(mkstemp(name));
+  std::ofstream(name) << content << "\n";
+  return name;
+}
+
+/// A port nothing listens on.
+std::string dead_url() {
+  Poco::Net::ServerSocket socket(Poco::Net::SocketAddress("127.0.0.1", 0));
+  auto port = socket.address().port();
+  socket.close();
+  return "http://127.0.0.1:" + std::to_string(port);
+}
+
+std::shared_ptr<cloud_backend> influxdb(const std::string& url,
+                                        json extra = json::object()) {
+  json settings{{"type", "influxdb"},
+                {"url", url},
+                {"token_file", secret_file("admin-token")},
+                {"org_id", "0123456789abcdef"},
+                {"timeout_ms", 500}};
+  settings.update(extra);
+  auto made = make_cloud_backend("v2", settings);
+  REQUIRE(made);
+  return *made;
+}
+
+json influx_error(const char* code, const char* message) {
+  return json{{"code", code}, {"message", message}};
+}
+
+ec code(const caf::error& err) {
+  return code_of(err);
+}
+
+} // namespace
+
+TEST_CASE("influxdb: a create sends orgID, permissions and the lease mark") {
+  canned_server srv;
+  auto be = influxdb(srv.url());
+  srv.answer(201, {{"id", "0a1b2c3d4e5f6789"},
+                   {"token", std::string(86, 'x') + "=="}});
+  auto token = be->create("LEASE1", 1000, json::object());
+  REQUIRE(token);
+  CHECK(token->backend_id == "0a1b2c3d4e5f6789");
+  CHECK(token->value.size() == 88);
+  CHECK(srv.last_request == "POST /api/v2/authorizations");
+  auto sent = json::parse(srv.last_body);
+  CHECK(sent["orgID"] == "0123456789abcdef");
+  CHECK(sent["description"] == "tlm:LEASE1");
+  CHECK(sent["permissions"][0]["resource"]["orgID"] == "0123456789abcdef");
+}
+
+TEST_CASE("influxdb: answers map to our codes") {
+  canned_server srv;
+  auto be = influxdb(srv.url());
+  srv.answer(401, influx_error("unauthorized", "unauthorized access"));
+  auto err = be->create("L", 1000, json::object()).error();
+  CHECK(code(err) == ec::backend_error);
+  CHECK(message_of(err).find("backends.v2.token_file") != std::string::npos);
+  srv.answer(403, influx_error("forbidden", "insufficient permissions"));
+  CHECK(code(be->revoke("0a1b2c3d4e5f6789")) == ec::backend_error);
+  srv.answer(400, influx_error("invalid", "unknown resource type \"x\""));
+  err = be->create("L", 1000, json::object()).error();
+  CHECK(code(err) == ec::invalid_request);
+  CHECK(message_of(err).find("unknown resource type") != std::string::npos);
+  srv.answer(422, influx_error("unprocessable entity", "bad"));
+  CHECK(code(be->create("L", 1000, json::object()).error())
+        == ec::invalid_request);
+  srv.answer(500, influx_error("internal error", "boom"));
+  CHECK(code(be->revoke("0a1b2c3d4e5f6789")) == ec::backend_unavailable);
+  srv.answer(503, influx_error("unavailable", "later"));
+  CHECK(code(be->create("L", 1000, json::object()).error())
+        == ec::backend_unavailable);
+  srv.answer(429, influx_error("too many requests", "slow down"));
+  CHECK(code(be->revoke("0a1b2c3d4e5f6789")) == ec::backend_unavailable);
+}
+
+TEST_CASE("influxdb: a 404 on revoke means already revoked") {
+  canned_server srv;
+  auto be = influxdb(srv.url());
+  srv.answer(404, influx_error("not found", "authorization not found"));
+  CHECK(!be->revoke("0a1b2c3d4e5f6789"));
+  CHECK(code(be->get("0a1b2c3d4e5f6789").error()) == ec::not_found);
+  srv.answer(204, json::object());
+  CHECK(!be->revoke("0a1b2c3d4e5f6789"));
+  CHECK(srv.last_request == "DELETE /api/v2/authorizations/0a1b2c3d4e5f6789");
+}
+
+TEST_CASE("influxdb: refused and hanging servers are backend_unavailable") {
+  auto be = influxdb(dead_url());
+  auto err = be->revoke("0a1b2c3d4e5f6789");
+  CHECK(code(err) == ec::backend_unavailable);
+  canned_server srv;
+  auto slow = influxdb(srv.url());
+  srv.answer(204, json::object(), 1500); // timeout_ms is 500
+  err = slow->revoke("0a1b2c3d4e5f6789");
+  CHECK(code(err) == ec::backend_unavailable);
+  CHECK(message_of(err).find("in time") != std::string::npos);
+}
+
+TEST_CASE("influxdb: an org name is resolved once; unknown names say so") {
+  canned_server srv;
+  json settings{{"org", "acme"}, {"org_id", nullptr}};
+  auto be = influxdb(srv.url(), settings);
+  srv.answer(404, influx_error("not found", "organization name \"acme\" not "
+                                            "found"));
+  auto err = be->create("L", 1000, json::object()).error();
+  CHECK(code(err) == ec::backend_error);
+  CHECK(message_of(err).find("backends.v2.org") != std::string::npos);
+  srv.answer(200, {{"orgs", {{{"id", "fedcba9876543210"}, {"name", "acme"}}}}});
+  CHECK(be->get_all());
+  CHECK(srv.last_request == "GET /api/v2/authorizations?orgID=fedcba9876543210");
+  // Once known, the id is reused without asking again.
+  srv.answer(201, {{"id", "0a1b2c3d4e5f6789"}, {"token", "t"}});
+  REQUIRE(be->create("L", 1000, json::object()));
+  CHECK(srv.last_request == "POST /api/v2/authorizations");
+  CHECK(json::parse(srv.last_body)["orgID"] == "fedcba9876543210");
+}
+
+TEST_CASE("influxdb: get_all keeps only tokens marked by tlmd") {
+  canned_server srv;
+  auto be = influxdb(srv.url());
+  srv.answer(200, {{"authorizations",
+                    {{{"id", "1111111111111111"}, {"description", "tlm:A"}},
+                     {{"id", "2222222222222222"}, {"description", "theirs"}}}}});
+  auto all = be->get_all();
+  REQUIRE(all);
+  REQUIRE(all->size() == 1);
+  CHECK(all->front().backend_id == "1111111111111111");
+  CHECK(json::parse(all->front().extra)["lease_id"] == "A");
+}
+
+TEST_CASE("influxdb1: InfluxQL errors inside 200 replies are checked") {
+  canned_server srv;
+  auto made = make_cloud_backend(
+    "v1", {{"type", "influxdb1"},
+           {"url", srv.url()},
+           {"admin_user", "admin"},
+           {"admin_password_file", secret_file("pw")},
+           {"default_database", "db"}});
+  REQUIRE(made);
+  auto be = *made;
+  srv.answer(200, {{"results", {{{"statement_id", 0},
+                                 {"error", "user not found"}}}}});
+  CHECK(!be->revoke("tlm_A")); // already gone
+  srv.answer(200, {{"results", {{{"statement_id", 0},
+                                 {"error", "user already exists"}}}}});
+  auto err = be->create("A", 1000, json::object()).error();
+  CHECK(code(err) == ec::backend_error);
+  CHECK(message_of(err).find("user already exists") != std::string::npos);
+  srv.answer(401, {{"error", "authorization failed"}});
+  err = be->revoke("tlm_A");
+  CHECK(code(err) == ec::backend_error);
+  CHECK(message_of(err).find("admin_password_file") != std::string::npos);
+  srv.answer(500, {{"error", "boom"}});
+  CHECK(code(be->revoke("tlm_A")) == ec::backend_unavailable);
+  CHECK(code(be->create("A", 1000, {{"database", "bad name"}}).error())
+        == ec::invalid_request);
+  CHECK(code(be->create("A", 1000, {{"privilege", "OWN"}}).error())
+        == ec::invalid_request);
+}
+
+TEST_CASE("redis_acl: an unreachable server is backend_unavailable; rules "
+          "cannot be widened through options") {
+  auto port = std::stoi(dead_url().substr(17));
+  auto made = make_cloud_backend("r", {{"type", "redis_acl"},
+                                       {"port", port},
+                                       {"admin_password_file", secret_file("pw")},
+                                       {"timeout_ms", 500}});
+  REQUIRE(made);
+  CHECK(code((*made)->revoke("tlm_A")) == ec::backend_unavailable);
+  CHECK(code((*made)->create("A", 1000, {{"key_pattern", "* +@all"}}).error())
+        == ec::invalid_request);
+  CHECK(code((*made)->create("A", 1000, {{"categories", {"all", "+@admin"}}})
+               .error())
+        == ec::invalid_request);
+}
+
+TEST_CASE("bad backend settings name the key to fix") {
+  auto pw = secret_file("pw");
+  struct bad_case {
+    json settings;
+    const char* key;
+  };
+  bad_case cases[] = {
+    {{{"type", "influxdb"}, {"token_file", pw}, {"org", "o"}}, "backends.b.url"},
+    {{{"type", "influxdb"}, {"url", "http://x"}, {"org", "o"}},
+     "backends.b.token_file"},
+    {{{"type", "influxdb"}, {"url", "http://x"}, {"token_file", "/nonexistent"},
+      {"org", "o"}},
+     "backends.b.token_file"},
+    {{{"type", "influxdb"}, {"url", "http://x"}, {"token_file", pw}},
+     "backends.b.org"},
+    {{{"type", "influxdb"}, {"url", "ftp://x"}, {"token_file", pw},
+      {"org", "o"}},
+     "backends.b.url"},
+    {{{"type", "influxdb"}, {"url", "http://x"}, {"token_file", pw},
+      {"org", "o"}, {"timeout_ms", -1}},
+     "backends.b.timeout_ms"},
+    {{{"type", "influxdb"}, {"url", "http://x"}, {"token_file", pw},
+      {"org", "o"}, {"colour", "red"}},
+     "backends.b.colour"},
+    {{{"type", "influxdb1"}, {"url", "http://x"}, {"admin_user", "a"},
+      {"admin_password_file", pw}, {"default_database", "d"},
+      {"default_privilege", "OWN"}},
+     "backends.b.default_privilege"},
+    {{{"type", "influxdb1"}, {"url", "http://x"}, {"admin_user", "a"},
+      {"admin_password_file", pw}},
+     "backends.b.default_database"},
+    {{{"type", "redis_acl"}, {"admin_password_file", pw},
+      {"default_key_pattern", "a b"}},
+     "backends.b.default_key_pattern"},
+    {{{"type", "redis_acl"}, {"admin_password_file", pw}, {"port", 0}},
+     "backends.b.port"},
+  };
+  for (auto& c : cases) {
+    CAPTURE(c.settings.dump());
+    auto made = make_cloud_backend("b", c.settings);
+    REQUIRE(!made);
+    CHECK(message_of(made.error()).find(c.key) != std::string::npos);
+  }
+}
