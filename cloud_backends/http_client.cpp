@@ -8,6 +8,7 @@
 #include <Poco/Net/HTTPResponse.h>
 #include <Poco/Net/HTTPSClientSession.h>
 #include <Poco/Net/NetException.h>
+#include <Poco/Net/SSLException.h>
 #include <Poco/Net/SSLManager.h>
 #include <Poco/Timespan.h>
 #include <Poco/URI.h>
@@ -117,6 +118,11 @@ caf::expected<http_response> http_client::send(const std::string& method,
       if (resp.getKeepAlive())
         give_back(std::move(session));
       return result;
+    } catch (const Poco::Net::SSLException& e) {
+      // Not worth a retry: the server's certificate or TLS setup is wrong.
+      return make_error(ec::backend_error,
+                        service_ + " at " + base_url_
+                          + " failed TLS verification: " + e.message());
     } catch (const Poco::Exception& e) {
       // A kept-alive connection the server has closed fails at once; one
       // more try on a fresh connection is safe for idempotent methods.

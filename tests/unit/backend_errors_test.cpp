@@ -12,6 +12,8 @@
 #include <Poco/Net/HTTPServerParams.h>
 #include <Poco/Net/HTTPServerRequest.h>
 #include <Poco/Net/HTTPServerResponse.h>
+#include <Poco/Net/Context.h>
+#include <Poco/Net/SecureServerSocket.h>
 #include <Poco/Net/ServerSocket.h>
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
@@ -80,6 +82,18 @@ struct canned_server {
 
   canned_server() {
     Poco::Net::ServerSocket socket(Poco::Net::SocketAddress("127.0.0.1", 0));
+    server = std::make_unique<Poco::Net::HTTPServer>(
+      new factory(*this), socket, new Poco::Net::HTTPServerParams);
+    server->start();
+  }
+
+  /// Serves TLS with the given (self-signed) certificate.
+  canned_server(const std::string& cert, const std::string& key) {
+    Poco::Net::Context::Ptr context = new Poco::Net::Context(
+      Poco::Net::Context::TLS_SERVER_USE, key, cert, "",
+      Poco::Net::Context::VERIFY_NONE);
+    Poco::Net::SecureServerSocket socket(
+      Poco::Net::SocketAddress("127.0.0.1", 0), 64, context);
     server = std::make_unique<Poco::Net::HTTPServer>(
       new factory(*this), socket, new Poco::Net::HTTPServerParams);
     server->start();
@@ -199,6 +213,27 @@ TEST_CASE("influxdb: refused and hanging servers are backend_unavailable") {
   err = slow->revoke("0a1b2c3d4e5f6789");
   CHECK(code(err) == ec::backend_unavailable);
   CHECK(message_of(err).find("in time") != std::string::npos);
+}
+
+TEST_CASE("influxdb: https certificates are verified by default") {
+  char dir[] = "/tmp/tlm-tls-XXXXXX";
+  REQUIRE(mkdtemp(dir) != nullptr);
+  std::string cert = std::string{dir} + "/cert.pem";
+  std::string key = std::string{dir} + "/key.pem";
+  auto cmd = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "
+             "/CN=127.0.0.1 -keyout " + key + " -out " + cert
+             + " >/dev/null 2>&1";
+  REQUIRE(std::system(cmd.c_str()) == 0);
+  canned_server srv{cert, key};
+  srv.answer(204, json::object());
+  auto be = influxdb("https://127.0.0.1:"
+                     + std::to_string(srv.server->port()));
+  // A self-signed certificate no CA vouches for: refused, not trusted.
+  auto err = be->revoke("0a1b2c3d4e5f6789");
+  CHECK(code(err) == ec::backend_error);
+  CHECK(message_of(err).find("TLS") != std::string::npos);
+  CHECK(srv.last_request.empty()); // no request ever reached it
+  std::system(("rm -rf " + std::string{dir}).c_str());
 }
 
 TEST_CASE("influxdb: an org name is resolved once; unknown names say so") {
