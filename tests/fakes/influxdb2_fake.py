@@ -227,12 +227,17 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "influxdb2-fake"
     sys_version = ""
-    timeout = 60   # idle keep-alive connections are closed after this
+    timeout = 180  # idle keep-alive connections closed after 3 min, as influxd
 
     # -- connection bookkeeping (so that stop() can close everything) -----
 
     def setup(self):
         super().setup()
+        try:
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY,
+                                       1)
+        except OSError:
+            pass
         srv = self.server
         with srv.conn_lock:
             srv.conns.add(self.connection)
@@ -254,6 +259,9 @@ class _Handler(BaseHTTPRequestHandler):
             with srv.conn_lock:
                 srv.conns.discard(self.connection)
                 srv.threads.discard(threading.current_thread())
+
+    def version_string(self):
+        return self.server_version
 
     def log_message(self, fmt, *args):
         if self.server.fake.verbose:
@@ -421,10 +429,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(body)))
             if self.close_connection:
                 self.send_header("Connection", "close")
-            self.end_headers()
+            # Head and body in one write: two small writes would wait for
+            # a delayed ACK (Nagle), 40 ms per answer.
+            self._headers_buffer.append(b"\r\n")
             if self.command != "HEAD" and body:
-                self.wfile.write(body)
-            self.wfile.flush()
+                self._headers_buffer.append(body)
+            self.flush_headers()
         except OSError:
             self.close_connection = True
 
@@ -500,10 +510,9 @@ class FakeInfluxDB2:
         self._thread = None
         self._down_cancel = None
         self.user_id = self._new_id()
-        now = _now()
         self._users[self.user_id] = {"id": self.user_id, "name": user_name,
                                      "status": "active"}
-        self.org_id = self.create_org(org_name, _now_=now)
+        self.org_id = self.create_org(org_name)
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -577,7 +586,10 @@ class FakeInfluxDB2:
 
     def _go_down(self, seconds):
         with self._life:
-            if self._server is None:
+            if self._server is None:     # stopped already: nothing to do
+                with self._lock:
+                    if self._fault["mode"] == "down":
+                        self._fault = normalize_fault({"mode": "none"})
                 return
             self._stop_locked()
             cancel = self._down_cancel = threading.Event()
@@ -710,14 +722,14 @@ class FakeInfluxDB2:
             self._fault_gen += 1
             self._cv.notify_all()
 
-    def create_org(self, name, _now_=None):
+    def create_org(self, name):
         """Adds an organization; returns its id."""
         with self._lock:
             if any(o["name"] == name for o in self._orgs.values()):
                 raise ValueError(f"organization with name {name} "
                                  f"already exists")
             org_id = self._new_id()
-            now = _now_ or _now()
+            now = _now()
             self._orgs[org_id] = {"id": org_id, "name": name,
                                   "description": "", "createdAt": now,
                                   "updatedAt": now}
@@ -856,7 +868,7 @@ class FakeInfluxDB2:
             "status": "pass", "checks": [], "version": VERSION,
             "commit": "influxdb2-fake"})
 
-    # -- orgs ------------------------------------------------------------------
+    # -- orgs --------------------------------------------------------------
 
     def _get_orgs(self, req):
         self._require_admin(req, "read:orgs")
@@ -906,7 +918,7 @@ class FakeInfluxDB2:
             org["description"] = desc or ""
             return _json_response(201, self._org_json(org))
 
-    # -- authorizations ----------------------------------------------------------
+    # -- authorizations ----------------------------------------------------
 
     def _post_auth(self, req):
         self._require_admin(req, "write:authorizations")
@@ -1037,8 +1049,9 @@ class FakeInfluxDB2:
                 if user_name is not None and r["userID"] != by_name_user:
                     continue
                 result.append(self._auth_json(r))
-        return _json_response(200, {"links": {"self": "/api/v2/authorizations"},
-                                    "authorizations": result})
+        return _json_response(200, {
+            "links": {"self": "/api/v2/authorizations"},
+            "authorizations": result})
 
     def _find_auth(self, raw_id):
         auth_id = _parse_id(raw_id)
@@ -1090,7 +1103,7 @@ class FakeInfluxDB2:
             self._deleted.append(rec["id"])
         return (204, [], b"")
 
-    # -- control endpoints (test only) ---------------------------------------
+    # -- control endpoints (test only) -------------------------------------
 
     def _control(self, method, path, body):
         """(response, action to run after answering or None)."""
