@@ -11,6 +11,10 @@
 
 namespace tlm {
 
+/// The states a stored lease record can have.
+inline constexpr const char* state_active = "active";
+inline constexpr const char* state_pending = "pending";
+
 /// One lease: a secret token at a cloud backend plus the time it may live.
 /// Times are milliseconds since the Unix epoch (UTC).
 struct lease {
@@ -25,13 +29,16 @@ struct lease {
   std::vector<std::string> tags;
   std::string meta = "{}";  ///< A JSON object, serialized.
   std::string description;
+  /// `active`, or `pending`: the intent stored before a remote backend
+  /// creates the token, so a crash in between leaves a record to reconcile.
+  std::string state = state_active;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, lease& x) {
   return f(caf::meta::type_name("lease"), x.id, x.backend, x.backend_id,
            x.value, x.ttl_ms, x.issued_ms, x.expires_ms, x.renewable, x.tags,
-           x.meta, x.description);
+           x.meta, x.description, x.state);
 }
 
 /// What a cloud backend answers for a token it created or knows.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 #include <unordered_map>
 
 #include <caf/all.hpp>
@@ -54,6 +55,9 @@ struct lease_manager_state {
   size_t pending_requests = 0;
   std::optional<int64_t> armed_due;  ///< Deadline of the pending tick.
   bool loaded = false;
+  /// Intent records left by a crash, by backend name.
+  std::map<std::string, std::set<std::string>> intents;
+  bool reconcile_armed = false;
   std::vector<caf::typed_response_promise<uint64_t>> waiting_for_ready;
   int64_t start_wall_ms = 0;
   caf::actor_clock::time_point start_clock;
@@ -292,22 +296,54 @@ struct lease_manager_state {
     record.meta = std::move(req.meta);
     record.description = std::move(req.description);
     ++pending_requests;
+    if (!be->remote) {
+      // A local token dies with the process unless its lease is stored, so
+      // it needs no intent record.
+      create_at_cloud(std::move(record), std::move(req.options), rp);
+      return rp;
+    }
+    // Crash-safe creation: the intent is durable before the token exists,
+    // so a crash in between leaves a record that start-up reconciles.
+    record.state = state_pending;
+    record.issued_ms = now_ms();
+    record.expires_ms = record.issued_ms + ttl;
+    self->request(cfg.storage, caf::infinite, atom::save_v, record)
+      .then(
+        [this, rp, record, options = std::move(req.options)](atom::ok) mutable {
+          create_at_cloud(std::move(record), std::move(options), rp);
+        },
+        [this, rp](caf::error& err) mutable {
+          --pending_requests;
+          rp.deliver(from_storage(std::move(err)));
+        });
+    return rp;
+  }
+
+  void create_at_cloud(lease record, std::string options,
+                       caf::typed_response_promise<lease> rp) {
+    auto* be = backend(record.backend);
+    auto name = be->name;
     self
-      ->request(be->actor, timeout_of(*be), atom::create_v, record.id, ttl,
-                std::move(req.options))
+      ->request(be->actor, timeout_of(*be), atom::create_v, record.id,
+                record.ttl_ms, std::move(options))
       .then(
         [this, rp, record](cloud_token& token) mutable {
           record.backend_id = std::move(token.backend_id);
           record.value = std::move(token.value);
           record.issued_ms = now_ms();
           record.expires_ms = record.issued_ms + record.ttl_ms;
+          record.state = state_active;
           store_new(std::move(record), rp);
         },
-        [this, rp, name](caf::error& err) mutable {
+        [this, rp, name, record](caf::error& err) mutable {
           --pending_requests;
+          // Nothing was made; the intent goes. If this removal is lost, the
+          // next start reconciles the record and finds no token.
+          if (record.state == state_pending)
+            self->request(cfg.storage, caf::infinite, atom::remove_v, record.id)
+              .then([](atom::ok) {}, [](caf::error&) {});
           rp.deliver(from_cloud(name, std::move(err)));
         });
-    return rp;
   }
 
   void store_new(lease record, caf::typed_response_promise<lease> rp) {
@@ -573,6 +609,10 @@ struct lease_manager_state {
           auto& batch = page.leases;
           std::map<std::string, std::vector<cloud_token>> tokens;
           for (auto& record : batch) {
+            if (record.state == state_pending) {
+              intents[record.backend].insert(record.id);
+              continue;
+            }
             tokens[record.backend].push_back(
               cloud_token{record.backend_id, record.value, "{}"});
             auto& entry = leases[record.id];
@@ -601,6 +641,78 @@ struct lease_manager_state {
       rp.deliver(live_count());
     waiting_for_ready.clear();
     process_due();
+    reconcile();
+  }
+
+  // -- crash recovery --------------------------------------------------------
+
+  /// Creations a crash interrupted: for each intent record, any token the
+  /// backend made for it (found by the lease id it is marked with) is
+  /// revoked, then the record is dropped. The client never got a reply.
+  void reconcile() {
+    for (auto& [name, ids] : intents)
+      reconcile_backend(name);
+  }
+
+  void reconcile_backend(const std::string& name) {
+    auto* be = backend(name);
+    if (be == nullptr)
+      return; // kept: the backend may come back into the config
+    self->request(be->actor, timeout_of(*be), atom::get_all_v)
+      .then(
+        [this, name](std::vector<cloud_token>& tokens) {
+          auto& ids = intents[name];
+          std::vector<std::string> orphans;
+          for (auto& token : tokens) {
+            auto extra = nlohmann::json::parse(token.extra, nullptr, false);
+            if (extra.is_object() && extra.contains("lease_id")
+                && extra["lease_id"].is_string()
+                && ids.count(extra["lease_id"].get<std::string>()) > 0)
+              orphans.push_back(token.backend_id);
+          }
+          revoke_orphans(name, std::move(orphans));
+        },
+        [this](caf::error&) { reconcile_later(); });
+  }
+
+  void revoke_orphans(const std::string& name,
+                      std::vector<std::string> orphans) {
+    if (orphans.empty()) {
+      drop_intents(name);
+      return;
+    }
+    auto* be = backend(name);
+    auto left = std::make_shared<size_t>(orphans.size());
+    auto failed = std::make_shared<bool>(false);
+    auto done = [this, name, left, failed] {
+      if (--*left > 0)
+        return;
+      if (*failed)
+        reconcile_later();
+      else
+        drop_intents(name);
+    };
+    for (auto& id : orphans)
+      self->request(be->actor, timeout_of(*be), atom::revoke_v, id)
+        .then([done](atom::ok) mutable { done(); },
+              [done, failed](caf::error&) mutable {
+                *failed = true;
+                done();
+              });
+  }
+
+  void drop_intents(const std::string& name) {
+    for (auto& id : intents[name])
+      self->request(cfg.storage, caf::infinite, atom::remove_v, id)
+        .then([](atom::ok) {}, [](caf::error&) {});
+    intents.erase(name);
+  }
+
+  void reconcile_later() {
+    if (reconcile_armed)
+      return;
+    reconcile_armed = true;
+    self->delayed_send(self, std::chrono::seconds(30), atom::reconcile_v);
   }
 };
 
@@ -652,6 +764,10 @@ lease_manager_actor spawn_lease_manager(caf::actor_system& sys,
         return rp;
       },
       [self](atom::tick, int64_t due) { self->state.on_tick(due); },
+      [self](atom::reconcile) {
+        self->state.reconcile_armed = false;
+        self->state.reconcile();
+      },
     };
   };
   return sys.spawn(init, std::move(cfg));

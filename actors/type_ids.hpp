@@ -42,5 +42,6 @@ CAF_BEGIN_TYPE_ID_BLOCK(tlm, caf::first_custom_type_id)
   CAF_ADD_ATOM(tlm, tlm::atom, commit, "commit")
   CAF_ADD_ATOM(tlm, tlm::atom, flush, "flush")
   CAF_ADD_ATOM(tlm, tlm::atom, ok, "ok")
+  CAF_ADD_ATOM(tlm, tlm::atom, reconcile, "reconcile")
 
 CAF_END_TYPE_ID_BLOCK(tlm)

@@ -11,7 +11,8 @@ namespace tlm {
 namespace {
 
 bool matches(const lease& x, const list_query& q) {
-  return x.expires_ms > q.now_ms && (q.backend.empty() || x.backend == q.backend)
+  return x.state == state_active && x.expires_ms > q.now_ms
+         && (q.backend.empty() || x.backend == q.backend)
          && (q.tag.empty()
              || std::find(x.tags.begin(), x.tags.end(), q.tag) != x.tags.end());
 }

@@ -44,7 +44,7 @@ CREATE INDEX IF NOT EXISTS lease_tags_by_lease ON lease_tags(lease_id);
 
 constexpr const char* lease_columns
   = "id, backend, backend_id, value, ttl_ms, issued_ms, expires_ms, "
-    "renewable, tags, meta, description";
+    "renewable, tags, meta, description, state";
 
 /// One prepared statement; reset after each use so it can run again.
 class statement {
@@ -130,13 +130,14 @@ public:
               && commit_.prepare(db_, "COMMIT")
               && rollback_.prepare(db_, "ROLLBACK")
               && insert_.prepare(db_, "INSERT INTO leases(" + cols
-                                        + ") VALUES(?,?,?,?,?,?,?,?,?,?,?) "
+                                        + ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?) "
                                           "ON CONFLICT(id) DO NOTHING")
               && update_.prepare(db_,
                                  "UPDATE leases SET backend=?2, backend_id=?3, "
                                  "value=?4, ttl_ms=?5, issued_ms=?6, "
                                  "expires_ms=?7, renewable=?8, tags=?9, "
-                                 "meta=?10, description=?11 WHERE id=?1")
+                                 "meta=?10, description=?11, state=?12 "
+                                 "WHERE id=?1")
               && remove_.prepare(db_, "DELETE FROM leases WHERE id = ?")
               && remove_tags_.prepare(db_,
                                       "DELETE FROM lease_tags WHERE lease_id = ?")
@@ -303,7 +304,8 @@ private:
       .bind(8, int64_t{x.renewable})
       .bind(9, tags)
       .bind(10, x.meta)
-      .bind(11, x.description);
+      .bind(11, x.description)
+      .bind(12, x.state);
   }
 
   caf::error remove(const std::string& id) {
@@ -334,6 +336,7 @@ private:
             x.tags.push_back(t.get<std::string>());
       x.meta = s.text(9);
       x.description = s.text(10);
+      x.state = s.text(11);
       rows.push_back(std::move(x));
     }
     s.reset();

@@ -48,7 +48,11 @@ public:
     return cloud_token{id, "", "{}"};
   }
   caf::expected<std::vector<cloud_token>> get_all() override {
-    return std::vector<cloud_token>{};
+    std::vector<cloud_token> result;
+    for (auto& id : live)
+      result.push_back(
+        {id, "", nlohmann::json{{"lease_id", id.substr(2)}}.dump()});
+    return result;
   }
   std::string describe() const override {
     return "flaky";
@@ -70,7 +74,9 @@ struct manager_fixture : test::actor_fixture {
        own(spawn_cloud_actor(
          *sys, *make_local_backend("local", {{"type", "local"}}))),
        true});
-    mcfg.backends.push_back({"flaky", own(spawn_cloud_actor(*sys, flaky)), false});
+    // Treated as remote: creations go through the intent record.
+    mcfg.backends.push_back({"flaky", own(spawn_cloud_actor(*sys, flaky)),
+                             false, true, std::chrono::seconds(5)});
     start();
   }
 
@@ -353,4 +359,56 @@ TEST_CASE_FIXTURE(manager_fixture, "an expiry storm stays within the "
   CHECK(flaky->revoked.size() == 100);
   CHECK(flaky->live.empty());
   CHECK(live_count() == 0);
+}
+
+TEST_CASE_FIXTURE(manager_fixture, "a remote create stores its intent first, "
+                                   "then the active lease") {
+  auto x = create_ttl(60'000, false, "flaky");
+  auto stored = call<lease>(storage, atom::get_v, x.id);
+  REQUIRE(stored);
+  CHECK(stored->state == state_active);
+  CHECK(stored->value == x.value);
+}
+
+TEST_CASE_FIXTURE(manager_fixture, "start-up revokes tokens whose creation a "
+                                   "crash interrupted, and drops the intent") {
+  // The state a crash leaves between "token made" and "lease stored".
+  lease intent;
+  intent.id = "crashed-lease-id-1";
+  intent.backend = "flaky";
+  intent.ttl_ms = 60'000;
+  intent.issued_ms = start_ms;
+  intent.expires_ms = start_ms + 60'000;
+  intent.state = state_pending;
+  REQUIRE(call<atom::ok>(storage, atom::save_v, intent));
+  flaky->live.insert("b-crashed-lease-id-1");
+  flaky->live.insert("b-someone-else"); // no intent: not ours to touch
+  auto keeper = create_ttl(60'000, false, "flaky");
+  start();
+  CHECK(flaky->revoked == std::vector<std::string>{"b-crashed-lease-id-1"});
+  CHECK(!call<lease>(storage, atom::get_v, intent.id));
+  CHECK(code_of_get(intent.id) == ec::not_found);
+  CHECK(code_of_get(keeper.id) == ec::none);
+  CHECK(live_count() == 1);
+  // The intent never shows up in list either.
+  list_query q;
+  CHECK(call<lease_page>(manager, atom::list_v, q)->leases.size() == 1);
+}
+
+TEST_CASE_FIXTURE(manager_fixture, "an unreachable backend at start-up keeps "
+                                   "the intent and retries later") {
+  lease intent;
+  intent.id = "crashed-lease-id-2";
+  intent.backend = "flaky";
+  intent.ttl_ms = 60'000;
+  intent.state = state_pending;
+  REQUIRE(call<atom::ok>(storage, atom::save_v, intent));
+  flaky->live.insert("b-crashed-lease-id-2");
+  flaky->failing_revokes = 1;
+  start();
+  CHECK(flaky->revoked.empty());
+  CHECK(call<lease>(storage, atom::get_v, intent.id)); // still there
+  advance(30'000ms);
+  CHECK(flaky->revoked == std::vector<std::string>{"b-crashed-lease-id-2"});
+  CHECK(!call<lease>(storage, atom::get_v, intent.id));
 }

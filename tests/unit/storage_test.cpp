@@ -69,6 +69,7 @@ TEST_CASE("every storage backend keeps the same contract") {
     CHECK(got->meta == R"({"m":"é"})");
     CHECK(got->description == "desc id105");
     CHECK(got->expires_ms == 10'005);
+    CHECK(got->state == state_active);
     CHECK(code_of(db.get("nope").error()) == ec::not_found);
 
     // Saving again replaces, tags included.
@@ -122,6 +123,19 @@ TEST_CASE("every storage backend keeps the same contract") {
     q.tag.clear();
     q.backend = "other";
     CHECK(db.list(q)->leases.size() == 14);
+
+    // An intent record is loaded at start but never listed.
+    auto intent = sample("id999", 90'000);
+    intent.state = state_pending;
+    REQUIRE(!db.apply({{storage_write::save, intent}}));
+    CHECK(db.get("id999")->state == state_pending);
+    q = list_query{};
+    q.limit = 1000;
+    auto everything = db.list(q);
+    REQUIRE(everything);
+    for (auto& x : everything->leases)
+      CHECK(x.id != "id999");
+    CHECK(db.load("", 1000)->leases.size() == 30);
   }
 }
 
