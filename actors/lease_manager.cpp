@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <random>
 #include <set>
 #include <unordered_map>
 
@@ -58,6 +59,7 @@ struct lease_manager_state {
   /// Intent records left by a crash, by backend name.
   std::map<std::string, std::set<std::string>> intents;
   bool reconcile_armed = false;
+  std::minstd_rand jitter{std::random_device{}()}; // timing only, no secret
   std::vector<caf::typed_response_promise<uint64_t>> waiting_for_ready;
   int64_t start_wall_ms = 0;
   caf::actor_clock::time_point start_clock;
@@ -250,17 +252,18 @@ struct lease_manager_state {
     });
   }
 
-  /// Bounded exponential backoff; the lease stays dead and stored until a
-  /// revocation succeeds, so nothing is ever dropped unrevoked.
+  /// Exponential backoff with full jitter; the lease stays dead and stored
+  /// until a revocation succeeds, so nothing is ever dropped unrevoked.
   void retry_later(const std::string& id) {
     auto i = leases.find(id);
     if (i == leases.end())
       return;
     auto& entry = i->second;
     mark_dead(entry, lease_state::retry_wait);
-    auto shift = std::min<uint32_t>(entry.attempts++, 16);
-    auto delay = std::min(cfg.retry_max_ms, cfg.retry_base_ms << shift);
-    schedule_at(entry, now_ms() + delay);
+    auto shift = std::min<uint32_t>(entry.attempts++, 20);
+    auto ceiling = std::min(cfg.retry_max_ms, cfg.retry_base_ms << shift);
+    std::uniform_int_distribution<int64_t> pick{1, std::max<int64_t>(1, ceiling)};
+    schedule_at(entry, now_ms() + pick(jitter));
   }
 
   // -- client actions --------------------------------------------------------

@@ -42,8 +42,11 @@ struct lease_manager_config {
   /// Client requests waiting on a backend or storage at once before new
   /// ones are answered `overloaded`.
   size_t max_pending_requests = 200'000;
-  int64_t retry_base_ms = 500;
-  int64_t retry_max_ms = 30'000;
+  /// Failed revocations wait a random time up to base * 2^attempts, capped
+  /// (exponential backoff with full jitter, so a wave of failures does not
+  /// come back as a wave of retries).
+  int64_t retry_base_ms = 1'000;
+  int64_t retry_max_ms = 300'000;
   /// Wall-clock time (ms since epoch) at spawn; 0 reads the system clock.
   /// Afterwards time advances with the actor clock, so tests can drive it.
   int64_t start_wall_ms = 0;

@@ -57,6 +57,10 @@ caf::error apply_file(const std::string& path, daemon_config& cfg) {
       err = read_key(value, key, cfg.max_ttl_ms);
     else if (key == "api_key_file")
       err = read_key(value, key, cfg.api_key_file);
+    else if (key == "retry_base_ms")
+      err = read_key(value, key, cfg.retry_base_ms);
+    else if (key == "retry_max_ms")
+      err = read_key(value, key, cfg.retry_max_ms);
     else if (key == "tcp_max_connections")
       err = read_key(value, key, cfg.tcp_max_connections);
     else if (key == "http_threads")
@@ -91,6 +95,9 @@ caf::error validate(const daemon_config& cfg) {
   if (cfg.default_ttl_ms < cfg.min_ttl_ms || cfg.default_ttl_ms > cfg.max_ttl_ms)
     return config_error("default_ttl_ms must lie between min_ttl_ms and "
                         "max_ttl_ms");
+  if (cfg.retry_base_ms < 1 || cfg.retry_max_ms < cfg.retry_base_ms)
+    return config_error("retry_base_ms must be at least 1 and retry_max_ms "
+                        "at least retry_base_ms");
   if (cfg.tcp_max_connections < 1 || cfg.http_threads < 1)
     return config_error("tcp_max_connections and http_threads must be "
                         "positive");
@@ -114,7 +121,7 @@ command_line parse_command_line(int argc, char** argv) {
                  "JSON config file; flags override its values. Keys: bind, "
                  "http_port, tcp_port, storage, default_backend, "
                  "default_ttl_ms, min_ttl_ms, max_ttl_ms, api_key_file, "
-                 "tcp_max_connections, http_threads, backends "
+                 "retry_base_ms, retry_max_ms, tcp_max_connections, http_threads, backends "
                  "({\"<name>\":{\"type\":\"local\"}})");
   auto* bind = app.add_option("--bind", flags.bind,
                               "address to listen on (default 127.0.0.1); a "
@@ -139,6 +146,13 @@ command_line parse_command_line(int argc, char** argv) {
                               "needs 'Authorization: Bearer <key>' and TCP "
                               "an {\"action\":\"auth\",\"api_key\":...} "
                               "first");
+  auto* retry_base = app.add_option(
+    "--retry-base", flags.retry_base_ms,
+    "first wait in ms before retrying a failed revocation; waits double "
+    "with full jitter (default 1000)");
+  auto* retry_max = app.add_option("--retry-max", flags.retry_max_ms,
+                                   "longest wait in ms between revocation "
+                                   "retries (default 300000, 5 min)");
   auto* conns = app.add_option("--tcp-max-connections",
                                flags.tcp_max_connections,
                                "TCP connections served at once (default "
@@ -174,6 +188,8 @@ command_line parse_command_line(int argc, char** argv) {
   override_with(min_ttl, cfg.min_ttl_ms, flags.min_ttl_ms);
   override_with(max_ttl, cfg.max_ttl_ms, flags.max_ttl_ms);
   override_with(keys, cfg.api_key_file, flags.api_key_file);
+  override_with(retry_base, cfg.retry_base_ms, flags.retry_base_ms);
+  override_with(retry_max, cfg.retry_max_ms, flags.retry_max_ms);
   override_with(conns, cfg.tcp_max_connections, flags.tcp_max_connections);
   override_with(threads, cfg.http_threads, flags.http_threads);
   // An unset default follows narrowed bounds instead of contradicting them.

@@ -22,6 +22,8 @@ struct daemon_config {
   std::string api_key_file;
   /// Backend name -> settings (`type` plus the backend's own keys).
   nlohmann::json backends = {{"local", {{"type", "local"}}}};
+  int64_t retry_base_ms = 1'000;
+  int64_t retry_max_ms = 300'000;
   int tcp_max_connections = 1024;
   int http_threads = 64;
 };

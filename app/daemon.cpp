@@ -122,6 +122,8 @@ int serve(const daemon_config& cfg, const sigset_t& stop_signals) {
   mcfg.default_ttl_ms = cfg.default_ttl_ms;
   mcfg.min_ttl_ms = cfg.min_ttl_ms;
   mcfg.max_ttl_ms = cfg.max_ttl_ms;
+  mcfg.retry_base_ms = cfg.retry_base_ms;
+  mcfg.retry_max_ms = cfg.retry_max_ms;
   for (auto& [name, backend] : clouds) {
     log("info", "backend " + backend->describe());
     mcfg.backends.push_back(

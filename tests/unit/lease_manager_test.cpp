@@ -412,3 +412,16 @@ TEST_CASE_FIXTURE(manager_fixture, "an unreachable backend at start-up keeps "
   CHECK(flaky->revoked == std::vector<std::string>{"b-crashed-lease-id-2"});
   CHECK(!call<lease>(storage, atom::get_v, intent.id));
 }
+
+TEST_CASE_FIXTURE(manager_fixture, "retry waits stay within the backoff "
+                                   "ceiling of each attempt") {
+  auto x = create_ttl(1'000, false, "flaky");
+  flaky->failing_revokes = 2;
+  advance(1'000ms); // attempt 1 fails: the next waits at most 1 s
+  CHECK(flaky->revoked.empty());
+  advance(1'000ms); // attempt 2 fails: the next waits at most 2 s
+  CHECK(flaky->revoked.empty());
+  CHECK(flaky->failing_revokes == 0);
+  advance(2'000ms);
+  CHECK(flaky->revoked == std::vector<std::string>{x.backend_id});
+}
