@@ -1,6 +1,7 @@
 #include "actors/lease_manager.hpp"
 
 #include <algorithm>
+#include <deque>
 #include <map>
 #include <random>
 #include <set>
@@ -52,13 +53,19 @@ struct lease_manager_state {
   std::unordered_map<std::string, lease_entry> leases;
   expiry_schedule schedule;
   size_t dead_leases = 0;  ///< Entries revoking or waiting for a retry.
-  size_t revocations_in_flight = 0;
+  /// Revocations per backend: in flight, and due ones waiting their turn.
+  struct revocation_lane {
+    size_t in_flight = 0;
+    size_t limit = 1;
+    std::deque<std::string> waiting;
+  };
+  std::unordered_map<std::string, revocation_lane> lanes;
   size_t pending_requests = 0;
   std::optional<int64_t> armed_due;  ///< Deadline of the pending tick.
   bool loaded = false;
   /// Intent records left by a crash, by backend name.
   std::map<std::string, std::set<std::string>> intents;
-  bool reconcile_armed = false;
+  std::optional<int64_t> reconcile_due;
   std::minstd_rand jitter{std::random_device{}()}; // timing only, no secret
   std::vector<caf::typed_response_promise<uint64_t>> waiting_for_ready;
   int64_t start_wall_ms = 0;
@@ -154,18 +161,24 @@ struct lease_manager_state {
     process_due();
   }
 
-  /// Starts revocations for every due entry, up to the in-flight limit.
+  /// Starts revocations for every due entry; a backend at its limit gets
+  /// them queued instead, in deadline order.
   void process_due() {
     auto now = now_ms();
-    while (revocations_in_flight < cfg.max_concurrent_revocations) {
-      auto next = schedule.pop_due(now);
-      if (!next)
-        break;
+    while (auto next = schedule.pop_due(now)) {
       auto i = leases.find(next->id);
       if (i == leases.end() || i->second.due_ms != next->due_ms
           || i->second.state == lease_state::revoking)
         continue; // stale: renewed, revoked, or already being revoked
-      start_expiry_revocation(i->second);
+      auto& entry = i->second;
+      auto& lane = lane_of(entry.record.backend);
+      if (lane.in_flight < lane.limit) {
+        start_expiry_revocation(entry);
+      } else {
+        mark_dead(entry, lease_state::revoking);
+        entry.due_ms = -1;
+        lane.waiting.push_back(entry.record.id);
+      }
     }
     if (schedule.size() > 2 * leases.size() + 1024)
       compact_schedule();
@@ -214,35 +227,57 @@ struct lease_manager_state {
                                              + "', which is not configured"));
       return;
     }
-    ++revocations_in_flight;
+    ++lane_of(be->name).in_flight;
     auto name = be->name;
     self->request(be->actor, timeout_of(*be), atom::revoke_v,
                   entry.record.backend_id)
       .then(
-        [this, id, done](atom::ok) mutable {
+        [this, name, id, done](atom::ok) mutable {
           self->request(cfg.storage, caf::infinite, atom::remove_v, id)
             .then(
-              [this, id, done](atom::ok) mutable {
+              [this, name, id, done](atom::ok) mutable {
                 erase(id);
-                finish_revocation(id, caf::none, done);
+                finish_revocation(name, caf::none, done);
               },
-              [this, id, done](caf::error& err) mutable {
+              [this, name, id, done](caf::error& err) mutable {
                 // The token is dead; only the record is left. Retry both
                 // (revoke is idempotent) and tell the client it worked.
                 retry_later(id);
-                finish_revocation(id, caf::none, done);
+                finish_revocation(name, caf::none, done);
               });
         },
-        [this, id, name, done](caf::error& err) mutable {
-          finish_revocation(id, from_cloud(name, std::move(err)), done);
+        [this, name, done](caf::error& err) mutable {
+          finish_revocation(name, from_cloud(name, std::move(err)), done);
         });
   }
 
   template <class Done>
-  void finish_revocation(const std::string& id, caf::error err, Done& done) {
-    --revocations_in_flight;
+  void finish_revocation(const std::string& backend_name, caf::error err,
+                         Done& done) {
+    auto& lane = lane_of(backend_name);
+    --lane.in_flight;
     done(std::move(err));
-    process_due();
+    // The freed slot goes to the next lease of this backend waiting.
+    while (lane.in_flight < lane.limit && !lane.waiting.empty()) {
+      auto id = std::move(lane.waiting.front());
+      lane.waiting.pop_front();
+      auto i = leases.find(id);
+      if (i != leases.end() && i->second.due_ms == -1
+          && i->second.state == lease_state::revoking)
+        start_expiry_revocation(i->second);
+    }
+  }
+
+  revocation_lane& lane_of(const std::string& backend_name) {
+    auto i = lanes.find(backend_name);
+    if (i != lanes.end())
+      return i->second;
+    auto& lane = lanes[backend_name];
+    auto* be = backend(backend_name);
+    lane.limit = be != nullptr && be->remote
+                   ? std::max<size_t>(1, 2 * be->concurrency)
+                   : cfg.max_concurrent_revocations;
+    return lane;
   }
 
   void start_expiry_revocation(lease_entry& entry) {
@@ -340,12 +375,25 @@ struct lease_manager_state {
         },
         [this, rp, name, record](caf::error& err) mutable {
           --pending_requests;
-          // Nothing was made; the intent goes. If this removal is lost, the
-          // next start reconciles the record and finds no token.
-          if (record.state == state_pending)
-            self->request(cfg.storage, caf::infinite, atom::remove_v, record.id)
-              .then([](atom::ok) {}, [](caf::error&) {});
-          rp.deliver(from_cloud(name, std::move(err)));
+          err = from_cloud(name, std::move(err));
+          if (record.state == state_pending) {
+            auto code = code_of(err);
+            if (code == ec::invalid_request || code == ec::backend_error) {
+              // The backend said no: nothing was made, the intent goes.
+              self
+                ->request(cfg.storage, caf::infinite, atom::remove_v,
+                          record.id)
+                .then([](atom::ok) {}, [](caf::error&) {});
+            } else {
+              // Timed out or cut off: the token may exist or still appear.
+              // The intent stays; a look after the backend's own deadline,
+              // when a slow create has finished one way or the other,
+              // revokes what it finds.
+              intents[record.backend].insert(record.id);
+              reconcile_later(2 * timeout_ms_of(record.backend));
+            }
+          }
+          rp.deliver(std::move(err));
         });
   }
 
@@ -389,13 +437,9 @@ struct lease_manager_state {
         rp.deliver(atom::ok_v);
         return;
       }
-      // The token still works: the lease stays alive as it was.
-      auto i = leases.find(id);
-      if (i != leases.end() && i->second.state == lease_state::revoking) {
-        --dead_leases;
-        i->second.state = lease_state::active;
-        schedule_at(i->second, i->second.record.expires_ms);
-      }
+      // Never success before the backend confirmed: the lease stays dead
+      // and the revocation is finished in the background.
+      retry_later(id);
       rp.deliver(std::move(err));
     });
     return rp;
@@ -661,10 +705,11 @@ struct lease_manager_state {
     auto* be = backend(name);
     if (be == nullptr)
       return; // kept: the backend may come back into the config
+    // Only the intents known now: ones added meanwhile need their own look.
+    auto ids = intents[name];
     self->request(be->actor, timeout_of(*be), atom::get_all_v)
       .then(
-        [this, name](std::vector<cloud_token>& tokens) {
-          auto& ids = intents[name];
+        [this, name, ids](std::vector<cloud_token>& tokens) {
           std::vector<std::string> orphans;
           for (auto& token : tokens) {
             auto extra = nlohmann::json::parse(token.extra, nullptr, false);
@@ -673,27 +718,30 @@ struct lease_manager_state {
                 && ids.count(extra["lease_id"].get<std::string>()) > 0)
               orphans.push_back(token.backend_id);
           }
-          revoke_orphans(name, std::move(orphans));
+          revoke_orphans(name, ids, std::move(orphans));
         },
-        [this](caf::error&) { reconcile_later(); });
+        [this, name](caf::error&) {
+          reconcile_later(std::max<int64_t>(30'000, timeout_ms_of(name)));
+        });
   }
 
   void revoke_orphans(const std::string& name,
+                      const std::set<std::string>& ids,
                       std::vector<std::string> orphans) {
     if (orphans.empty()) {
-      drop_intents(name);
+      drop_intents(name, ids);
       return;
     }
     auto* be = backend(name);
     auto left = std::make_shared<size_t>(orphans.size());
     auto failed = std::make_shared<bool>(false);
-    auto done = [this, name, left, failed] {
+    auto done = [this, name, ids, left, failed] {
       if (--*left > 0)
         return;
       if (*failed)
-        reconcile_later();
+        reconcile_later(std::max<int64_t>(30'000, timeout_ms_of(name)));
       else
-        drop_intents(name);
+        drop_intents(name, ids);
     };
     for (auto& id : orphans)
       self->request(be->actor, timeout_of(*be), atom::revoke_v, id)
@@ -704,18 +752,33 @@ struct lease_manager_state {
               });
   }
 
-  void drop_intents(const std::string& name) {
-    for (auto& id : intents[name])
+  void drop_intents(const std::string& name,
+                    const std::set<std::string>& ids) {
+    auto& known = intents[name];
+    for (auto& id : ids) {
+      known.erase(id);
       self->request(cfg.storage, caf::infinite, atom::remove_v, id)
         .then([](atom::ok) {}, [](caf::error&) {});
-    intents.erase(name);
+    }
+    if (known.empty())
+      intents.erase(name);
   }
 
-  void reconcile_later() {
-    if (reconcile_armed)
+  /// Runs `reconcile` in `delay_ms`, unless one runs sooner anyway.
+  void reconcile_later(int64_t delay_ms) {
+    auto due = now_ms() + std::max<int64_t>(1'000, delay_ms);
+    if (reconcile_due && *reconcile_due <= due)
       return;
-    reconcile_armed = true;
-    self->delayed_send(self, std::chrono::seconds(30), atom::reconcile_v);
+    reconcile_due = due;
+    self->delayed_send(self, milliseconds(due - now_ms()), atom::reconcile_v);
+  }
+
+  int64_t timeout_ms_of(const std::string& name) const {
+    auto* be = backend(name);
+    if (be == nullptr || !be->remote)
+      return 1'000;
+    return (be->timeout.count() > 0 ? be->timeout : cfg.cloud_timeout)
+      .count();
   }
 };
 
@@ -768,8 +831,10 @@ lease_manager_actor spawn_lease_manager(caf::actor_system& sys,
       },
       [self](atom::tick, int64_t due) { self->state.on_tick(due); },
       [self](atom::reconcile) {
-        self->state.reconcile_armed = false;
-        self->state.reconcile();
+        auto& st = self->state;
+        if (st.reconcile_due && *st.reconcile_due <= st.now_ms())
+          st.reconcile_due.reset();
+        st.reconcile();
       },
     };
   };

@@ -22,6 +22,9 @@ struct backend_handle {
   bool remote = false;
   /// Deadline of one call when remote; zero: `cloud_timeout`.
   std::chrono::milliseconds timeout{0};
+  /// Calls the backend serves at once. Revocations of a remote backend are
+  /// paced to twice this, so queued calls never wait out their timeout.
+  size_t concurrency = 1;
 };
 
 /// Everything the lease manager needs; policy lives here and nowhere else.
@@ -36,8 +39,9 @@ struct lease_manager_config {
   /// storage actor is local, and a stuck disk shows up as `overloaded`.
   std::chrono::milliseconds cloud_timeout{10'000};
   uint32_t load_batch = 10'000;
-  /// Revocations in flight at once; the rest wait in the schedule, so an
-  /// expiry storm never floods a backend.
+  /// Revocations in flight at once per in-process backend; the rest wait
+  /// in a queue per backend, so an expiry storm never floods a backend and
+  /// a slow backend never delays the expiry of another's leases.
   size_t max_concurrent_revocations = 4'096;
   /// Client requests waiting on a backend or storage at once before new
   /// ones are answered `overloaded`.

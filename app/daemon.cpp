@@ -128,7 +128,7 @@ int serve(const daemon_config& cfg, const sigset_t& stop_signals) {
     log("info", "backend " + backend->describe());
     mcfg.backends.push_back(
       {name, spawn_cloud_actor(sys, backend), backend->exchangeable(),
-       backend->blocking(), backend->timeout()});
+       backend->blocking(), backend->timeout(), backend->concurrency()});
   }
   mcfg.storage = spawn_storage_actor(sys, std::move(*storage_backend));
   auto storage = mcfg.storage;

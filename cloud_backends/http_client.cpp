@@ -61,12 +61,25 @@ http_client::make(const std::string& base_url,
 http_client::~http_client() = default;
 
 std::unique_ptr<Poco::Net::HTTPClientSession> http_client::take() {
-  {
-    std::lock_guard<std::mutex> guard{mtx_};
-    if (!idle_.empty()) {
-      auto session = std::move(idle_.back());
+  for (;;) {
+    std::unique_ptr<Poco::Net::HTTPClientSession> session;
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      if (idle_.empty())
+        break;
+      session = std::move(idle_.back());
       idle_.pop_back();
-      return session;
+    }
+    // An idle keep-alive connection that is readable has been closed by
+    // the server (e.g. it restarted): drop it rather than fail a request.
+    try {
+      if (session->connected()
+          && !session->socket().poll(Poco::Timespan(0),
+                                     Poco::Net::Socket::SELECT_READ
+                                       | Poco::Net::Socket::SELECT_ERROR))
+        return session;
+    } catch (const Poco::Exception&) {
+      // unusable: fall through to the next one
     }
   }
   std::unique_ptr<Poco::Net::HTTPClientSession> session;

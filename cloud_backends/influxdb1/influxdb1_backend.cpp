@@ -100,6 +100,10 @@ public:
     if (auto err = query("GRANT " + privilege + " ON \"" + database
                          + "\" TO \"" + user + "\"")) {
       revoke(user); // no half-made credentials
+      if (message_of(err).find("database not found") != std::string::npos)
+        return make_error(ec::invalid_request,
+                          backend_name() + " has no database '" + database
+                            + "'");
       return err;
     }
     return cloud_token{user, user + ":" + password,

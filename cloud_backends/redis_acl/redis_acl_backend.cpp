@@ -166,34 +166,39 @@ private:
     return caf::none;
   }
 
-  /// Runs one command as the admin on a pooled connection.
+  /// Runs one command as the admin on a pooled connection. Our commands
+  /// are idempotent (`SETUSER ... reset`, `DELUSER`), so a pooled
+  /// connection the server has dropped is retried once on a fresh one.
   caf::expected<RedisType::Ptr> run(const Array& cmd) {
-    auto client = take();
-    if (!client)
-      return std::move(client.error());
-    try {
-      auto reply = (*client)->sendCommand(cmd);
-      if (reply->isError()) {
+    for (int attempt = 0;; ++attempt) {
+      auto client = take(attempt > 0);
+      if (!client)
+        return std::move(client.error());
+      try {
+        auto reply = (*client)->sendCommand(cmd);
         give_back(std::move(*client));
+        if (!reply->isError())
+          return reply;
         auto text = static_cast<Poco::Redis::Type<Poco::Redis::Error>*>(
                       reply.get())
                       ->value()
                       .getMessage();
         return make_error(ec::backend_error, backend_name() + " refused: "
                                                + text.substr(0, 240));
+      } catch (const Poco::Exception& e) {
+        if (attempt == 0)
+          continue;
+        return make_error(ec::backend_unavailable,
+                          backend_name() + " at " + host_ + ":"
+                            + std::to_string(port_)
+                            + " is unreachable: " + e.message());
       }
-      give_back(std::move(*client));
-      return reply;
-    } catch (const Poco::Exception& e) {
-      return make_error(ec::backend_unavailable,
-                        backend_name() + " at " + host_ + ":"
-                          + std::to_string(port_)
-                          + " is unreachable: " + e.message());
     }
   }
 
-  caf::expected<std::unique_ptr<Poco::Redis::Client>> take() {
-    {
+  /// A pooled connection, or a fresh one when `fresh` or none is idle.
+  caf::expected<std::unique_ptr<Poco::Redis::Client>> take(bool fresh) {
+    if (!fresh) {
       std::lock_guard<std::mutex> guard{mtx_};
       if (!idle_.empty()) {
         auto client = std::move(idle_.back());

@@ -21,6 +21,8 @@ Main entry points:
 """
 
 import os
+import secrets
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,6 +32,15 @@ from tlmd_harness import Tlmd
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TLMD = REPO_ROOT / "build" / "bin" / "tlmd"
+
+# Real servers (influxd 1.x, redis-server) for the cloud-backend tests come
+# from <repo>/tests/servers, the InfluxDB 2.x fake from <repo>/tests/fakes.
+# pytest_plugins is allowed here because this is the rootdir's conftest
+# (tests/integration has its own pytest.ini).
+TESTS_DIR = REPO_ROOT / "tests"
+if str(TESTS_DIR) not in sys.path:
+    sys.path.insert(0, str(TESTS_DIR))
+pytest_plugins = ["servers.conftest_fixtures"]
 
 
 # ---------------------------------------------------------------------------
@@ -61,6 +72,9 @@ def pytest_runtest_makereport(item, call):
         for inst in getattr(item, "_tlmd_instances", []):
             rep.sections.append((f"tlmd stderr [{inst.name}] ({inst.status()})",
                                  inst.read_log()))
+        for fake in list(_live_influxdb2_fakes):
+            rep.sections.append((f"influxdb2 fake {fake.url} (fault, last requests)",
+                                 _fake_summary(fake)))
 
 
 # ---------------------------------------------------------------------------
@@ -104,3 +118,51 @@ def api(tlmd, transport):
     a = tlmd.api(transport)
     yield a
     a.close()
+
+
+# ---------------------------------------------------------------------------
+# InfluxDB 2.x fake (tests/fakes/influxdb2_fake.py)
+# ---------------------------------------------------------------------------
+
+_live_influxdb2_fakes = []
+
+
+def _fake_summary(fake, last=30):
+    lines = [f"running={fake.running} fault={fake.fault}"]
+    lines += [f"{r['method']} {r['path']} -> {r['status']}"
+              + (f" (fault {r['fault']})" if r.get("fault") else "")
+              for r in fake.requests()[-last:]]
+    return "\n".join(lines)
+
+
+def _make_influxdb2_fake():
+    from fakes.influxdb2_fake import FakeInfluxDB2
+    fake = FakeInfluxDB2(secrets.token_urlsafe(32), "acme")
+    fake.start()
+    _live_influxdb2_fakes.append(fake)
+    return fake
+
+
+def _drop_influxdb2_fake(fake):
+    try:
+        fake.stop()
+    finally:
+        _live_influxdb2_fakes.remove(fake)
+
+
+@pytest.fixture(scope="module")
+def influxdb2_fake_module():
+    """A started in-process FakeInfluxDB2 (admin token random, org "acme")
+    shared by a test module.  Tests that inject faults or stop it must put
+    it back (clear_fault(), start())."""
+    fake = _make_influxdb2_fake()
+    yield fake
+    _drop_influxdb2_fake(fake)
+
+
+@pytest.fixture
+def influxdb2_fake():
+    """A started FakeInfluxDB2 for one test."""
+    fake = _make_influxdb2_fake()
+    yield fake
+    _drop_influxdb2_fake(fake)

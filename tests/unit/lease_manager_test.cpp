@@ -24,6 +24,7 @@ constexpr int64_t start_ms = 1'800'000'000'000;
 class flaky_backend : public cloud_backend {
 public:
   int failing_revokes = 0;
+  bool lose_create_replies = false; ///< made, but the answer gets lost
   std::set<std::string> live;
   std::vector<std::string> revoked;
 
@@ -33,6 +34,8 @@ public:
   caf::expected<cloud_token> create(const std::string& id, int64_t,
                                     const nlohmann::json&) override {
     live.insert("b-" + id);
+    if (lose_create_replies)
+      return make_error(ec::backend_unavailable, "connection reset");
     return cloud_token{"b-" + id, "secret-" + id, "{}"};
   }
   caf::error revoke(const std::string& id) override {
@@ -197,16 +200,32 @@ TEST_CASE_FIXTURE(manager_fixture, "revoke revokes at the cloud, then forgets") 
   CHECK(code_of(again.error()) == ec::not_found);
 }
 
-TEST_CASE_FIXTURE(manager_fixture, "a failed client revoke keeps the lease") {
+TEST_CASE_FIXTURE(manager_fixture, "a failed client revoke answers the error "
+                                   "and finishes in the background") {
   auto x = create_ttl(60'000, false, "flaky");
   flaky->failing_revokes = 1;
   auto res = call<atom::ok>(manager, atom::revoke_v, x.id);
   REQUIRE(!res);
   CHECK(code_of(res.error()) == ec::backend_unavailable);
-  CHECK(code_of_get(x.id) == ec::none);
-  CHECK(live_count() == 1);
-  advance(60'000ms); // and it still expires on time
-  CHECK(flaky->revoked.size() == 1);
+  CHECK(flaky->live.count(x.backend_id) == 1); // the token still works...
+  CHECK(code_of_get(x.id) == ec::not_found);   // ...but the lease is dead
+  CHECK(live_count() == 0);
+  advance(1'000ms); // the first retry waits at most the base of 1 s
+  CHECK(flaky->revoked == std::vector<std::string>{x.backend_id});
+  CHECK(!call<lease>(storage, atom::get_v, x.id));
+}
+
+TEST_CASE_FIXTURE(manager_fixture, "a stuck backend does not hold up the "
+                                   "expiry of another backend's leases") {
+  // The flaky backend serves one call at a time: two revocations at once.
+  flaky->failing_revokes = 1'000'000;
+  for (int i = 0; i < 50; ++i)
+    create_ttl(1'000, false, "flaky");
+  auto local = create_ttl(1'000, false, "local");
+  advance(1'000ms);
+  CHECK(code_of_get(local.id) == ec::not_found);
+  CHECK(!call<lease>(storage, atom::get_v, local.id)); // revoked and removed
+  CHECK(live_count() == 0);
 }
 
 TEST_CASE_FIXTURE(manager_fixture, "renew extends, caps at issued + max ttl") {
@@ -424,4 +443,23 @@ TEST_CASE_FIXTURE(manager_fixture, "retry waits stay within the backoff "
   CHECK(flaky->failing_revokes == 0);
   advance(2'000ms);
   CHECK(flaky->revoked == std::vector<std::string>{x.backend_id});
+}
+
+TEST_CASE_FIXTURE(manager_fixture, "a create whose answer was lost keeps its "
+                                   "intent, and the token is found and "
+                                   "revoked later") {
+  flaky->lose_create_replies = true;
+  create_request req;
+  req.backend = "flaky";
+  req.ttl_ms = 60'000;
+  auto res = call<lease>(manager, atom::create_v, req);
+  REQUIRE(!res);
+  CHECK(code_of(res.error()) == ec::backend_unavailable);
+  REQUIRE(flaky->live.size() == 1); // the token exists, no lease holds it
+  advance(30'000ms);
+  CHECK(flaky->live.empty());
+  CHECK(flaky->revoked.size() == 1);
+  lease_page page = *call<lease_page>(storage, atom::load_v, std::string{},
+                                      uint32_t{100});
+  CHECK(page.leases.empty()); // the intent record is gone too
 }
