@@ -15,7 +15,6 @@ anything else (e.g. the server is down) raises, so a test never mistakes an
 outage for a revocation.
 """
 
-import contextlib
 import http.client
 import json
 import os
@@ -62,43 +61,6 @@ def split_user_password(value):
     user, sep, password = value.partition(":")
     assert sep and user and password, f"lease value is not user:password: {value[:12]}..."
     return user, password
-
-
-def _port_not_listened_on(port, timeout=5.0, host="127.0.0.1"):
-    """Like servers._common.wait_port_free, but binds with SO_REUSEADDR as
-    influxd and redis-server themselves do: only a socket LISTENING on the
-    port counts as taken, not the server's own leftover connections."""
-    deadline = time.monotonic() + timeout
-    while True:
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-            return True
-        except OSError:
-            if time.monotonic() >= deadline:
-                return False
-        finally:
-            s.close()
-        time.sleep(0.05)
-
-
-@contextlib.contextmanager
-def lenient_restart_port_check():
-    """While active, Influxd1.start() / RedisServer.start() restart on their
-    old port even if a connection of the previous server process is still
-    half-closed there (FIN-WAIT-2).  That happens when a client (tlmd's
-    connection pool) holds an idle keep-alive connection across the stop
-    and does not close it: servers/_common.port_is_free binds without
-    SO_REUSEADDR and then calls the port taken, although the server itself
-    (which sets SO_REUSEADDR) could bind it."""
-    saved = servers.influxdb1.wait_port_free, servers.redis.wait_port_free
-    servers.influxdb1.wait_port_free = _port_not_listened_on
-    servers.redis.wait_port_free = _port_not_listened_on
-    try:
-        yield
-    finally:
-        servers.influxdb1.wait_port_free, servers.redis.wait_port_free = saved
 
 
 class BackendEnv:
@@ -381,8 +343,7 @@ class V1Env(_RealServerEnv):
         self.srv.stop()
 
     def start_server(self):
-        with lenient_restart_port_check():
-            self.srv.start()
+        self.srv.start()
 
     def server_running(self):
         return self.srv.is_running()
@@ -451,8 +412,7 @@ class RedisEnv(_RealServerEnv):
         self.srv.stop()
 
     def start_server(self):
-        with lenient_restart_port_check():
-            self.srv.start()
+        self.srv.start()
 
     def server_running(self):
         return self.srv.is_running()

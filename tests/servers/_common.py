@@ -61,7 +61,11 @@ def free_ports(n=1, host="127.0.0.1"):
 
 
 def port_is_free(port, host="127.0.0.1"):
+    """True unless a socket listens on the port. SO_REUSEADDR, as influxd
+    and redis-server set it themselves: leftover connections of a stopped
+    server (a client's idle keep-alive, FIN-WAIT-2) do not block a restart."""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         s.bind((host, port))
         return True
