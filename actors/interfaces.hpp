@@ -65,8 +65,9 @@ using lease_manager_actor = caf::typed_actor<
   caf::replies_to<atom::create, create_request>::with<lease>,
   // Reads a live lease by id.
   caf::replies_to<atom::get, std::string>::with<lease>,
-  // Revokes the token at its backend, then forgets the lease.
-  caf::replies_to<atom::revoke, std::string>::with<atom::ok>,
+  // Revokes the token at its backend, then forgets the lease; with `force`
+  // (an operator's explicit choice) forgets it without the backend.
+  caf::replies_to<atom::revoke, std::string, bool>::with<atom::ok>,
   // Extends a renewable lease by a ttl (`use_default_ttl`: its own ttl).
   caf::replies_to<atom::renew, std::string, int64_t>::with<lease>,
   // One page of live leases.
@@ -75,8 +76,8 @@ using lease_manager_actor = caf::typed_actor<
   // (backend or empty, value, meta JSON object).
   caf::replies_to<atom::exchange, std::string, std::string,
                   std::string>::with<lease>,
-  // Number of live leases.
-  caf::replies_to<atom::health>::with<uint64_t>,
+  // Counts of live and irrevocable leases.
+  caf::replies_to<atom::health>::with<health_report>,
   // Answers (with the live count) once every stored lease is loaded.
   caf::replies_to<atom::ready>::with<uint64_t>,
   // Self-message of the expiry schedule, carrying its deadline.

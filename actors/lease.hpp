@@ -14,6 +14,11 @@ namespace tlm {
 /// The states a stored lease record can have.
 inline constexpr const char* state_active = "active";
 inline constexpr const char* state_pending = "pending";
+/// A client asked to revoke it; the backend has not confirmed yet.
+inline constexpr const char* state_revoking = "revoking";
+/// Revocation failed too often (or can never work): still retried, and
+/// shown to operators with its last error.
+inline constexpr const char* state_irrevocable = "irrevocable";
 
 /// One lease: a secret token at a cloud backend plus the time it may live.
 /// Times are milliseconds since the Unix epoch (UTC).
@@ -32,13 +37,26 @@ struct lease {
   /// `active`, or `pending`: the intent stored before a remote backend
   /// creates the token, so a crash in between leaves a record to reconcile.
   std::string state = state_active;
+  uint32_t attempts = 0;   ///< Failed revocation attempts.
+  std::string last_error;  ///< The backend's reason, never a secret.
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, lease& x) {
   return f(caf::meta::type_name("lease"), x.id, x.backend, x.backend_id,
            x.value, x.ttl_ms, x.issued_ms, x.expires_ms, x.renewable, x.tags,
-           x.meta, x.description, x.state);
+           x.meta, x.description, x.state, x.attempts, x.last_error);
+}
+
+/// What `health` reports.
+struct health_report {
+  uint64_t live = 0;         ///< Leases a client can use.
+  uint64_t irrevocable = 0;  ///< Leases whose revocation keeps failing.
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, health_report& x) {
+  return f(caf::meta::type_name("health_report"), x.live, x.irrevocable);
 }
 
 /// What a cloud backend answers for a token it created or knows.
@@ -81,7 +99,8 @@ struct list_query {
   std::string tag;       ///< Empty: any tag.
   std::string after;
   uint32_t limit = 100;
-  int64_t now_ms = 0;  ///< Leases expired at this time are left out.
+  int64_t now_ms = 0;  ///< Active leases expired at this time are left out;
+                       ///< irrevocable ones are always shown.
 };
 
 template <class Inspector>

@@ -12,6 +12,7 @@
 
 #include "actors/error.hpp"
 #include "actors/expiry_schedule.hpp"
+#include "actors/log.hpp"
 #include "actors/secrets.hpp"
 
 namespace tlm {
@@ -35,7 +36,6 @@ struct lease_entry {
   lease record;
   lease_state state = lease_state::active;
   int64_t due_ms = 0;  ///< The schedule entry that counts for this lease.
-  uint32_t attempts = 0;
 };
 
 int64_t system_now_ms() {
@@ -53,6 +53,7 @@ struct lease_manager_state {
   std::unordered_map<std::string, lease_entry> leases;
   expiry_schedule schedule;
   size_t dead_leases = 0;  ///< Entries revoking or waiting for a retry.
+  size_t irrevocable_count = 0;
   /// Revocations per backend: in flight, and due ones waiting their turn.
   struct revocation_lane {
     size_t in_flight = 0;
@@ -103,6 +104,17 @@ struct lease_manager_state {
 
   uint64_t live_count() const {
     return leases.size() - dead_leases;
+  }
+
+  /// A lease `get` shows: a live one, or an irrevocable one (with its last
+  /// error, for operators).
+  const lease_entry* visible(const std::string& id) {
+    if (auto* entry = live(id))
+      return entry;
+    auto i = leases.find(id);
+    if (i != leases.end() && i->second.record.state == state_irrevocable)
+      return &i->second;
+    return nullptr;
   }
 
   caf::error not_found(const std::string& id) const {
@@ -206,6 +218,8 @@ struct lease_manager_state {
       return;
     if (i->second.state != lease_state::active)
       --dead_leases;
+    if (i->second.record.state == state_irrevocable)
+      --irrevocable_count;
     leases.erase(i);
   }
 
@@ -242,7 +256,7 @@ struct lease_manager_state {
               [this, name, id, done](caf::error& err) mutable {
                 // The token is dead; only the record is left. Retry both
                 // (revoke is idempotent) and tell the client it worked.
-                retry_later(id);
+                retry_later(id, from_storage(std::move(err)));
                 finish_revocation(name, caf::none, done);
               });
         },
@@ -283,22 +297,49 @@ struct lease_manager_state {
   void start_expiry_revocation(lease_entry& entry) {
     revoke(entry, [this, id = entry.record.id](caf::error err) {
       if (err)
-        retry_later(id);
+        retry_later(id, err);
     });
   }
 
   /// Exponential backoff with full jitter; the lease stays dead and stored
   /// until a revocation succeeds, so nothing is ever dropped unrevoked.
-  void retry_later(const std::string& id) {
+  /// A throttled backend (`overloaded`) costs no attempt. After
+  /// `max_revoke_attempts`, or at once when the failure cannot heal by
+  /// itself (our credentials rejected, the backend gone from the config),
+  /// the lease is `irrevocable`: persisted, logged once, retried every
+  /// `retry_max_ms`.
+  void retry_later(const std::string& id, const caf::error& err) {
     auto i = leases.find(id);
     if (i == leases.end())
       return;
     auto& entry = i->second;
+    auto& record = entry.record;
     mark_dead(entry, lease_state::retry_wait);
-    auto shift = std::min<uint32_t>(entry.attempts++, 20);
-    auto ceiling = std::min(cfg.retry_max_ms, cfg.retry_base_ms << shift);
-    std::uniform_int_distribution<int64_t> pick{1, std::max<int64_t>(1, ceiling)};
-    schedule_at(entry, now_ms() + pick(jitter));
+    auto code = code_of(err);
+    if (code != ec::overloaded)
+      ++record.attempts;
+    record.last_error = message_of(err).substr(0, 240);
+    bool hopeless = code == ec::backend_error || code == ec::unknown_backend;
+    if (record.state != state_irrevocable
+        && (hopeless || record.attempts >= cfg.max_revoke_attempts)) {
+      record.state = state_irrevocable;
+      ++irrevocable_count;
+      log_line("error", "lease '" + id + "' at backend '" + record.backend
+                          + "' is irrevocable after "
+                          + std::to_string(record.attempts)
+                          + " failed attempts: " + record.last_error);
+      self->request(cfg.storage, caf::infinite, atom::save_v, record)
+        .then([](atom::ok) {}, [](caf::error&) {});
+    }
+    int64_t delay = cfg.retry_max_ms;
+    if (record.state != state_irrevocable) {
+      auto shift = std::min<uint32_t>(record.attempts, 20);
+      auto ceiling = std::min(cfg.retry_max_ms,
+                              cfg.retry_base_ms << (shift > 0 ? shift - 1 : 0));
+      std::uniform_int_distribution<int64_t> pick{1, std::max<int64_t>(1, ceiling)};
+      delay = pick(jitter);
+    }
+    schedule_at(entry, now_ms() + delay);
   }
 
   // -- client actions --------------------------------------------------------
@@ -419,29 +460,80 @@ struct lease_manager_state {
   }
 
   caf::result<lease> get(const std::string& id) {
-    if (auto* entry = live(id))
+    if (auto* entry = visible(id))
       return entry->record;
     return not_found(id);
   }
 
   caf::typed_response_promise<atom::ok> revoke_by_client(
-    const std::string& id) {
+    const std::string& id, bool force) {
     auto rp = self->make_response_promise<atom::ok>();
+    if (force)
+      return force_drop(id, rp);
     auto* entry = live(id);
     if (entry == nullptr) {
       rp.deliver(not_found(id));
       return rp;
     }
-    revoke(*entry, [this, rp, id](caf::error err) mutable {
-      if (!err) {
-        rp.deliver(atom::ok_v);
-        return;
-      }
-      // Never success before the backend confirmed: the lease stays dead
-      // and the revocation is finished in the background.
-      retry_later(id);
-      rp.deliver(std::move(err));
-    });
+    // The wish to revoke is stored first: a restart must not bring the
+    // lease back to life while its backend is down.
+    mark_dead(*entry, lease_state::revoking);
+    entry->due_ms = -1;
+    entry->record.state = state_revoking;
+    self->request(cfg.storage, caf::infinite, atom::save_v, entry->record)
+      .then(
+        [this, rp, id](atom::ok) mutable {
+          auto i = leases.find(id);
+          if (i == leases.end()) { // forced away meanwhile
+            rp.deliver(atom::ok_v);
+            return;
+          }
+          revoke(i->second, [this, rp, id](caf::error err) mutable {
+            if (!err) {
+              rp.deliver(atom::ok_v);
+              return;
+            }
+            // Never success before the backend confirmed: the lease stays
+            // dead and the revocation is finished in the background.
+            retry_later(id, err);
+            rp.deliver(std::move(err));
+          });
+        },
+        [this, rp, id](caf::error& err) mutable {
+          auto i = leases.find(id);
+          if (i != leases.end() && i->second.state == lease_state::revoking) {
+            --dead_leases;
+            i->second.state = lease_state::active;
+            i->second.record.state = state_active;
+            schedule_at(i->second, i->second.record.expires_ms);
+          }
+          rp.deliver(from_storage(std::move(err)));
+        });
+    return rp;
+  }
+
+  /// An operator's explicit choice: forget the lease without the
+  /// backend's confirmation (e.g. the token was deleted by hand).
+  caf::typed_response_promise<atom::ok>
+  force_drop(const std::string& id, caf::typed_response_promise<atom::ok> rp) {
+    auto i = leases.find(id);
+    if (i == leases.end()) {
+      rp.deliver(not_found(id));
+      return rp;
+    }
+    auto backend_name = i->second.record.backend;
+    self->request(cfg.storage, caf::infinite, atom::remove_v, id)
+      .then(
+        [this, rp, id, backend_name](atom::ok) mutable {
+          erase(id);
+          log_line("warning", "lease '" + id + "' at backend '" + backend_name
+                                + "' was dropped by force, without the "
+                                  "backend's confirmation");
+          rp.deliver(atom::ok_v);
+        },
+        [rp](caf::error& err) mutable {
+          rp.deliver(from_storage(std::move(err)));
+        });
     return rp;
   }
 
@@ -665,7 +757,14 @@ struct lease_manager_state {
             auto& entry = leases[record.id];
             entry.record = record;
             entry.due_ms = record.expires_ms;
-            schedule.add(record.expires_ms, record.id);
+            if (record.state != state_active) {
+              // Revoking or irrevocable: dead, and tried again at once.
+              mark_dead(entry, lease_state::retry_wait);
+              entry.due_ms = now_ms();
+              if (record.state == state_irrevocable)
+                ++irrevocable_count;
+            }
+            schedule.add(entry.due_ms, record.id);
           }
           for (auto& [name, list] : tokens)
             if (auto* be = backend(name))
@@ -807,8 +906,8 @@ lease_manager_actor spawn_lease_manager(caf::actor_system& sys,
       [self](atom::get, const std::string& id) {
         return self->state.get(id);
       },
-      [self](atom::revoke, const std::string& id) {
-        return self->state.revoke_by_client(id);
+      [self](atom::revoke, const std::string& id, bool force) {
+        return self->state.revoke_by_client(id, force);
       },
       [self](atom::renew, const std::string& id, int64_t ttl) {
         return self->state.renew(id, ttl);
@@ -820,7 +919,10 @@ lease_manager_actor spawn_lease_manager(caf::actor_system& sys,
              const std::string& value, const std::string& meta) {
         return self->state.exchange(backend, value, meta);
       },
-      [self](atom::health) -> uint64_t { return self->state.live_count(); },
+      [self](atom::health) {
+        return health_report{self->state.live_count(),
+                             self->state.irrevocable_count};
+      },
       [self](atom::ready) {
         auto rp = self->make_response_promise<uint64_t>();
         if (self->state.loaded)

@@ -51,6 +51,9 @@ struct lease_manager_config {
   /// come back as a wave of retries).
   int64_t retry_base_ms = 1'000;
   int64_t retry_max_ms = 300'000;
+  /// Failed attempts after which a lease is `irrevocable`: still retried
+  /// every `retry_max_ms`, and shown with its last error.
+  uint32_t max_revoke_attempts = 10;
   /// Wall-clock time (ms since epoch) at spawn; 0 reads the system clock.
   /// Afterwards time advances with the actor clock, so tests can drive it.
   int64_t start_wall_ms = 0;

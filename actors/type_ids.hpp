@@ -19,6 +19,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(tlm, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(tlm, (tlm::create_request))
   CAF_ADD_TYPE_ID(tlm, (tlm::list_query))
   CAF_ADD_TYPE_ID(tlm, (tlm::lease_page))
+  CAF_ADD_TYPE_ID(tlm, (tlm::health_report))
   CAF_ADD_TYPE_ID(tlm, (std::vector<tlm::lease>))
   CAF_ADD_TYPE_ID(tlm, (std::vector<tlm::cloud_token>))
 

@@ -72,12 +72,13 @@ void dispatcher::call(api_request req, std::function<void(api_reply)> done,
     }
     case action::revoke: {
       auto id = req.lease_id;
+      auto force = req.force;
       return ask<atom::ok>(
         std::move(req), std::move(done), lane,
         [](const api_request& r, atom::ok) {
           return render_success(r, json::object());
         },
-        atom::revoke_v, id);
+        atom::revoke_v, id, force);
     }
     case action::renew: {
       auto id = req.lease_id;
@@ -102,10 +103,12 @@ void dispatcher::call(api_request req, std::function<void(api_reply)> done,
                         atom::exchange_v, backend, token, meta);
     }
     case action::health:
-      return ask<uint64_t>(
+      return ask<health_report>(
         std::move(req), std::move(done), lane,
-        [](const api_request& r, uint64_t live) {
-          return render_success(r, {{"status", "ok"}, {"leases", live}});
+        [](const api_request& r, const health_report& h) {
+          return render_success(r, {{"status", "ok"},
+                                    {"leases", h.live},
+                                    {"irrevocable", h.irrevocable}});
         },
         atom::health_v);
     case action::auth:

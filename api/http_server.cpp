@@ -110,8 +110,13 @@ api_request route(HTTPServerRequest& req, const std::string& body,
     auto tail = slash == std::string::npos ? "" : rest.substr(slash);
     if (!id.empty() && tail.empty() && method == "GET")
       return parse_message(json{{"action", "get"}, {"token_id", id}});
-    if (!id.empty() && tail.empty() && method == "DELETE")
-      return parse_message(json{{"action", "revoke"}, {"token_id", id}});
+    if (!id.empty() && tail.empty() && method == "DELETE") {
+      json message{{"action", "revoke"}, {"token_id", id}};
+      for (auto& [key, value] : uri.getQueryParameters())
+        if (key == "force")
+          message["force"] = value == "true" || value == "1";
+      return parse_message(message);
+    }
     if (!id.empty() && tail == "/renew" && method == "POST") {
       auto message = object_body(body, failed);
       if (failed.error)

@@ -242,8 +242,11 @@ api_request parse_message(const json& message) {
       read_create(in, req);
       break;
     case action::get:
+      in.lease_id(req.lease_id);
+      break;
     case action::revoke:
       in.lease_id(req.lease_id);
+      in.boolean("force", req.force);
       break;
     case action::renew:
       in.lease_id(req.lease_id);
@@ -297,7 +300,10 @@ json to_json(const lease& x, bool with_value) {
               {"renewable", x.renewable},
               {"tags", x.tags},
               {"meta", meta.is_object() ? meta : json::object()},
-              {"description", x.description}};
+              {"description", x.description},
+              {"state", x.state}};
+  if (!x.last_error.empty())
+    result["last_error"] = x.last_error;
   if (with_value)
     result["value"] = x.value;
   return result;
@@ -352,6 +358,12 @@ void append_lease(std::string& out, const lease& x, bool with_value) {
   out.append(!x.meta.empty() && x.meta.front() == '{' ? x.meta : "{}");
   out.append(",\"description\":");
   append_string(out, x.description);
+  out.append(",\"state\":");
+  append_string(out, x.state);
+  if (!x.last_error.empty()) {
+    out.append(",\"last_error\":");
+    append_string(out, x.last_error);
+  }
   out.push_back('}');
 }
 

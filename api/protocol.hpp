@@ -29,6 +29,7 @@ struct api_request {
   std::optional<nlohmann::json> request_id;
   caf::error error;
   std::string lease_id;                 ///< get, revoke, renew
+  bool force = false;                   ///< revoke
   int64_t ttl_ms = use_default_ttl;     ///< renew
   create_request create;                ///< create
   list_query query;                     ///< list (after from the cursor)

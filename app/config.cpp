@@ -61,6 +61,8 @@ caf::error apply_file(const std::string& path, daemon_config& cfg) {
       err = read_key(value, key, cfg.retry_base_ms);
     else if (key == "retry_max_ms")
       err = read_key(value, key, cfg.retry_max_ms);
+    else if (key == "max_revoke_attempts")
+      err = read_key(value, key, cfg.max_revoke_attempts);
     else if (key == "tcp_max_connections")
       err = read_key(value, key, cfg.tcp_max_connections);
     else if (key == "http_threads")
@@ -98,6 +100,8 @@ caf::error validate(const daemon_config& cfg) {
   if (cfg.retry_base_ms < 1 || cfg.retry_max_ms < cfg.retry_base_ms)
     return config_error("retry_base_ms must be at least 1 and retry_max_ms "
                         "at least retry_base_ms");
+  if (cfg.max_revoke_attempts < 1 || cfg.max_revoke_attempts > 1'000'000)
+    return config_error("max_revoke_attempts must be 1 to 1000000");
   if (cfg.tcp_max_connections < 1 || cfg.http_threads < 1)
     return config_error("tcp_max_connections and http_threads must be "
                         "positive");
@@ -121,7 +125,7 @@ command_line parse_command_line(int argc, char** argv) {
                  "JSON config file; flags override its values. Keys: bind, "
                  "http_port, tcp_port, storage, default_backend, "
                  "default_ttl_ms, min_ttl_ms, max_ttl_ms, api_key_file, "
-                 "retry_base_ms, retry_max_ms, tcp_max_connections, http_threads, backends "
+                 "retry_base_ms, retry_max_ms, max_revoke_attempts, tcp_max_connections, http_threads, backends "
                  "({\"<name>\":{\"type\":\"local\"}})");
   auto* bind = app.add_option("--bind", flags.bind,
                               "address to listen on (default 127.0.0.1); a "
@@ -153,6 +157,10 @@ command_line parse_command_line(int argc, char** argv) {
   auto* retry_max = app.add_option("--retry-max", flags.retry_max_ms,
                                    "longest wait in ms between revocation "
                                    "retries (default 300000, 5 min)");
+  auto* attempts = app.add_option(
+    "--max-revoke-attempts", flags.max_revoke_attempts,
+    "failed revocations after which a lease is shown as irrevocable (still "
+    "retried every --retry-max; default 10)");
   auto* conns = app.add_option("--tcp-max-connections",
                                flags.tcp_max_connections,
                                "TCP connections served at once (default "
@@ -190,6 +198,7 @@ command_line parse_command_line(int argc, char** argv) {
   override_with(keys, cfg.api_key_file, flags.api_key_file);
   override_with(retry_base, cfg.retry_base_ms, flags.retry_base_ms);
   override_with(retry_max, cfg.retry_max_ms, flags.retry_max_ms);
+  override_with(attempts, cfg.max_revoke_attempts, flags.max_revoke_attempts);
   override_with(conns, cfg.tcp_max_connections, flags.tcp_max_connections);
   override_with(threads, cfg.http_threads, flags.http_threads);
   // An unset default follows narrowed bounds instead of contradicting them.

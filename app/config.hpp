@@ -24,6 +24,7 @@ struct daemon_config {
   nlohmann::json backends = {{"local", {{"type", "local"}}}};
   int64_t retry_base_ms = 1'000;
   int64_t retry_max_ms = 300'000;
+  int64_t max_revoke_attempts = 10;
   int tcp_max_connections = 1024;
   int http_threads = 64;
 };

@@ -11,6 +11,7 @@
 
 #include "actors/error.hpp"
 #include "actors/gateway.hpp"
+#include "actors/log.hpp"
 #include "actors/lease_manager.hpp"
 #include "api/api_keys.hpp"
 #include "api/dispatcher.hpp"
@@ -28,7 +29,7 @@ namespace {
 using namespace std::chrono_literals;
 
 void log(const std::string& level, const std::string& text) {
-  std::cerr << "tlmd: " << level << ": " << text << std::endl;
+  log_line(level, text);
 }
 
 /// Asks an actor from this (non-actor) thread and waits for the answer.
@@ -124,6 +125,7 @@ int serve(const daemon_config& cfg, const sigset_t& stop_signals) {
   mcfg.max_ttl_ms = cfg.max_ttl_ms;
   mcfg.retry_base_ms = cfg.retry_base_ms;
   mcfg.retry_max_ms = cfg.retry_max_ms;
+  mcfg.max_revoke_attempts = static_cast<uint32_t>(cfg.max_revoke_attempts);
   for (auto& [name, backend] : clouds) {
     log("info", "backend " + backend->describe());
     mcfg.backends.push_back(

@@ -176,7 +176,11 @@ private:
     if (creating && (resp.status == 400 || resp.status == 422))
       return make_error(ec::invalid_request,
                         backend_name() + " refused the authorization: " + text);
-    if (resp.status == 429 || resp.status >= 500)
+    if (resp.status == 429) // throttled: back off, it is no failure of ours
+      return make_error(ec::overloaded,
+                        backend_name() + " is throttling requests (HTTP 429: "
+                          + text + ")");
+    if (resp.status >= 500)
       return make_error(ec::backend_unavailable,
                         backend_name() + " is unavailable (HTTP "
                           + std::to_string(resp.status) + ": " + text + ")");

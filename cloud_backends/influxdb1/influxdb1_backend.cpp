@@ -182,7 +182,11 @@ private:
                         backend_name() + " rejected the admin credentials ("
                           + reason + "): check backends." + name_
                           + ".admin_user and admin_password_file");
-    if (resp->status >= 500 || resp->status == 429)
+    if (resp->status == 429)
+      return make_error(ec::overloaded,
+                        backend_name() + " is throttling requests (" + reason
+                          + ")");
+    if (resp->status >= 500)
       return make_error(ec::backend_unavailable,
                         backend_name() + " is unavailable (" + reason + ")");
     if (resp->status != 200)

@@ -11,8 +11,9 @@ namespace tlm {
 namespace {
 
 bool matches(const lease& x, const list_query& q) {
-  return x.state == state_active && x.expires_ms > q.now_ms
-         && (q.backend.empty() || x.backend == q.backend)
+  bool shown = (x.state == state_active && x.expires_ms > q.now_ms)
+               || x.state == state_irrevocable;
+  return shown && (q.backend.empty() || x.backend == q.backend)
          && (q.tag.empty()
              || std::find(x.tags.begin(), x.tags.end(), q.tag) != x.tags.end());
 }

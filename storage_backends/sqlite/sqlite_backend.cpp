@@ -11,7 +11,7 @@ namespace tlm {
 
 namespace {
 
-constexpr int schema_version = 1;
+constexpr int schema_version = 2;
 
 // No secondary index on leases: each cost a quarter of the create rate
 // (measured), and no query here needs one: the start-up load reads every
@@ -44,7 +44,7 @@ CREATE INDEX IF NOT EXISTS lease_tags_by_lease ON lease_tags(lease_id);
 
 constexpr const char* lease_columns
   = "id, backend, backend_id, value, ttl_ms, issued_ms, expires_ms, "
-    "renewable, tags, meta, description, state";
+    "renewable, tags, meta, description, state, attempts, last_error";
 
 /// One prepared statement; reset after each use so it can run again.
 class statement {
@@ -130,13 +130,14 @@ public:
               && commit_.prepare(db_, "COMMIT")
               && rollback_.prepare(db_, "ROLLBACK")
               && insert_.prepare(db_, "INSERT INTO leases(" + cols
-                                        + ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?) "
+                                        + ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
                                           "ON CONFLICT(id) DO NOTHING")
               && update_.prepare(db_,
                                  "UPDATE leases SET backend=?2, backend_id=?3, "
                                  "value=?4, ttl_ms=?5, issued_ms=?6, "
                                  "expires_ms=?7, renewable=?8, tags=?9, "
-                                 "meta=?10, description=?11, state=?12 "
+                                 "meta=?10, description=?11, state=?12, "
+                                 "attempts=?13, last_error=?14 "
                                  "WHERE id=?1")
               && remove_.prepare(db_, "DELETE FROM leases WHERE id = ?")
               && remove_tags_.prepare(db_,
@@ -150,8 +151,10 @@ public:
                                         "ORDER BY id LIMIT ?")
               && list_.prepare(
                 db_, "SELECT " + cols
-                       + " FROM leases WHERE id > ?1 AND expires_ms > ?2 "
-                         "AND state = 'active' AND (?3 = '' OR backend = ?3) "
+                       + " FROM leases WHERE id > ?1 "
+                         "AND ((state = 'active' AND expires_ms > ?2) "
+                         "OR state = 'irrevocable') "
+                         "AND (?3 = '' OR backend = ?3) "
                          "AND (?4 = '' OR id IN (SELECT lease_id FROM "
                          "lease_tags WHERE tag = ?4)) ORDER BY id LIMIT ?5");
     if (!ok)
@@ -253,8 +256,15 @@ private:
                         "the database has schema version "
                           + std::to_string(found) + ", newer than this tlmd ("
                           + std::to_string(schema_version) + ")");
-    if (found == 0)
-      return exec("INSERT INTO schema_version VALUES(1)");
+    if (found == 0) {
+      if (auto err = exec("INSERT INTO schema_version VALUES(1)"))
+        return err;
+      found = 1;
+    }
+    if (found < 2) // v2: the backend's reason for a failing revocation
+      return exec("BEGIN; ALTER TABLE leases ADD COLUMN last_error TEXT NOT "
+                  "NULL DEFAULT ''; UPDATE schema_version SET version = 2; "
+                  "COMMIT;");
     return caf::none;
   }
 
@@ -305,7 +315,9 @@ private:
       .bind(9, tags)
       .bind(10, x.meta)
       .bind(11, x.description)
-      .bind(12, x.state);
+      .bind(12, x.state)
+      .bind(13, static_cast<int64_t>(x.attempts))
+      .bind(14, x.last_error);
   }
 
   caf::error remove(const std::string& id) {
@@ -337,6 +349,8 @@ private:
       x.meta = s.text(9);
       x.description = s.text(10);
       x.state = s.text(11);
+      x.attempts = static_cast<uint32_t>(s.number(12));
+      x.last_error = s.text(13);
       rows.push_back(std::move(x));
     }
     s.reset();

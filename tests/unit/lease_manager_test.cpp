@@ -25,6 +25,7 @@ class flaky_backend : public cloud_backend {
 public:
   int failing_revokes = 0;
   bool lose_create_replies = false; ///< made, but the answer gets lost
+  ec fail_code = ec::backend_unavailable;
   std::set<std::string> live;
   std::vector<std::string> revoked;
 
@@ -41,7 +42,7 @@ public:
   caf::error revoke(const std::string& id) override {
     if (failing_revokes > 0) {
       --failing_revokes;
-      return make_error(ec::backend_unavailable, "down");
+      return make_error(fail_code, "down for maintenance");
     }
     live.erase(id);
     revoked.push_back(id);
@@ -109,7 +110,7 @@ struct manager_fixture : test::actor_fixture {
   }
 
   uint64_t live_count() {
-    return *call<uint64_t>(manager, atom::health_v);
+    return call<health_report>(manager, atom::health_v)->live;
   }
 };
 
@@ -192,11 +193,11 @@ TEST_CASE_FIXTURE(manager_fixture, "failed revocations are retried until "
 
 TEST_CASE_FIXTURE(manager_fixture, "revoke revokes at the cloud, then forgets") {
   auto x = create_ttl(60'000, false, "flaky");
-  auto ok = call<atom::ok>(manager, atom::revoke_v, x.id);
+  auto ok = call<atom::ok>(manager, atom::revoke_v, x.id, false);
   CHECK(ok);
   CHECK(flaky->revoked.size() == 1);
   CHECK(code_of_get(x.id) == ec::not_found);
-  auto again = call<atom::ok>(manager, atom::revoke_v, x.id);
+  auto again = call<atom::ok>(manager, atom::revoke_v, x.id, false);
   CHECK(code_of(again.error()) == ec::not_found);
 }
 
@@ -204,7 +205,7 @@ TEST_CASE_FIXTURE(manager_fixture, "a failed client revoke answers the error "
                                    "and finishes in the background") {
   auto x = create_ttl(60'000, false, "flaky");
   flaky->failing_revokes = 1;
-  auto res = call<atom::ok>(manager, atom::revoke_v, x.id);
+  auto res = call<atom::ok>(manager, atom::revoke_v, x.id, false);
   REQUIRE(!res);
   CHECK(code_of(res.error()) == ec::backend_unavailable);
   CHECK(flaky->live.count(x.backend_id) == 1); // the token still works...
@@ -462,4 +463,82 @@ TEST_CASE_FIXTURE(manager_fixture, "a create whose answer was lost keeps its "
   lease_page page = *call<lease_page>(storage, atom::load_v, std::string{},
                                       uint32_t{100});
   CHECK(page.leases.empty()); // the intent record is gone too
+}
+
+TEST_CASE_FIXTURE(manager_fixture, "a lease whose revocation keeps failing "
+                                   "becomes irrevocable, visible, and heals") {
+  mcfg.max_revoke_attempts = 3;
+  mcfg.retry_max_ms = 4'000;
+  start();
+  auto x = create_ttl(1'000, false, "flaky");
+  flaky->failing_revokes = 1'000'000;
+  advance(1'000ms);
+  for (int i = 0; i < 10; ++i)
+    advance(4'000ms);
+  auto shown = call<lease>(manager, atom::get_v, x.id);
+  REQUIRE(shown);
+  CHECK(shown->state == state_irrevocable);
+  CHECK(shown->attempts >= 3);
+  CHECK(shown->last_error.find("down for maintenance") != std::string::npos);
+  CHECK(call<health_report>(manager, atom::health_v)->irrevocable == 1);
+  CHECK(call<lease>(storage, atom::get_v, x.id)->state == state_irrevocable);
+  list_query q;
+  auto page = call<lease_page>(manager, atom::list_v, q);
+  REQUIRE(page->leases.size() == 1);
+  CHECK(page->leases[0].state == state_irrevocable);
+  // The backend comes back: the next retry (every retry_max_ms) wins.
+  flaky->failing_revokes = 0;
+  advance(4'000ms);
+  CHECK(flaky->revoked == std::vector<std::string>{x.backend_id});
+  CHECK(code_of_get(x.id) == ec::not_found);
+  CHECK(call<health_report>(manager, atom::health_v)->irrevocable == 0);
+}
+
+TEST_CASE_FIXTURE(manager_fixture, "rejected credentials make a lease "
+                                   "irrevocable at once; throttling costs no "
+                                   "attempt") {
+  auto x = create_ttl(1'000, false, "flaky");
+  flaky->failing_revokes = 1;
+  flaky->fail_code = ec::backend_error;
+  advance(1'000ms);
+  auto shown = call<lease>(manager, atom::get_v, x.id);
+  REQUIRE(shown);
+  CHECK(shown->state == state_irrevocable);
+  CHECK(shown->attempts == 1);
+  auto y = create_ttl(1'000, false, "flaky");
+  flaky->failing_revokes = 5;
+  flaky->fail_code = ec::overloaded;
+  advance(1'000ms);
+  advance(2'000ms);
+  auto throttled = call<lease>(storage, atom::get_v, y.id);
+  // Not irrevocable and still stored; a throttled try is no attempt.
+  REQUIRE(throttled);
+  CHECK(throttled->state == state_active);
+}
+
+TEST_CASE_FIXTURE(manager_fixture, "force drops a lease without the backend") {
+  auto x = create_ttl(60'000, false, "flaky");
+  flaky->failing_revokes = 1'000'000;
+  CHECK(!call<atom::ok>(manager, atom::revoke_v, x.id, false));
+  CHECK(call<atom::ok>(manager, atom::revoke_v, x.id, true));
+  CHECK(!call<lease>(storage, atom::get_v, x.id));
+  CHECK(code_of_get(x.id) == ec::not_found);
+  CHECK(flaky->revoked.empty()); // the backend never confirmed
+  CHECK(code_of(call<atom::ok>(manager, atom::revoke_v, x.id, true).error())
+        == ec::not_found);
+}
+
+TEST_CASE_FIXTURE(manager_fixture, "a revoke the backend did not confirm "
+                                   "survives a restart: the lease stays dead") {
+  auto x = create_ttl(60'000, false, "flaky");
+  flaky->failing_revokes = 1'000'000;
+  CHECK(!call<atom::ok>(manager, atom::revoke_v, x.id, false));
+  CHECK(call<lease>(storage, atom::get_v, x.id)->state == state_revoking);
+  caf::anon_send_exit(manager, caf::exit_reason::kill);
+  sched->run();
+  flaky->failing_revokes = 0;
+  start();
+  CHECK(code_of_get(x.id) == ec::not_found);
+  CHECK(flaky->revoked == std::vector<std::string>{x.backend_id});
+  CHECK(!call<lease>(storage, atom::get_v, x.id));
 }

@@ -118,6 +118,11 @@ TEST_CASE("lease_id is an alias of token_id") {
   auto req = parse_request(R"({"action":"revoke","lease_id":"abc"})");
   REQUIRE(code(req) == ec::none);
   CHECK(req.lease_id == "abc");
+  CHECK(!req.force);
+  CHECK(parse_request(R"({"action":"revoke","lease_id":"a","force":true})")
+          .force);
+  CHECK(code(parse_request(R"({"action":"revoke","lease_id":"a","force":1})"))
+        == ec::invalid_request);
 }
 
 TEST_CASE("list limits: capped at 1000, at least 1; cursors round-trip") {
@@ -200,6 +205,8 @@ TEST_CASE("the direct lease writer agrees with the JSON library") {
   x.tags = {"a\"b", "c\\d", std::string("e\x01", 2)};
   x.meta = json{{"k", {1, "é", nullptr}}}.dump();
   x.description = "line\nbreak \u00fc";
+  x.state = state_irrevocable;
+  x.last_error = "backend said \"no\"";
   auto req = parse_request(R"({"action":"get","token_id":"id","request_id":[1]})");
   req.request_id = json{{"nested", 1}};
   auto text = render_lease(req, x);
@@ -207,6 +214,8 @@ TEST_CASE("the direct lease writer agrees with the JSON library") {
   CHECK(parsed["result"] == "success");
   CHECK(parsed["request_id"] == json{{"nested", 1}});
   CHECK(parsed["lease"] == to_json(x));
+  CHECK(parsed["lease"]["state"] == "irrevocable");
+  CHECK(parsed["lease"]["last_error"] == "backend said \"no\"");
   lease_page page{{x, x}, "next"};
   auto listed = json::parse(render_page(req, page));
   CHECK(listed["leases"].size() == 2);

@@ -136,6 +136,20 @@ TEST_CASE("every storage backend keeps the same contract") {
     for (auto& x : everything->leases)
       CHECK(x.id != "id999");
     CHECK(db.load("", 1000)->leases.size() == 30);
+
+    // An irrevocable lease is listed although it expired, with its reason.
+    auto stuck = sample("id998", 1);
+    stuck.state = state_irrevocable;
+    stuck.attempts = 10;
+    stuck.last_error = "backend down";
+    REQUIRE(!db.apply({{storage_write::save, stuck}}));
+    auto read_back = db.get("id998");
+    CHECK(read_back->attempts == 10);
+    CHECK(read_back->last_error == "backend down");
+    auto with_stuck = db.list(q);
+    REQUIRE(with_stuck);
+    CHECK(std::any_of(with_stuck->leases.begin(), with_stuck->leases.end(),
+                      [](const lease& x) { return x.id == "id998"; }));
   }
 }
 
