@@ -80,6 +80,8 @@ using lease_manager_actor = caf::typed_actor<
   caf::replies_to<atom::health>::with<health_report>,
   // Answers (with the live count) once every stored lease is loaded.
   caf::replies_to<atom::ready>::with<uint64_t>,
+  // Answers once no revocation is in flight (for a graceful stop).
+  caf::replies_to<atom::flush>::with<atom::ok>,
   // Self-message of the expiry schedule, carrying its deadline.
   caf::reacts_to<atom::tick, int64_t>,
   // Self-message: retry reconciling creations a crash interrupted.

@@ -52,11 +52,13 @@ typename Inspector::result_type inspect(Inspector& f, lease& x) {
 struct health_report {
   uint64_t live = 0;         ///< Leases a client can use.
   uint64_t irrevocable = 0;  ///< Leases whose revocation keeps failing.
+  uint64_t quarantined = 0;  ///< Stored records that could not be read.
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, health_report& x) {
-  return f(caf::meta::type_name("health_report"), x.live, x.irrevocable);
+  return f(caf::meta::type_name("health_report"), x.live, x.irrevocable,
+           x.quarantined);
 }
 
 /// What a cloud backend answers for a token it created or knows.

@@ -54,6 +54,9 @@ struct lease_manager_state {
   expiry_schedule schedule;
   size_t dead_leases = 0;  ///< Entries revoking or waiting for a retry.
   size_t irrevocable_count = 0;
+  size_t quarantined = 0;
+  size_t revocations_in_flight = 0;
+  std::vector<caf::typed_response_promise<atom::ok>> waiting_for_drain;
   /// Revocations per backend: in flight, and due ones waiting their turn.
   struct revocation_lane {
     size_t in_flight = 0;
@@ -242,6 +245,7 @@ struct lease_manager_state {
       return;
     }
     ++lane_of(be->name).in_flight;
+    ++revocations_in_flight;
     auto name = be->name;
     self->request(be->actor, timeout_of(*be), atom::revoke_v,
                   entry.record.backend_id)
@@ -270,7 +274,13 @@ struct lease_manager_state {
                          Done& done) {
     auto& lane = lane_of(backend_name);
     --lane.in_flight;
+    --revocations_in_flight;
     done(std::move(err));
+    if (revocations_in_flight == 0) {
+      for (auto& rp : waiting_for_drain)
+        rp.deliver(atom::ok_v);
+      waiting_for_drain.clear();
+    }
     // The freed slot goes to the next lease of this backend waiting.
     while (lane.in_flight < lane.limit && !lane.waiting.empty()) {
       auto id = std::move(lane.waiting.front());
@@ -748,6 +758,14 @@ struct lease_manager_state {
           auto& batch = page.leases;
           std::map<std::string, std::vector<cloud_token>> tokens;
           for (auto& record : batch) {
+            if (auto problem = unreadable(record)) {
+              // Kept aside in storage, untouched: never fatal to a start.
+              ++quarantined;
+              log_line("error", "stored lease record '"
+                                  + record.id.substr(0, 64)
+                                  + "' is quarantined: " + *problem);
+              continue;
+            }
             if (record.state == state_pending) {
               intents[record.backend].insert(record.id);
               continue;
@@ -779,6 +797,26 @@ struct lease_manager_state {
           // out ids twice or let stored tokens live forever.
           self->quit(std::move(err));
         });
+  }
+
+  /// Why a stored record cannot be used, if it cannot.
+  static std::optional<std::string> unreadable(const lease& x) {
+    if (x.id.empty() || x.id.find_first_not_of(
+                          "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                          "0123456789-_")
+                          != std::string::npos)
+      return "its id is not a lease id";
+    if (x.backend.empty())
+      return "it names no backend";
+    if (x.state != state_active && x.state != state_pending
+        && x.state != state_revoking && x.state != state_irrevocable)
+      return "its state '" + x.state.substr(0, 32) + "' is unknown";
+    if (x.state != state_pending && x.backend_id.empty())
+      return "it has no backend id";
+    auto meta = nlohmann::json::parse(x.meta, nullptr, false);
+    if (!meta.is_object())
+      return "its meta is not a JSON object";
+    return std::nullopt;
   }
 
   void finish_loading() {
@@ -921,7 +959,16 @@ lease_manager_actor spawn_lease_manager(caf::actor_system& sys,
       },
       [self](atom::health) {
         return health_report{self->state.live_count(),
-                             self->state.irrevocable_count};
+                             self->state.irrevocable_count,
+                             self->state.quarantined};
+      },
+      [self](atom::flush) {
+        auto rp = self->make_response_promise<atom::ok>();
+        if (self->state.revocations_in_flight == 0)
+          rp.deliver(atom::ok_v);
+        else
+          self->state.waiting_for_drain.push_back(rp);
+        return rp;
       },
       [self](atom::ready) {
         auto rp = self->make_response_promise<uint64_t>();

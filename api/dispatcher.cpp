@@ -108,7 +108,8 @@ void dispatcher::call(api_request req, std::function<void(api_reply)> done,
         [](const api_request& r, const health_report& h) {
           return render_success(r, {{"status", "ok"},
                                     {"leases", h.live},
-                                    {"irrevocable", h.irrevocable}});
+                                    {"irrevocable", h.irrevocable},
+                                    {"quarantined", h.quarantined}});
         },
         atom::health_v);
     case action::auth:

@@ -542,3 +542,33 @@ TEST_CASE_FIXTURE(manager_fixture, "a revoke the backend did not confirm "
   CHECK(flaky->revoked == std::vector<std::string>{x.backend_id});
   CHECK(!call<lease>(storage, atom::get_v, x.id));
 }
+
+TEST_CASE_FIXTURE(manager_fixture, "unreadable stored records are "
+                                   "quarantined, never fatal to a start") {
+  auto good = create_ttl(60'000);
+  lease bad;
+  bad.id = "bad-record-id-0001";
+  bad.backend = "flaky";
+  bad.backend_id = "b-x";
+  bad.state = "exploded";
+  REQUIRE(call<atom::ok>(storage, atom::save_v, bad));
+  lease no_meta = bad;
+  no_meta.id = "bad-record-id-0002";
+  no_meta.state = state_active;
+  no_meta.meta = "[1,2]";
+  REQUIRE(call<atom::ok>(storage, atom::save_v, no_meta));
+  start();
+  auto health = call<health_report>(manager, atom::health_v);
+  CHECK(health->quarantined == 2);
+  CHECK(health->live == 1);
+  CHECK(code_of_get(good.id) == ec::none);
+  CHECK(call<lease>(storage, atom::get_v, bad.id)); // kept aside, untouched
+}
+
+TEST_CASE_FIXTURE(manager_fixture, "flush answers once no revocation is in "
+                                   "flight") {
+  CHECK(call<atom::ok>(manager, atom::flush_v));
+  create_ttl(1'000, false, "flaky");
+  advance(1'000ms);
+  CHECK(call<atom::ok>(manager, atom::flush_v));
+}
