@@ -6,6 +6,7 @@
 
 #include "actors/error.hpp"
 #include "cloud_backends/http_client.hpp"
+#include "cloud_backends/remote_backend.hpp"
 #include "cloud_backends/settings.hpp"
 
 namespace tlm {
@@ -28,33 +29,19 @@ std::string influx_message(const http_response& resp) {
   return text.substr(0, 240);
 }
 
-class influxdb_backend : public cloud_backend {
+class influxdb_backend : public remote_backend {
 public:
   influxdb_backend(std::string name, std::shared_ptr<http_client> http,
                    std::string admin_token, std::string org,
                    std::string org_id, json default_permissions,
                    std::chrono::milliseconds timeout, size_t max_in_flight)
-    : name_(std::move(name)),
+    : remote_backend(std::move(name), timeout, max_in_flight),
       http_(std::move(http)),
       auth_{{"Authorization", "Token " + admin_token}},
       org_(std::move(org)),
       org_id_(std::move(org_id)),
-      default_permissions_(std::move(default_permissions)),
-      timeout_(timeout),
-      max_in_flight_(max_in_flight) {
+      default_permissions_(std::move(default_permissions)) {
     // nop
-  }
-
-  bool blocking() const override {
-    return true;
-  }
-
-  size_t concurrency() const override {
-    return max_in_flight_;
-  }
-
-  std::chrono::milliseconds timeout() const override {
-    return timeout_;
   }
 
   caf::expected<cloud_token> create(const std::string& lease_id, int64_t,
@@ -214,15 +201,12 @@ private:
     return org_id_;
   }
 
-  std::string name_;
   std::shared_ptr<http_client> http_;
   http_client::headers auth_;
   std::string org_;
   std::mutex org_mtx_;
   std::string org_id_;
   json default_permissions_;
-  std::chrono::milliseconds timeout_;
-  size_t max_in_flight_;
 };
 
 } // namespace

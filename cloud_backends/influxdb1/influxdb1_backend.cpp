@@ -8,6 +8,7 @@
 #include "actors/error.hpp"
 #include "actors/secrets.hpp"
 #include "cloud_backends/http_client.hpp"
+#include "cloud_backends/remote_backend.hpp"
 #include "cloud_backends/settings.hpp"
 
 namespace tlm {
@@ -39,33 +40,19 @@ std::string basic_auth(const std::string& user, const std::string& password) {
   return "Basic " + out.str();
 }
 
-class influxdb1_backend : public cloud_backend {
+class influxdb1_backend : public remote_backend {
 public:
   influxdb1_backend(std::string name, std::shared_ptr<http_client> http,
                     std::string admin_user, std::string admin_password,
                     std::string database, std::string privilege,
                     std::chrono::milliseconds timeout, size_t max_in_flight)
-    : name_(std::move(name)),
+    : remote_backend(std::move(name), timeout, max_in_flight),
       http_(std::move(http)),
       auth_{{"Authorization", basic_auth(admin_user, admin_password)},
             {"Content-Type", "application/x-www-form-urlencoded"}},
       database_(std::move(database)),
-      privilege_(std::move(privilege)),
-      timeout_(timeout),
-      max_in_flight_(max_in_flight) {
+      privilege_(std::move(privilege)) {
     // nop
-  }
-
-  bool blocking() const override {
-    return true;
-  }
-
-  size_t concurrency() const override {
-    return max_in_flight_;
-  }
-
-  std::chrono::milliseconds timeout() const override {
-    return timeout_;
   }
 
   // The user name carries the lease id, so the token can be found again.
@@ -204,13 +191,10 @@ private:
     return first;
   }
 
-  std::string name_;
   std::shared_ptr<http_client> http_;
   http_client::headers auth_;
   std::string database_;
   std::string privilege_;
-  std::chrono::milliseconds timeout_;
-  size_t max_in_flight_;
 };
 
 } // namespace

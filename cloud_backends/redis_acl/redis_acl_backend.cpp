@@ -10,6 +10,7 @@
 
 #include "actors/error.hpp"
 #include "actors/secrets.hpp"
+#include "cloud_backends/remote_backend.hpp"
 #include "cloud_backends/settings.hpp"
 
 namespace tlm {
@@ -35,35 +36,21 @@ bool rule_word(const std::string& text) {
   return true;
 }
 
-class redis_acl_backend : public cloud_backend {
+class redis_acl_backend : public remote_backend {
 public:
   redis_acl_backend(std::string name, std::string host, int port,
                     std::string admin_user, std::string admin_password,
                     std::string key_pattern,
                     std::vector<std::string> categories,
                     std::chrono::milliseconds timeout, size_t max_in_flight)
-    : name_(std::move(name)),
+    : remote_backend(std::move(name), timeout, max_in_flight),
       host_(std::move(host)),
       port_(port),
       admin_user_(std::move(admin_user)),
       admin_password_(std::move(admin_password)),
       key_pattern_(std::move(key_pattern)),
-      categories_(std::move(categories)),
-      timeout_(timeout),
-      max_in_flight_(max_in_flight) {
+      categories_(std::move(categories)) {
     // nop
-  }
-
-  bool blocking() const override {
-    return true;
-  }
-
-  size_t concurrency() const override {
-    return max_in_flight_;
-  }
-
-  std::chrono::milliseconds timeout() const override {
-    return timeout_;
   }
 
   // The user name carries the lease id, so the token can be found again.
@@ -207,7 +194,7 @@ private:
       }
     }
     auto t = Poco::Timespan(
-      static_cast<Poco::Timespan::TimeDiff>(timeout_.count() * 1000));
+      static_cast<Poco::Timespan::TimeDiff>(timeout().count() * 1000));
     try {
       auto client = std::make_unique<Poco::Redis::Client>();
       client->connect(host_, port_, t);
@@ -235,15 +222,12 @@ private:
       idle_.push_back(std::move(client));
   }
 
-  std::string name_;
   std::string host_;
   int port_;
   std::string admin_user_;
   std::string admin_password_;
   std::string key_pattern_;
   std::vector<std::string> categories_;
-  std::chrono::milliseconds timeout_;
-  size_t max_in_flight_;
   std::mutex mtx_;
   std::vector<std::unique_ptr<Poco::Redis::Client>> idle_;
 };
