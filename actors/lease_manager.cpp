@@ -604,6 +604,15 @@ struct lease_manager_state {
   /// (then the client gets `dead_code`).
   void store_update(lease updated, caf::typed_response_promise<lease> rp,
                     ec dead_code) {
+    // A revoke may have begun while the backend answered; saving now would
+    // bring the record back after the revoke's removal. Storage applies
+    // writes in order, so one checked and sent here cannot pass a removal.
+    if (live(updated.id) == nullptr) {
+      --pending_requests;
+      rp.deliver(make_error(dead_code, "lease '" + updated.id
+                                         + "' ended meanwhile"));
+      return;
+    }
     self->request(cfg.storage, caf::infinite, atom::save_v, updated)
       .then(
         [this, rp, updated, dead_code](atom::ok) mutable {

@@ -572,3 +572,19 @@ TEST_CASE_FIXTURE(manager_fixture, "flush answers once no revocation is in "
   advance(1'000ms);
   CHECK(call<atom::ok>(manager, atom::flush_v));
 }
+
+TEST_CASE_FIXTURE(manager_fixture, "a renew racing a revoke never brings the "
+                                   "record back") {
+  auto x = create_ttl(60'000, true, "flaky");
+  // Both requests are in the manager's mailbox before either finishes.
+  auto renewed = send_request<lease>(manager, atom::renew_v, x.id,
+                                     int64_t{30'000});
+  auto revoked = send_request<atom::ok>(manager, atom::revoke_v, x.id, false);
+  sched->run();
+  REQUIRE(revoked->has_value());
+  CHECK(**revoked);
+  REQUIRE(renewed->has_value());
+  CHECK(!call<lease>(storage, atom::get_v, x.id));
+  start(); // a restart finds nothing to revive
+  CHECK(code_of_get(x.id) == ec::not_found);
+}
