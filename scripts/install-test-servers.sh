@@ -13,15 +13,9 @@ set -euo pipefail
 
 packages=(influxdb influxdb-client redis-server redis-tools)
 
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" \
-    || missing+=("$p")
-done
+. "$(dirname "$0")/apt-common.sh"
+find_missing "${packages[@]}"
 [ ${#missing[@]} -eq 0 ] && exit 0
-
-sudo=""
-if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 
 policy=/usr/sbin/policy-rc.d
 backup=""

@@ -148,3 +148,28 @@ def read_text(path, limit=None):
     if limit is not None and len(data) > limit:
         data = b"...[cut]...\n" + data[-limit:]
     return data.decode("utf-8", "replace")
+
+
+class ManagedServer:
+    """What both test servers share: a child process (``self.proc``) with
+    a log file (``self.log_path``) that a test stops, kills and reads."""
+
+    def kill(self):
+        """Abrupt stop (SIGKILL); start() again works."""
+        return stop_process(self.proc, timeout=5.0, sig=signal.SIGKILL)
+
+    def close(self):
+        """Stop for good (fixture teardown): the dir is thrown away."""
+        self.kill()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def log(self):
+        return read_text(self.log_path)
+
+    def log_tail(self, limit=4000):
+        return f"--- {self.log_path} (tail) ---\n" + read_text(self.log_path, limit)

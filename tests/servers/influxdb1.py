@@ -20,7 +20,7 @@ import time
 import urllib.parse
 from pathlib import Path
 
-from ._common import (ServerError, find_binary, free_ports, random_password,
+from ._common import (ManagedServer, ServerError, find_binary, free_ports, random_password,
                       read_text, spawn, stop_process, wait_port_free)
 
 START_TIMEOUT = 15.0
@@ -57,7 +57,7 @@ def result_errors(body):
     return errs
 
 
-class Influxd1:
+class Influxd1(ManagedServer):
     """One influxd 1.x process.  See the module docstring."""
 
     def __init__(self, base_dir, database="tlm_test", admin_user="admin",
@@ -208,29 +208,6 @@ bind-address = "{self.host}:{self.rpc_port}"
         and ports are kept for a later start()."""
         rc = stop_process(self.proc, timeout=timeout)
         return rc
-
-    def kill(self):
-        """Abrupt stop (SIGKILL).  Users survive (influxd writes meta.db on
-        every change); start() again works."""
-        return stop_process(self.proc, timeout=5.0, sig=signal.SIGKILL)
-
-    def close(self):
-        """Stop for good (fixture teardown): SIGKILL, the dir is thrown away."""
-        self.kill()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.close()
-
-    # -- logs ---------------------------------------------------------------
-
-    def log(self):
-        return read_text(self.log_path)
-
-    def log_tail(self, limit=4000):
-        return f"--- {self.log_path} (tail) ---\n" + read_text(self.log_path, limit)
 
     # -- HTTP ---------------------------------------------------------------
 

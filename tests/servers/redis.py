@@ -26,7 +26,7 @@ import socket
 import time
 from pathlib import Path
 
-from ._common import (ServerError, find_binary, free_ports, random_password,
+from ._common import (ManagedServer, ServerError, find_binary, free_ports, random_password,
                       read_text, spawn, stop_process, wait_port_free)
 
 START_TIMEOUT = 15.0
@@ -141,7 +141,7 @@ class RedisConnection:
 # the server
 # ---------------------------------------------------------------------------
 
-class RedisServer:
+class RedisServer(ManagedServer):
     """One redis-server process.  See the module docstring."""
 
     def __init__(self, base_dir, admin_user="admin", admin_password=None,
@@ -250,27 +250,6 @@ class RedisServer:
             except (OSError, RedisReplyError):
                 pass
         return stop_process(self.proc, timeout=timeout)
-
-    def kill(self):
-        """Abrupt stop (SIGKILL); ACL changes since the last ACL SAVE are
-        lost."""
-        return stop_process(self.proc, timeout=5.0, sig=signal.SIGKILL)
-
-    def close(self):
-        """Stop for good (fixture teardown)."""
-        self.kill()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def log(self):
-        return read_text(self.log_path)
-
-    def log_tail(self, limit=4000):
-        return f"--- {self.log_path} (tail) ---\n" + read_text(self.log_path, limit)
 
     # -- client -------------------------------------------------------------
 
