@@ -22,6 +22,8 @@ struct api_reply {
 /// protocol text. Shared by the TCP and HTTP servers.
 class dispatcher {
 public:
+  /// `timeout` bounds how long `call_and_wait` blocks a thread of ours;
+  /// the manager itself always answers.
   dispatcher(gateway& gw, lease_manager_actor manager, const api_keys& keys,
              std::chrono::milliseconds timeout);
 
