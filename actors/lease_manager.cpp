@@ -93,10 +93,14 @@ struct lease_manager_state {
     return &i->second;
   }
 
+  /// The deadline of one call to a remote backend.
+  milliseconds remote_timeout(const backend_handle& be) const {
+    return be.timeout.count() > 0 ? be.timeout : cfg.cloud_timeout;
+  }
+
   caf::duration timeout_of(const backend_handle& be) const {
     if (be.remote)
-      return caf::duration{be.timeout.count() > 0 ? be.timeout
-                                                   : cfg.cloud_timeout};
+      return caf::duration{remote_timeout(be)};
     return caf::duration{caf::infinite};
   }
 
@@ -923,8 +927,7 @@ struct lease_manager_state {
     auto* be = backend(name);
     if (be == nullptr || !be->remote)
       return 1'000;
-    return (be->timeout.count() > 0 ? be->timeout : cfg.cloud_timeout)
-      .count();
+    return remote_timeout(*be).count();
   }
 };
 

@@ -3,6 +3,7 @@ stop, random passwords.  Python 3 standard library only."""
 
 import atexit
 import os
+from pathlib import Path
 import secrets
 import shutil
 import signal
@@ -173,3 +174,14 @@ class ManagedServer:
 
     def log_tail(self, limit=4000):
         return f"--- {self.log_path} (tail) ---\n" + read_text(self.log_path, limit)
+
+    def write_password_file(self, path, password=None):
+        """Write the admin password (or the one given) as one line to path,
+        mode 0600.  Returns the path as str."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write((password if password is not None else self.admin_password) + "\n")
+        os.chmod(path, 0o600)
+        return str(path)

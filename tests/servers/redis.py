@@ -288,17 +288,6 @@ class RedisServer(ManagedServer):
     def acl_users(self):
         return self.command("ACL", "USERS")
 
-    def write_password_file(self, path, password=None):
-        """Write the admin password (or the one given) as one line to path,
-        mode 0600.  Returns the path as str."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write((password if password is not None else self.admin_password) + "\n")
-        os.chmod(path, 0o600)
-        return str(path)
-
     def __repr__(self):
         state = "running" if self.is_running() else "stopped"
         return f"<RedisServer {self.host}:{self.port} {state} dir={self.dir}>"
