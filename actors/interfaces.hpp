@@ -54,6 +54,12 @@ using storage_actor = caf::typed_actor<
   caf::replies_to<atom::load, std::string, uint32_t>::with<lease_page>,
   // One page of live leases matching a filter.
   caf::replies_to<atom::list, list_query>::with<lease_page>,
+  // Inserts or replaces a bulk revocation job.
+  caf::replies_to<atom::save, revoke_job>::with<atom::ok>,
+  // Forgets a finished job.
+  caf::replies_to<atom::remove, atom::job, std::string>::with<atom::ok>,
+  // Reads every stored job (for the start-up load).
+  caf::replies_to<atom::load, atom::job>::with<std::vector<revoke_job>>,
   // Commits every pending write, then answers (used at shutdown).
   caf::replies_to<atom::flush>::with<atom::ok>,
   // Self-message that closes a group-commit batch.
@@ -65,6 +71,12 @@ using lease_manager_actor = caf::typed_actor<
   caf::replies_to<atom::create, create_request>::with<lease>,
   // Reads a live lease by id.
   caf::replies_to<atom::get, std::string>::with<lease>,
+  // Starts a bulk revocation of the live leases matching (backend, tag),
+  // answering once the job is stored; it runs in the background.
+  caf::replies_to<atom::revoke, atom::job, std::string, std::string>::with<
+    revoke_job>,
+  // Reports a bulk revocation's progress.
+  caf::replies_to<atom::job, std::string>::with<revoke_job>,
   // Revokes the token at its backend, then forgets the lease; with `force`
   // (an operator's explicit choice) forgets it without the backend.
   caf::replies_to<atom::revoke, std::string, bool>::with<atom::ok>,

@@ -123,6 +123,30 @@ typename Inspector::result_type inspect(Inspector& f, lease_page& x) {
   return f(caf::meta::type_name("lease_page"), x.leases, x.next_after);
 }
 
+/// A bulk revocation (`revoke_prefix`): every lease of a backend and/or
+/// with a tag that existed when the job began. Only the filter, the start
+/// and the outcome are stored; after a restart the job finds its leases
+/// again by the filter and `issued_ms <= created_ms`.
+struct revoke_job {
+  std::string id;
+  std::string backend;  ///< Empty: any backend.
+  std::string tag;      ///< Empty: any tag.
+  int64_t created_ms = 0;
+  uint64_t total = 0;   ///< Leases matched when the job began.
+  std::string state = "running";  ///< `running` or `done`.
+  int64_t finished_ms = 0;
+  // Progress, counted by the manager and never stored:
+  uint64_t remaining = 0;    ///< Matched leases not revoked yet.
+  uint64_t irrevocable = 0;  ///< ... of which revocation keeps failing.
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, revoke_job& x) {
+  return f(caf::meta::type_name("revoke_job"), x.id, x.backend, x.tag,
+           x.created_ms, x.total, x.state, x.finished_ms, x.remaining,
+           x.irrevocable);
+}
+
 /// Largest serialized `meta` a lease may carry.
 constexpr size_t max_meta_bytes = 64 * 1024;
 

@@ -36,6 +36,7 @@ struct lease_entry {
   lease record;
   lease_state state = lease_state::active;
   int64_t due_ms = 0;  ///< The schedule entry that counts for this lease.
+  uint32_t job = 0;    ///< 1 + index of the revoke job it belongs to; 0: none.
 };
 
 int64_t system_now_ms() {
@@ -72,6 +73,13 @@ struct lease_manager_state {
   std::optional<int64_t> reconcile_due;
   std::minstd_rand jitter{std::random_device{}()}; // timing only, no secret
   std::vector<caf::typed_response_promise<uint64_t>> waiting_for_ready;
+  /// Bulk revocation jobs, in order of start; a lease names its job by
+  /// 1 + index here.
+  std::vector<revoke_job> jobs;
+  std::unordered_map<std::string, uint32_t> job_number;
+  /// Start of the newest job: leases issued later never match it, so a
+  /// restarted job finds exactly the leases it began with.
+  int64_t newest_job_ms = 0;
   int64_t start_wall_ms = 0;
   caf::actor_clock::time_point start_clock;
 
@@ -189,15 +197,7 @@ struct lease_manager_state {
       if (i == leases.end() || i->second.due_ms != next->due_ms
           || i->second.state == lease_state::revoking)
         continue; // stale: renewed, revoked, or already being revoked
-      auto& entry = i->second;
-      auto& lane = lane_of(entry.record.backend);
-      if (lane.in_flight < lane.limit) {
-        start_expiry_revocation(entry);
-      } else {
-        mark_dead(entry, lease_state::revoking);
-        entry.due_ms = -1;
-        lane.waiting.push_back(entry.record.id);
-      }
+      queue_revocation(i->second);
     }
     if (schedule.size() > 2 * leases.size() + 1024)
       compact_schedule();
@@ -225,8 +225,11 @@ struct lease_manager_state {
       return;
     if (i->second.state != lease_state::active)
       --dead_leases;
-    if (i->second.record.state == state_irrevocable)
+    bool irrevocable = i->second.record.state == state_irrevocable;
+    if (irrevocable)
       --irrevocable_count;
+    if (auto number = i->second.job)
+      job_lease_gone(number, irrevocable);
     leases.erase(i);
   }
 
@@ -308,6 +311,19 @@ struct lease_manager_state {
     return lane;
   }
 
+  /// Revokes now if the lease's backend has a free slot, else queues it
+  /// behind the others waiting for that backend.
+  void queue_revocation(lease_entry& entry) {
+    auto& lane = lane_of(entry.record.backend);
+    if (lane.in_flight < lane.limit) {
+      start_expiry_revocation(entry);
+      return;
+    }
+    mark_dead(entry, lease_state::revoking);
+    entry.due_ms = -1;
+    lane.waiting.push_back(entry.record.id);
+  }
+
   void start_expiry_revocation(lease_entry& entry) {
     revoke(entry, [this, id = entry.record.id](caf::error err) {
       if (err)
@@ -338,6 +354,8 @@ struct lease_manager_state {
         && (hopeless || record.attempts >= cfg.max_revoke_attempts)) {
       record.state = state_irrevocable;
       ++irrevocable_count;
+      if (entry.job != 0)
+        ++jobs[entry.job - 1].irrevocable;
       log_line("error", "lease '" + id + "' at backend '" + record.backend
                           + "' is irrevocable after "
                           + std::to_string(record.attempts)
@@ -423,7 +441,7 @@ struct lease_manager_state {
         [this, rp, record](cloud_token& token) mutable {
           record.backend_id = std::move(token.backend_id);
           record.value = std::move(token.value);
-          record.issued_ms = now_ms();
+          record.issued_ms = std::max(now_ms(), newest_job_ms + 1);
           record.expires_ms = record.issued_ms + record.ttl_ms;
           record.state = state_active;
           store_new(std::move(record), rp);
@@ -757,6 +775,152 @@ struct lease_manager_state {
     return caf::none;
   }
 
+  // -- bulk revocation -------------------------------------------------------
+
+  static bool matches(const lease& x, const revoke_job& job) {
+    return (job.backend.empty() || x.backend == job.backend)
+           && (job.tag.empty()
+               || std::find(x.tags.begin(), x.tags.end(), job.tag)
+                    != x.tags.end());
+  }
+
+  /// Starts a job revoking every live (or irrevocable) lease that matches.
+  /// Only the job is stored before the answer; its leases then go through
+  /// the same paced, retried path as expiry.
+  caf::typed_response_promise<revoke_job>
+  revoke_matching(const std::string& backend_name, const std::string& tag) {
+    auto rp = self->make_response_promise<revoke_job>();
+    if (backend_name.empty() && tag.empty()) {
+      rp.deliver(make_error(ec::invalid_request,
+                            "revoke_prefix needs a backend or a tag"));
+      return rp;
+    }
+    if (!backend_name.empty() && backend(backend_name) == nullptr) {
+      rp.deliver(make_error(ec::unknown_backend, "no backend named '"
+                                                   + backend_name
+                                                   + "' is configured"));
+      return rp;
+    }
+    revoke_job job;
+    job.id = random_token(lease_id_bytes);
+    job.backend = backend_name;
+    job.tag = tag;
+    job.created_ms = std::max(now_ms(), newest_job_ms);
+    newest_job_ms = job.created_ms;
+    auto number = static_cast<uint32_t>(jobs.size() + 1);
+    std::vector<std::string> picked;
+    for (auto& [id, entry] : leases) {
+      bool irrevocable = entry.record.state == state_irrevocable;
+      if (entry.job != 0 || (live(id) == nullptr && !irrevocable)
+          || !matches(entry.record, job))
+        continue;
+      entry.job = number;
+      picked.push_back(id);
+      if (irrevocable)
+        ++job.irrevocable;
+    }
+    job.total = job.remaining = picked.size();
+    if (job.total == 0) {
+      job.state = "done";
+      job.finished_ms = job.created_ms;
+    }
+    jobs.push_back(job);
+    job_number.emplace(job.id, number);
+    self->request(cfg.storage, caf::infinite, atom::save_v, job)
+      .then(
+        [this, rp, number, picked = std::move(picked)](atom::ok) mutable {
+          for (auto& id : picked) {
+            auto i = leases.find(id);
+            if (i == leases.end() || i->second.job != number)
+              continue; // revoked meanwhile
+            auto& entry = i->second;
+            if (entry.state == lease_state::active) {
+              // Stored as revoking so `list` stops showing it at once.
+              entry.record.state = state_revoking;
+              self->request(cfg.storage, caf::infinite, atom::save_v,
+                            entry.record)
+                .then([](atom::ok) {}, [](caf::error&) {});
+            }
+            queue_revocation(entry);
+          }
+          auto& job = jobs[number - 1];
+          log_line("info", "revoke job '" + job.id + "' started for "
+                             + std::to_string(job.total) + " leases");
+          rp.deliver(job);
+        },
+        [this, rp, number, picked](caf::error& err) mutable {
+          for (auto& id : picked)
+            if (auto i = leases.find(id);
+                i != leases.end() && i->second.job == number)
+              i->second.job = 0;
+          job_number.erase(jobs[number - 1].id);
+          rp.deliver(from_storage(std::move(err)));
+        });
+    return rp;
+  }
+
+  caf::result<revoke_job> job_status(const std::string& id) {
+    auto i = job_number.find(id);
+    if (i == job_number.end())
+      return make_error(ec::not_found, "no revoke job has the id '" + id
+                                         + "'");
+    return jobs[i->second - 1];
+  }
+
+  /// Counts a lease of job `number` as gone; the last one ends the job.
+  void job_lease_gone(uint32_t number, bool was_irrevocable) {
+    auto& job = jobs[number - 1];
+    if (was_irrevocable && job.irrevocable > 0)
+      --job.irrevocable;
+    if (job.remaining > 0 && --job.remaining == 0 && loaded)
+      finish_job(job);
+  }
+
+  void finish_job(revoke_job& job) {
+    job.state = "done";
+    job.finished_ms = now_ms();
+    log_line("info", "revoke job '" + job.id + "' finished: "
+                       + std::to_string(job.total) + " leases revoked");
+    self->request(cfg.storage, caf::infinite, atom::save_v, job)
+      .then([](atom::ok) {}, [](caf::error&) {});
+  }
+
+  /// The running job a loaded lease belongs to: one whose filter it
+  /// matches and that began after the lease was issued.
+  uint32_t job_of_loaded(const lease& record) const {
+    for (size_t i = 0; i < jobs.size(); ++i)
+      if (jobs[i].state != "done" && record.issued_ms <= jobs[i].created_ms
+          && matches(record, jobs[i]))
+        return static_cast<uint32_t>(i + 1);
+    return 0;
+  }
+
+  /// Finished jobs are kept this long for `job` to report on.
+  static constexpr int64_t finished_job_keep_ms = 24 * 3'600'000LL;
+
+  /// Loads the stored jobs, then the leases.
+  void load_jobs() {
+    self->request(cfg.storage, caf::infinite, atom::load_v, atom::job_v)
+      .then(
+        [this](std::vector<revoke_job>& stored) {
+          for (auto& job : stored) {
+            if (job.state == "done"
+                && job.finished_ms + finished_job_keep_ms < now_ms()) {
+              self->request(cfg.storage, caf::infinite, atom::remove_v,
+                            atom::job_v, job.id)
+                .then([](atom::ok) {}, [](caf::error&) {});
+              continue;
+            }
+            job.remaining = job.irrevocable = 0;
+            newest_job_ms = std::max(newest_job_ms, job.created_ms);
+            jobs.push_back(job);
+            job_number.emplace(job.id, static_cast<uint32_t>(jobs.size()));
+          }
+          load_from("");
+        },
+        [this](caf::error& err) { self->quit(std::move(err)); });
+  }
+
   // -- start-up --------------------------------------------------------------
 
   /// Loads every stored lease in batches: expired ones are revoked at once
@@ -788,8 +952,16 @@ struct lease_manager_state {
             auto& entry = leases[record.id];
             entry.record = record;
             entry.due_ms = record.expires_ms;
-            if (record.state != state_active) {
-              // Revoking or irrevocable: dead, and tried again at once.
+            entry.job = job_of_loaded(record);
+            if (entry.job != 0) {
+              auto& job = jobs[entry.job - 1];
+              ++job.remaining;
+              if (record.state == state_irrevocable)
+                ++job.irrevocable;
+            }
+            if (record.state != state_active || entry.job != 0) {
+              // Revoking, irrevocable, or in a revoke job: dead, and tried
+              // again at once.
               mark_dead(entry, lease_state::retry_wait);
               entry.due_ms = now_ms();
               if (record.state == state_irrevocable)
@@ -834,6 +1006,9 @@ struct lease_manager_state {
 
   void finish_loading() {
     loaded = true;
+    for (auto& job : jobs)
+      if (job.state != "done" && job.remaining == 0)
+        finish_job(job);
     for (auto& rp : waiting_for_ready)
       rp.deliver(live_count());
     waiting_for_ready.clear();
@@ -948,7 +1123,7 @@ lease_manager_actor spawn_lease_manager(caf::actor_system& sys,
     // Growing past this rehashes every lease at once and stalls requests.
     st.leases.reserve(initial_capacity);
     st.cfg = std::move(cfg);
-    st.load_from("");
+    st.load_jobs();
     return {
       [self](atom::create, create_request& req) {
         return self->state.create(req);
@@ -958,6 +1133,13 @@ lease_manager_actor spawn_lease_manager(caf::actor_system& sys,
       },
       [self](atom::revoke, const std::string& id, bool force) {
         return self->state.revoke_by_client(id, force);
+      },
+      [self](atom::revoke, atom::job, const std::string& backend,
+             const std::string& tag) {
+        return self->state.revoke_matching(backend, tag);
+      },
+      [self](atom::job, const std::string& id) {
+        return self->state.job_status(id);
       },
       [self](atom::renew, const std::string& id, int64_t ttl) {
         return self->state.renew(id, ttl);

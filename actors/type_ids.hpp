@@ -22,6 +22,8 @@ CAF_BEGIN_TYPE_ID_BLOCK(tlm, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(tlm, (tlm::health_report))
   CAF_ADD_TYPE_ID(tlm, (std::vector<tlm::lease>))
   CAF_ADD_TYPE_ID(tlm, (std::vector<tlm::cloud_token>))
+  CAF_ADD_TYPE_ID(tlm, (tlm::revoke_job))
+  CAF_ADD_TYPE_ID(tlm, (std::vector<tlm::revoke_job>))
 
   // Verbs of the lease manager, cloud and storage interfaces.
   CAF_ADD_ATOM(tlm, tlm::atom, create, "create")
@@ -44,5 +46,6 @@ CAF_BEGIN_TYPE_ID_BLOCK(tlm, caf::first_custom_type_id)
   CAF_ADD_ATOM(tlm, tlm::atom, flush, "flush")
   CAF_ADD_ATOM(tlm, tlm::atom, ok, "ok")
   CAF_ADD_ATOM(tlm, tlm::atom, reconcile, "reconcile")
+  CAF_ADD_ATOM(tlm, tlm::atom, job, "job")
 
 CAF_END_TYPE_ID_BLOCK(tlm)

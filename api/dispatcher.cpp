@@ -112,6 +112,27 @@ void dispatcher::call(api_request req, std::function<void(api_reply)> done,
                                     {"quarantined", h.quarantined}});
         },
         atom::health_v);
+    case action::revoke_prefix: {
+      auto backend = req.backend;
+      auto tag = req.tag;
+      return ask<revoke_job>(
+        std::move(req), std::move(done), lane,
+        [](const api_request& r, const revoke_job& job) {
+          return render_success(r, {{"job_id", job.id},
+                                    {"count", job.total},
+                                    {"job", to_json(job)}});
+        },
+        atom::revoke_v, atom::job_v, backend, tag);
+    }
+    case action::job: {
+      auto id = req.job_id;
+      return ask<revoke_job>(
+        std::move(req), std::move(done), lane,
+        [](const api_request& r, const revoke_job& job) {
+          return render_success(r, {{"job", to_json(job)}});
+        },
+        atom::job_v, id);
+    }
     case action::auth:
       if (keys_.allows(req.api_key))
         done({render_success(req, json::object()), ec::none});

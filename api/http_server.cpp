@@ -103,6 +103,20 @@ api_request route(HTTPServerRequest& req, const std::string& body,
     }
     return parse_message(message);
   }
+  constexpr std::string_view jobs = "/v1/jobs";
+  if (path == jobs && method == "POST") {
+    auto message = object_body(body, failed);
+    if (failed.error)
+      return failed;
+    message["action"] = "revoke_prefix";
+    created = true;
+    return parse_message(message);
+  }
+  if (path.rfind(std::string{jobs} + "/", 0) == 0 && method == "GET") {
+    auto id = path.substr(jobs.size() + 1);
+    if (!id.empty() && id.find('/') == std::string::npos)
+      return parse_message(json{{"action", "job"}, {"job_id", id}});
+  }
   if (path.rfind(std::string{leases} + "/", 0) == 0) {
     auto rest = path.substr(leases.size() + 1);
     auto slash = rest.find('/');

@@ -155,6 +155,7 @@ const std::pair<const char*, action> action_names[] = {
   {"revoke", action::revoke},   {"renew", action::renew},
   {"list", action::list},       {"exchange", action::exchange},
   {"health", action::health},   {"auth", action::auth},
+  {"revoke_prefix", action::revoke_prefix}, {"job", action::job},
 };
 
 bool url_safe(const std::string& id) {
@@ -267,6 +268,17 @@ api_request parse_message(const json& message) {
     case action::auth:
       in.string("api_key", req.api_key);
       break;
+    case action::revoke_prefix:
+      in.string("backend", req.backend);
+      in.string("tag", req.tag);
+      if (req.backend.empty() && req.tag.empty())
+        in.fail("revoke_prefix needs a backend or a tag (or both)");
+      break;
+    case action::job:
+      in.string("job_id", req.job_id);
+      if (req.job_id.empty())
+        in.fail("job_id is required");
+      break;
   }
   return req;
 }
@@ -287,6 +299,21 @@ std::string render_failure(const std::optional<json>& request_id,
     body["request_id"] = *request_id;
   // A message may quote client input that is not valid UTF-8.
   return body.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+json to_json(const revoke_job& job) {
+  json result{{"job_id", job.id},
+              {"state", job.state},
+              {"backend", job.backend},
+              {"tag", job.tag},
+              {"total", job.total},
+              {"revoked", job.total - std::min(job.total, job.remaining)},
+              {"remaining", job.remaining},
+              {"irrevocable", job.irrevocable},
+              {"created", rfc3339(job.created_ms)}};
+  if (job.state == "done")
+    result["finished"] = rfc3339(job.finished_ms);
+  return result;
 }
 
 json to_json(const lease& x, bool with_value) {

@@ -20,7 +20,18 @@ namespace tlm {
 /// Largest message we read, on TCP (one line) and HTTP (one body).
 constexpr size_t max_message_bytes = 1024 * 1024;
 
-enum class action { create, get, revoke, renew, list, exchange, health, auth };
+enum class action {
+  create,
+  get,
+  revoke,
+  renew,
+  list,
+  exchange,
+  health,
+  auth,
+  revoke_prefix,
+  job
+};
 
 /// One parsed action message. `error` is set when it is not valid; the
 /// request id is kept whenever the message got far enough to carry one.
@@ -33,7 +44,9 @@ struct api_request {
   int64_t ttl_ms = use_default_ttl;     ///< renew
   create_request create;                ///< create
   list_query query;                     ///< list (after from the cursor)
-  std::string backend;                  ///< exchange
+  std::string backend;                  ///< exchange, revoke_prefix
+  std::string tag;                      ///< revoke_prefix
+  std::string job_id;                   ///< job
   std::string token;                    ///< exchange
   std::string meta = "{}";              ///< exchange
   std::string api_key;                  ///< auth
@@ -66,6 +79,9 @@ nlohmann::json to_json(const lease& x, bool with_value = true);
 /// `{"result":"success","lease":{...}}`, written directly: the hot path of
 /// every create, get, renew and exchange.
 std::string render_lease(const api_request& req, const lease& x);
+
+/// A revoke job as the protocol shows it.
+nlohmann::json to_json(const revoke_job& job);
 
 /// `{"result":"success","leases":[...],"next_cursor":...}`.
 std::string render_page(const api_request& req, const lease_page& page);

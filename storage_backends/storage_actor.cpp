@@ -59,6 +59,19 @@ storage_behavior(storage_actor::stateful_pointer<storage_state> self,
       return self->state.enqueue(self, {storage_write::remove,
                                         std::move(key)});
     },
+    [self](atom::save, revoke_job& job) {
+      return self->state.enqueue(self, {storage_write::save_job, {},
+                                        std::move(job)});
+    },
+    [self](atom::remove, atom::job, std::string& id) {
+      revoke_job key;
+      key.id = std::move(id);
+      return self->state.enqueue(self, {storage_write::remove_job, {},
+                                        std::move(key)});
+    },
+    [self](atom::load, atom::job) {
+      return to_result(self->state.backend->load_jobs());
+    },
     [self](atom::get, const std::string& id) {
       return to_result(self->state.backend->get(id));
     },

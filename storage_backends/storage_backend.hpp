@@ -11,11 +11,12 @@
 
 namespace tlm {
 
-/// One change to the stored leases: a save (insert or replace) or a removal
-/// (only `record.id` is used).
+/// One change to the stored leases or jobs: a save (insert or replace) or a
+/// removal (only the id is used).
 struct storage_write {
-  enum kind_t { save, remove } kind;
+  enum kind_t { save, remove, save_job, remove_job } kind;
   lease record;
+  revoke_job job = {};
 };
 
 /// A place to keep leases (mirrors Ockam's StorageService). A plain class:
@@ -38,6 +39,9 @@ public:
   virtual caf::expected<lease_page> load(const std::string& after,
                                          uint32_t max)
     = 0;
+
+  /// Every stored bulk revocation job.
+  virtual caf::expected<std::vector<revoke_job>> load_jobs() = 0;
 
   /// One page of unexpired leases matching the query. Pages follow one
   /// stable order, so paging returns every lease present throughout once.

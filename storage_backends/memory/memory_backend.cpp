@@ -33,7 +33,12 @@ public:
 
   caf::error apply(const std::vector<storage_write>& batch) override {
     for (auto& w : batch) {
-      if (w.kind == storage_write::save) {
+      if (w.kind == storage_write::save_job) {
+        auto& job = jobs_[w.job.id] = w.job;
+        job.remaining = job.irrevocable = 0; // counted, never stored
+      } else if (w.kind == storage_write::remove_job) {
+        jobs_.erase(w.job.id);
+      } else if (w.kind == storage_write::save) {
         auto [i, added] = by_id_.try_emplace(w.record.id);
         i->second.record = w.record;
         if (added) {
@@ -59,6 +64,13 @@ public:
   caf::expected<lease_page> load(const std::string& after,
                                  uint32_t max) override {
     return page(after, max, [](const lease&) { return true; });
+  }
+
+  caf::expected<std::vector<revoke_job>> load_jobs() override {
+    std::vector<revoke_job> result;
+    for (auto& [_, job] : jobs_)
+      result.push_back(job);
+    return result;
   }
 
   caf::expected<lease_page> list(const list_query& query) override {
@@ -101,6 +113,7 @@ private:
   std::unordered_map<std::string, entry> by_id_;
   std::map<uint64_t, const lease*> order_;
   uint64_t last_seq_ = 0;
+  std::map<std::string, revoke_job> jobs_;
 };
 
 } // namespace

@@ -11,7 +11,7 @@ namespace tlm {
 
 namespace {
 
-constexpr int schema_version = 2;
+constexpr int schema_version = 3;
 
 // No secondary index on leases: each cost a quarter of the create rate
 // (measured), and no query here needs one: the start-up load reads every
@@ -40,6 +40,15 @@ CREATE TABLE IF NOT EXISTS lease_tags(
   PRIMARY KEY(tag, lease_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS lease_tags_by_lease ON lease_tags(lease_id);
+CREATE TABLE IF NOT EXISTS revoke_jobs(
+  id TEXT PRIMARY KEY,
+  backend TEXT NOT NULL,
+  tag TEXT NOT NULL,
+  created_ms INTEGER NOT NULL,
+  total INTEGER NOT NULL,
+  state TEXT NOT NULL,
+  finished_ms INTEGER NOT NULL
+) WITHOUT ROWID;
 )sql";
 
 constexpr const char* lease_columns
@@ -140,6 +149,15 @@ public:
                                  "attempts=?13, last_error=?14 "
                                  "WHERE id=?1")
               && remove_.prepare(db_, "DELETE FROM leases WHERE id = ?")
+              && save_job_.prepare(db_, "INSERT OR REPLACE INTO revoke_jobs("
+                                        "id, backend, tag, created_ms, total, "
+                                        "state, finished_ms) "
+                                        "VALUES(?,?,?,?,?,?,?)")
+              && remove_job_.prepare(db_,
+                                     "DELETE FROM revoke_jobs WHERE id = ?")
+              && load_jobs_.prepare(db_, "SELECT id, backend, tag, created_ms, "
+                                         "total, state, finished_ms FROM "
+                                         "revoke_jobs ORDER BY created_ms")
               && remove_tags_.prepare(db_,
                                       "DELETE FROM lease_tags WHERE lease_id = ?")
               && add_tag_.prepare(db_, "INSERT OR IGNORE INTO lease_tags"
@@ -173,8 +191,7 @@ public:
     }
     begin_.reset();
     for (auto& w : batch) {
-      auto err = w.kind == storage_write::save ? save(w.record)
-                                               : remove(w.record.id);
+      auto err = write(w);
       if (err) {
         rollback_.step();
         rollback_.reset();
@@ -214,6 +231,26 @@ public:
     if (page.leases.size() == max && max > 0)
       page.next_after = page.leases.back().id;
     return page;
+  }
+
+  caf::expected<std::vector<revoke_job>> load_jobs() override {
+    std::vector<revoke_job> jobs;
+    int rc;
+    while ((rc = load_jobs_.step()) == SQLITE_ROW) {
+      revoke_job job;
+      job.id = load_jobs_.text(0);
+      job.backend = load_jobs_.text(1);
+      job.tag = load_jobs_.text(2);
+      job.created_ms = load_jobs_.number(3);
+      job.total = static_cast<uint64_t>(load_jobs_.number(4));
+      job.state = load_jobs_.text(5);
+      job.finished_ms = load_jobs_.number(6);
+      jobs.push_back(std::move(job));
+    }
+    load_jobs_.reset();
+    if (rc != SQLITE_DONE)
+      return fail("cannot read revoke jobs");
+    return jobs;
   }
 
   caf::expected<lease_page> list(const list_query& q) override {
@@ -262,9 +299,12 @@ private:
       found = 1;
     }
     if (found < 2) // v2: the backend's reason for a failing revocation
-      return exec("BEGIN; ALTER TABLE leases ADD COLUMN last_error TEXT NOT "
-                  "NULL DEFAULT ''; UPDATE schema_version SET version = 2; "
-                  "COMMIT;");
+      if (auto err = exec("BEGIN; ALTER TABLE leases ADD COLUMN last_error "
+                          "TEXT NOT NULL DEFAULT ''; UPDATE schema_version "
+                          "SET version = 2; COMMIT;"))
+        return err;
+    if (found < 3) // v3: the revoke_jobs table, made by schema_sql
+      return exec("UPDATE schema_version SET version = 3");
     return caf::none;
   }
 
@@ -277,6 +317,28 @@ private:
     auto rc = s.step();
     s.reset();
     return rc == SQLITE_DONE ? caf::none : fail(what);
+  }
+
+  caf::error write(const storage_write& w) {
+    switch (w.kind) {
+      case storage_write::save:
+        return save(w.record);
+      case storage_write::remove:
+        return remove(w.record.id);
+      case storage_write::save_job:
+        save_job_.bind(1, w.job.id)
+          .bind(2, w.job.backend)
+          .bind(3, w.job.tag)
+          .bind(4, w.job.created_ms)
+          .bind(5, static_cast<int64_t>(w.job.total))
+          .bind(6, w.job.state)
+          .bind(7, w.job.finished_ms);
+        return step_done(save_job_, "cannot save a revoke job");
+      case storage_write::remove_job:
+        remove_job_.bind(1, w.job.id);
+        return step_done(remove_job_, "cannot remove a revoke job");
+    }
+    return fail("unknown storage write");
   }
 
   // A new lease is one insert plus its tags; only a lease that exists
@@ -368,7 +430,7 @@ private:
   } conn_;
   sqlite3*& db_ = conn_.handle;
   statement begin_, commit_, rollback_, insert_, update_, remove_, remove_tags_, add_tag_,
-    get_, load_, list_;
+    get_, load_, list_, save_job_, remove_job_, load_jobs_;
 };
 
 } // namespace

@@ -588,3 +588,140 @@ TEST_CASE_FIXTURE(manager_fixture, "a renew racing a revoke never brings the "
   start(); // a restart finds nothing to revive
   CHECK(code_of_get(x.id) == ec::not_found);
 }
+
+namespace {
+
+lease create_tagged(manager_fixture& f, const std::string& backend,
+                    const std::string& tag, int64_t ttl = 60'000) {
+  create_request req;
+  req.backend = backend;
+  req.ttl_ms = ttl;
+  req.tags = {tag};
+  return f.create(req);
+}
+
+caf::expected<revoke_job> start_job(manager_fixture& f, std::string backend,
+                                    std::string tag) {
+  return f.call<revoke_job>(f.manager, atom::revoke_v, atom::job_v, backend,
+                            tag);
+}
+
+} // namespace
+
+TEST_CASE_FIXTURE(manager_fixture, "revoke_prefix revokes every matching "
+                                   "lease in a background job") {
+  std::vector<lease> blue, red;
+  for (int i = 0; i < 5; ++i)
+    blue.push_back(create_tagged(*this, "local", "blue"));
+  for (int i = 0; i < 2; ++i)
+    blue.push_back(create_tagged(*this, "flaky", "blue"));
+  for (int i = 0; i < 3; ++i)
+    red.push_back(create_tagged(*this, "local", "red"));
+  auto job = start_job(*this, "", "blue");
+  REQUIRE(job);
+  CHECK(job->total == 7);
+  CHECK(job->id.size() == 22);
+  auto status = call<revoke_job>(manager, atom::job_v, job->id);
+  REQUIRE(status);
+  CHECK(status->state == "done");
+  CHECK(status->remaining == 0);
+  CHECK(status->finished_ms >= status->created_ms);
+  for (auto& x : blue) {
+    CHECK(code_of_get(x.id) == ec::not_found);
+    CHECK(!call<lease>(storage, atom::get_v, x.id));
+  }
+  for (auto& x : red)
+    CHECK(code_of_get(x.id) == ec::none);
+  CHECK(flaky->revoked.size() == 2);
+  // Both filters at once: only local leases tagged red.
+  create_tagged(*this, "flaky", "red");
+  auto both = start_job(*this, "local", "red");
+  REQUIRE(both);
+  CHECK(both->total == 3);
+  CHECK(live_count() == 1);
+  auto stored = call<std::vector<revoke_job>>(storage, atom::load_v,
+                                              atom::job_v);
+  REQUIRE(stored);
+  REQUIRE(stored->size() == 2);
+  for (auto& j : *stored)
+    CHECK(j.state == "done");
+}
+
+TEST_CASE_FIXTURE(manager_fixture, "revoke_prefix refuses what it cannot "
+                                   "do") {
+  CHECK(code_of(start_job(*this, "", "").error()) == ec::invalid_request);
+  CHECK(code_of(start_job(*this, "nope", "").error()) == ec::unknown_backend);
+  CHECK(code_of(call<revoke_job>(manager, atom::job_v, std::string{"x"})
+                  .error())
+        == ec::not_found);
+  auto empty = start_job(*this, "", "no-such-tag");
+  REQUIRE(empty);
+  CHECK(empty->total == 0);
+  CHECK(empty->state == "done");
+}
+
+TEST_CASE_FIXTURE(manager_fixture, "a revoke job survives a restart and "
+                                   "spares leases issued after it began") {
+  mcfg.retry_base_ms = 1'000;
+  mcfg.retry_max_ms = 2'000;
+  start();
+  std::vector<lease> doomed;
+  for (int i = 0; i < 3; ++i)
+    doomed.push_back(create_tagged(*this, "flaky", "x"));
+  auto spared = create_tagged(*this, "flaky", "y");
+  flaky->failing_revokes = 1'000'000;
+  auto job = start_job(*this, "flaky", "x");
+  REQUIRE(job);
+  CHECK(job->total == 3);
+  // Same millisecond as the job, but after it: not part of it.
+  auto newer = create_tagged(*this, "flaky", "x");
+  auto running = call<revoke_job>(manager, atom::job_v, job->id);
+  CHECK(running->state == "running");
+  CHECK(running->remaining == 3);
+  for (auto& x : doomed) {
+    CHECK(code_of_get(x.id) == ec::not_found); // dead at the API at once
+    CHECK(call<lease>(storage, atom::get_v, x.id)->state == state_revoking);
+  }
+  list_query q;
+  CHECK(call<lease_page>(manager, atom::list_v, q)->leases.size() == 2);
+  // A crash while the backend is down; it comes back with the restart.
+  caf::anon_send_exit(manager, caf::exit_reason::kill);
+  sched->run();
+  flaky->failing_revokes = 0;
+  start();
+  auto after = call<revoke_job>(manager, atom::job_v, job->id);
+  REQUIRE(after);
+  CHECK(after->state == "done");
+  CHECK(after->total == 3);
+  CHECK(after->remaining == 0);
+  std::set<std::string> revoked(flaky->revoked.begin(), flaky->revoked.end());
+  for (auto& x : doomed)
+    CHECK(revoked.count(x.backend_id) == 1);
+  CHECK(code_of_get(newer.id) == ec::none);
+  CHECK(code_of_get(spared.id) == ec::none);
+}
+
+TEST_CASE_FIXTURE(manager_fixture, "a revoke job counts irrevocable leases "
+                                   "and finishes when they heal") {
+  mcfg.max_revoke_attempts = 2;
+  mcfg.retry_max_ms = 2'000;
+  start();
+  auto x = create_tagged(*this, "flaky", "z");
+  auto y = create_tagged(*this, "local", "z");
+  flaky->failing_revokes = 1'000'000;
+  auto job = start_job(*this, "", "z");
+  REQUIRE(job);
+  for (int i = 0; i < 5; ++i)
+    advance(2'000ms);
+  auto stuck = call<revoke_job>(manager, atom::job_v, job->id);
+  CHECK(stuck->state == "running");
+  CHECK(stuck->remaining == 1);
+  CHECK(stuck->irrevocable == 1);
+  CHECK(call<lease>(manager, atom::get_v, x.id)->state == state_irrevocable);
+  flaky->failing_revokes = 0;
+  advance(2'000ms);
+  auto healed = call<revoke_job>(manager, atom::job_v, job->id);
+  CHECK(healed->state == "done");
+  CHECK(healed->irrevocable == 0);
+  CHECK(code_of_get(y.id) == ec::not_found);
+}

@@ -4,6 +4,8 @@
 #include <filesystem>
 #include <set>
 
+#include <sqlite3.h>
+
 #include "actors/error.hpp"
 #include "storage_backends/storage_actor.hpp"
 #include "tests/unit/actor_fixture.hpp"
@@ -153,6 +155,71 @@ TEST_CASE("every storage backend keeps the same contract") {
   }
 }
 
+TEST_CASE("every storage backend keeps revoke jobs, apart from leases") {
+  temp_dir dir;
+  for (auto& spec : specs(dir)) {
+    CAPTURE(spec);
+    auto made = make_storage_backend(spec);
+    REQUIRE(made);
+    auto& db = **made;
+    revoke_job a;
+    a.id = "job-a";
+    a.backend = "local";
+    a.created_ms = 1'000;
+    a.total = 12;
+    a.remaining = 5; // progress is counted, never stored
+    revoke_job b = a;
+    b.id = "job-b";
+    b.backend = "";
+    b.tag = "blue";
+    b.created_ms = 2'000;
+    REQUIRE(!db.apply({{storage_write::save_job, {}, a},
+                       {storage_write::save_job, {}, b},
+                       {storage_write::save, sample("lease", 5)}}));
+    a.state = "done";
+    a.finished_ms = 1'500;
+    revoke_job gone;
+    gone.id = "job-b";
+    REQUIRE(!db.apply({{storage_write::save_job, {}, a},
+                       {storage_write::remove_job, {}, gone}}));
+    auto jobs = db.load_jobs();
+    REQUIRE(jobs);
+    REQUIRE(jobs->size() == 1);
+    auto& job = jobs->front();
+    CHECK(job.id == "job-a");
+    CHECK(job.backend == "local");
+    CHECK(job.tag.empty());
+    CHECK(job.created_ms == 1'000);
+    CHECK(job.total == 12);
+    CHECK(job.state == "done");
+    CHECK(job.finished_ms == 1'500);
+    CHECK(job.remaining == 0);
+    CHECK(db.load("", 10)->leases.size() == 1);
+  }
+}
+
+TEST_CASE("sqlite upgrades a version 2 database to version 3") {
+  temp_dir dir;
+  auto path = (dir.path / "old.db").string();
+  {
+    auto db = make_storage_backend("sqlite:" + path);
+    REQUIRE(db);
+    REQUIRE(!(*db)->apply({{storage_write::save, sample("old", 5)}}));
+  }
+  // Turn it back into what version 2 wrote: no jobs table.
+  sqlite3* raw = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &raw) == SQLITE_OK);
+  REQUIRE(sqlite3_exec(raw, "DROP TABLE revoke_jobs; UPDATE schema_version "
+                            "SET version = 2;",
+                       nullptr, nullptr, nullptr)
+          == SQLITE_OK);
+  sqlite3_close(raw);
+  auto db = make_storage_backend("sqlite:" + path);
+  REQUIRE(db);
+  CHECK((*db)->get("old")->value == "v-old");
+  CHECK((*db)->load_jobs()->empty());
+}
+
 TEST_CASE("sqlite keeps leases across reopening") {
   temp_dir dir;
   auto spec = "sqlite:" + (dir.path / "t.db").string();
@@ -195,6 +262,9 @@ public:
   }
   caf::expected<lease_page> list(const list_query&) override {
     return lease_page{};
+  }
+  caf::expected<std::vector<revoke_job>> load_jobs() override {
+    return std::vector<revoke_job>{};
   }
 };
 
