@@ -2,8 +2,8 @@
 
 namespace tlm {
 
-void expiry_schedule::add(int64_t due_ms, std::string id) {
-  heap_.push(entry{due_ms, std::move(id)});
+void expiry_schedule::add(int64_t due_ms, const lease_key& key) {
+  heap_.push(entry{due_ms, key});
 }
 
 std::optional<int64_t> expiry_schedule::earliest() const {

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "actors/lease_key.hpp"
+
 namespace tlm {
 
 /// Deadlines of many leases behind one timer: a min-heap of (due, id).
@@ -16,13 +18,13 @@ class expiry_schedule {
 public:
   struct entry {
     int64_t due_ms;
-    std::string id;
+    lease_key key;
     bool operator>(const entry& other) const {
       return due_ms > other.due_ms;
     }
   };
 
-  void add(int64_t due_ms, std::string id);
+  void add(int64_t due_ms, const lease_key& key);
 
   /// The earliest due time, if any.
   std::optional<int64_t> earliest() const;

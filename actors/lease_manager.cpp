@@ -12,7 +12,9 @@
 
 #include "actors/error.hpp"
 #include "actors/expiry_schedule.hpp"
+#include "actors/lease_key.hpp"
 #include "actors/log.hpp"
+#include "actors/packed_lease.hpp"
 #include "actors/secrets.hpp"
 
 namespace tlm {
@@ -33,7 +35,7 @@ enum class lease_state {
 };
 
 struct lease_entry {
-  lease record;
+  packed_lease record;
   lease_state state = lease_state::active;
   int64_t due_ms = 0;  ///< The schedule entry that counts for this lease.
   uint32_t job = 0;    ///< 1 + index of the revoke job it belongs to; 0: none.
@@ -51,7 +53,9 @@ struct lease_manager_state {
   lease_manager_actor::pointer self = nullptr;
   lease_manager_config cfg;
   std::unordered_map<std::string, backend_handle> backends;
-  std::unordered_map<std::string, lease_entry> leases;
+  using lease_table = std::unordered_map<lease_key, lease_entry, lease_key_hash>;
+  using slot = lease_table::value_type;
+  lease_table leases;
   expiry_schedule schedule;
   size_t dead_leases = 0;  ///< Entries revoking or waiting for a retry.
   size_t irrevocable_count = 0;
@@ -62,7 +66,7 @@ struct lease_manager_state {
   struct revocation_lane {
     size_t in_flight = 0;
     size_t limit = 1;
-    std::deque<std::string> waiting;
+    std::deque<lease_key> waiting;
   };
   std::unordered_map<std::string, revocation_lane> lanes;
   size_t pending_requests = 0;
@@ -92,13 +96,24 @@ struct lease_manager_state {
 
   // -- lookups ---------------------------------------------------------------
 
-  /// The entry of a lease the API may still see, or null.
-  lease_entry* live(const std::string& id) {
-    auto i = leases.find(id);
-    if (i == leases.end() || i->second.state != lease_state::active
-        || now_ms() >= i->second.record.expires_ms)
+  /// The lease with this id, or null.
+  slot* find(const std::string& id) {
+    auto key = lease_key::of(id);
+    if (!key)
       return nullptr;
-    return &i->second;
+    auto i = leases.find(*key);
+    return i == leases.end() ? nullptr : &*i;
+  }
+
+  bool is_live(const lease_entry& entry) const {
+    return entry.state == lease_state::active
+           && now_ms() < entry.record.expires_ms;
+  }
+
+  /// A lease the API may still see, or null.
+  slot* live(const std::string& id) {
+    auto* s = find(id);
+    return s != nullptr && is_live(s->second) ? s : nullptr;
   }
 
   /// The deadline of one call to a remote backend.
@@ -117,18 +132,22 @@ struct lease_manager_state {
     return i == backends.end() ? nullptr : &i->second;
   }
 
+  const backend_handle* backend(std::string_view name) const {
+    return backend(std::string{name});
+  }
+
   uint64_t live_count() const {
     return leases.size() - dead_leases;
   }
 
   /// A lease `get` shows: a live one, or an irrevocable one (with its last
   /// error, for operators).
-  const lease_entry* visible(const std::string& id) {
-    if (auto* entry = live(id))
-      return entry;
-    auto i = leases.find(id);
-    if (i != leases.end() && i->second.record.state == state_irrevocable)
-      return &i->second;
+  const slot* visible(const std::string& id) {
+    auto* s = find(id);
+    if (s != nullptr
+        && (is_live(s->second)
+            || s->second.record.state == record_state::irrevocable))
+      return s;
     return nullptr;
   }
 
@@ -166,9 +185,9 @@ struct lease_manager_state {
 
   // -- schedule --------------------------------------------------------------
 
-  void schedule_at(lease_entry& entry, int64_t due_ms) {
-    entry.due_ms = due_ms;
-    schedule.add(due_ms, entry.record.id);
+  void schedule_at(slot& s, int64_t due_ms) {
+    s.second.due_ms = due_ms;
+    schedule.add(due_ms, s.first);
     arm_timer();
   }
 
@@ -193,11 +212,11 @@ struct lease_manager_state {
   void process_due() {
     auto now = now_ms();
     while (auto next = schedule.pop_due(now)) {
-      auto i = leases.find(next->id);
+      auto i = leases.find(next->key);
       if (i == leases.end() || i->second.due_ms != next->due_ms
           || i->second.state == lease_state::revoking)
         continue; // stale: renewed, revoked, or already being revoked
-      queue_revocation(i->second);
+      queue_revocation(*i);
     }
     if (schedule.size() > 2 * leases.size() + 1024)
       compact_schedule();
@@ -207,9 +226,9 @@ struct lease_manager_state {
   /// Drops stale heap entries left by renewals.
   void compact_schedule() {
     schedule.clear();
-    for (auto& [id, entry] : leases)
+    for (auto& [key, entry] : leases)
       if (entry.state != lease_state::revoking)
-        schedule.add(entry.due_ms, id);
+        schedule.add(entry.due_ms, key);
     armed_due.reset();
   }
 
@@ -219,13 +238,13 @@ struct lease_manager_state {
     entry.state = state;
   }
 
-  void erase(const std::string& id) {
-    auto i = leases.find(id);
+  void erase(const lease_key& key) {
+    auto i = leases.find(key);
     if (i == leases.end())
       return;
     if (i->second.state != lease_state::active)
       --dead_leases;
-    bool irrevocable = i->second.record.state == state_irrevocable;
+    bool irrevocable = i->second.record.state == record_state::irrevocable;
     if (irrevocable)
       --irrevocable_count;
     if (auto number = i->second.job)
@@ -238,36 +257,37 @@ struct lease_manager_state {
   /// Revokes at the cloud first, then forgets the lease in storage. `done`
   /// gets the cloud's verdict; storage failures leave the lease for a retry.
   template <class Done>
-  void revoke(lease_entry& entry, Done done) {
-    auto id = entry.record.id;
-    auto* be = backend(entry.record.backend);
+  void revoke(slot& s, Done done) {
+    auto key = s.first;
+    auto& entry = s.second;
+    auto* be = backend(entry.record.backend());
     mark_dead(entry, lease_state::revoking);
     entry.due_ms = -1;
     if (be == nullptr) {
       // A backend removed from the config while its leases live on.
-      done(make_error(ec::unknown_backend, "lease '" + id
-                                             + "' names backend '"
-                                             + entry.record.backend
-                                             + "', which is not configured"));
+      done(make_error(ec::unknown_backend,
+                      "lease '" + key.str() + "' names backend '"
+                        + std::string{entry.record.backend()}
+                        + "', which is not configured"));
       return;
     }
     ++lane_of(be->name).in_flight;
     ++revocations_in_flight;
     auto name = be->name;
     self->request(be->actor, timeout_of(*be), atom::revoke_v,
-                  entry.record.backend_id)
+                  std::string{entry.record.backend_id(key.view())})
       .then(
-        [this, name, id, done](atom::ok) mutable {
-          self->request(cfg.storage, caf::infinite, atom::remove_v, id)
+        [this, name, key, done](atom::ok) mutable {
+          self->request(cfg.storage, caf::infinite, atom::remove_v, key.str())
             .then(
-              [this, name, id, done](atom::ok) mutable {
-                erase(id);
+              [this, name, key, done](atom::ok) mutable {
+                erase(key);
                 finish_revocation(name, caf::none, done);
               },
-              [this, name, id, done](caf::error& err) mutable {
+              [this, name, key, done](caf::error& err) mutable {
                 // The token is dead; only the record is left. Retry both
                 // (revoke is idempotent) and tell the client it worked.
-                retry_later(id, from_storage(std::move(err)));
+                retry_later(key, from_storage(std::move(err)));
                 finish_revocation(name, caf::none, done);
               });
         },
@@ -290,20 +310,21 @@ struct lease_manager_state {
     }
     // The freed slot goes to the next lease of this backend waiting.
     while (lane.in_flight < lane.limit && !lane.waiting.empty()) {
-      auto id = std::move(lane.waiting.front());
+      auto key = lane.waiting.front();
       lane.waiting.pop_front();
-      auto i = leases.find(id);
+      auto i = leases.find(key);
       if (i != leases.end() && i->second.due_ms == -1
           && i->second.state == lease_state::revoking)
-        start_expiry_revocation(i->second);
+        start_expiry_revocation(*i);
     }
   }
 
-  revocation_lane& lane_of(const std::string& backend_name) {
-    auto i = lanes.find(backend_name);
+  revocation_lane& lane_of(std::string_view backend_name) {
+    std::string name{backend_name};
+    auto i = lanes.find(name);
     if (i != lanes.end())
       return i->second;
-    auto& lane = lanes[backend_name];
+    auto& lane = lanes[name];
     auto* be = backend(backend_name);
     lane.limit = be != nullptr && be->remote
                    ? std::max<size_t>(1, 2 * be->concurrency)
@@ -313,21 +334,22 @@ struct lease_manager_state {
 
   /// Revokes now if the lease's backend has a free slot, else queues it
   /// behind the others waiting for that backend.
-  void queue_revocation(lease_entry& entry) {
-    auto& lane = lane_of(entry.record.backend);
+  void queue_revocation(slot& s) {
+    auto& entry = s.second;
+    auto& lane = lane_of(entry.record.backend());
     if (lane.in_flight < lane.limit) {
-      start_expiry_revocation(entry);
+      start_expiry_revocation(s);
       return;
     }
     mark_dead(entry, lease_state::revoking);
     entry.due_ms = -1;
-    lane.waiting.push_back(entry.record.id);
+    lane.waiting.push_back(s.first);
   }
 
-  void start_expiry_revocation(lease_entry& entry) {
-    revoke(entry, [this, id = entry.record.id](caf::error err) {
+  void start_expiry_revocation(slot& s) {
+    revoke(s, [this, key = s.first](caf::error err) {
       if (err)
-        retry_later(id, err);
+        retry_later(key, err);
     });
   }
 
@@ -338,8 +360,8 @@ struct lease_manager_state {
   /// itself (our credentials rejected, the backend gone from the config),
   /// the lease is `irrevocable`: persisted, logged once, retried every
   /// `retry_max_ms`.
-  void retry_later(const std::string& id, const caf::error& err) {
-    auto i = leases.find(id);
+  void retry_later(const lease_key& key, const caf::error& err) {
+    auto i = leases.find(key);
     if (i == leases.end())
       return;
     auto& entry = i->second;
@@ -348,30 +370,33 @@ struct lease_manager_state {
     auto code = code_of(err);
     if (code != ec::overloaded)
       ++record.attempts;
-    record.last_error = message_of(err).substr(0, 240);
+    record.set_last_error(message_of(err).substr(0, 240));
     bool hopeless = code == ec::backend_error || code == ec::unknown_backend;
-    if (record.state != state_irrevocable
+    if (record.state != record_state::irrevocable
         && (hopeless || record.attempts >= cfg.max_revoke_attempts)) {
-      record.state = state_irrevocable;
+      record.state = record_state::irrevocable;
       ++irrevocable_count;
       if (entry.job != 0)
         ++jobs[entry.job - 1].irrevocable;
-      log_line("error", "lease '" + id + "' at backend '" + record.backend
+      log_line("error", "lease '" + key.str() + "' at backend '"
+                          + std::string{record.backend()}
                           + "' is irrevocable after "
                           + std::to_string(record.attempts)
-                          + " failed attempts: " + record.last_error);
-      self->request(cfg.storage, caf::infinite, atom::save_v, record)
+                          + " failed attempts: "
+                          + std::string{record.last_error()});
+      self->request(cfg.storage, caf::infinite, atom::save_v,
+                    record.unpack(key.str()))
         .then([](atom::ok) {}, [](caf::error&) {});
     }
     int64_t delay = cfg.retry_max_ms;
-    if (record.state != state_irrevocable) {
+    if (record.state != record_state::irrevocable) {
       auto shift = std::min<uint32_t>(record.attempts, 20);
       auto ceiling = std::min(cfg.retry_max_ms,
                               cfg.retry_base_ms << (shift > 0 ? shift - 1 : 0));
       std::uniform_int_distribution<int64_t> pick{1, std::max<int64_t>(1, ceiling)};
       delay = pick(jitter);
     }
-    schedule_at(entry, now_ms() + delay);
+    schedule_at(*i, now_ms() + delay);
   }
 
   // -- client actions --------------------------------------------------------
@@ -475,9 +500,9 @@ struct lease_manager_state {
       .then(
         [this, rp, record](atom::ok) mutable {
           --pending_requests;
-          auto& entry = leases[record.id];
-          entry.record = record;
-          schedule_at(entry, record.expires_ms);
+          auto [i, added] = leases.try_emplace(*lease_key::of(record.id));
+          i->second.record = packed_lease{record};
+          schedule_at(*i, record.expires_ms);
           rp.deliver(std::move(record));
         },
         [this, rp, record](caf::error& err) mutable {
@@ -492,8 +517,8 @@ struct lease_manager_state {
   }
 
   caf::result<lease> get(const std::string& id) {
-    if (auto* entry = visible(id))
-      return entry->record;
+    if (auto* s = visible(id))
+      return s->second.record.unpack(id);
     return not_found(id);
   }
 
@@ -502,42 +527,45 @@ struct lease_manager_state {
     auto rp = self->make_response_promise<atom::ok>();
     if (force)
       return force_drop(id, rp);
-    auto* entry = live(id);
-    if (entry == nullptr) {
+    auto* s = live(id);
+    if (s == nullptr) {
       rp.deliver(not_found(id));
       return rp;
     }
     // The wish to revoke is stored first: a restart must not bring the
     // lease back to life while its backend is down.
-    mark_dead(*entry, lease_state::revoking);
-    entry->due_ms = -1;
-    entry->record.state = state_revoking;
-    self->request(cfg.storage, caf::infinite, atom::save_v, entry->record)
+    auto key = s->first;
+    auto& entry = s->second;
+    mark_dead(entry, lease_state::revoking);
+    entry.due_ms = -1;
+    entry.record.state = record_state::revoking;
+    self->request(cfg.storage, caf::infinite, atom::save_v,
+                  entry.record.unpack(id))
       .then(
-        [this, rp, id](atom::ok) mutable {
-          auto i = leases.find(id);
+        [this, rp, key](atom::ok) mutable {
+          auto i = leases.find(key);
           if (i == leases.end()) { // forced away meanwhile
             rp.deliver(atom::ok_v);
             return;
           }
-          revoke(i->second, [this, rp, id](caf::error err) mutable {
+          revoke(*i, [this, rp, key](caf::error err) mutable {
             if (!err) {
               rp.deliver(atom::ok_v);
               return;
             }
             // Never success before the backend confirmed: the lease stays
             // dead and the revocation is finished in the background.
-            retry_later(id, err);
+            retry_later(key, err);
             rp.deliver(std::move(err));
           });
         },
-        [this, rp, id](caf::error& err) mutable {
-          auto i = leases.find(id);
+        [this, rp, key](caf::error& err) mutable {
+          auto i = leases.find(key);
           if (i != leases.end() && i->second.state == lease_state::revoking) {
             --dead_leases;
             i->second.state = lease_state::active;
-            i->second.record.state = state_active;
-            schedule_at(i->second, i->second.record.expires_ms);
+            i->second.record.state = record_state::active;
+            schedule_at(*i, i->second.record.expires_ms);
           }
           rp.deliver(from_storage(std::move(err)));
         });
@@ -548,16 +576,17 @@ struct lease_manager_state {
   /// backend's confirmation (e.g. the token was deleted by hand).
   caf::typed_response_promise<atom::ok>
   force_drop(const std::string& id, caf::typed_response_promise<atom::ok> rp) {
-    auto i = leases.find(id);
-    if (i == leases.end()) {
+    auto* s = find(id);
+    if (s == nullptr) {
       rp.deliver(not_found(id));
       return rp;
     }
-    auto backend_name = i->second.record.backend;
+    auto key = s->first;
+    std::string backend_name{s->second.record.backend()};
     self->request(cfg.storage, caf::infinite, atom::remove_v, id)
       .then(
-        [this, rp, id, backend_name](atom::ok) mutable {
-          erase(id);
+        [this, rp, id, key, backend_name](atom::ok) mutable {
+          erase(key);
           log_line("warning", "lease '" + id + "' at backend '" + backend_name
                                 + "' was dropped by force, without the "
                                   "backend's confirmation");
@@ -572,30 +601,30 @@ struct lease_manager_state {
   caf::typed_response_promise<lease> renew(const std::string& id,
                                            int64_t ttl) {
     auto rp = self->make_response_promise<lease>();
-    auto* entry = live(id);
-    if (entry == nullptr) {
+    auto* s = live(id);
+    if (s == nullptr) {
       rp.deliver(not_found(id));
       return rp;
     }
-    if (!entry->record.renewable) {
+    auto& record = s->second.record;
+    if (!record.renewable) {
       rp.deliver(make_error(ec::not_renewable,
                             "lease '" + id + "' was not created renewable"));
       return rp;
     }
     if (ttl == use_default_ttl)
-      ttl = entry->record.ttl_ms;
+      ttl = record.ttl_ms;
     if (auto err = check_ttl(ttl)) {
       rp.deliver(std::move(err));
       return rp;
     }
     auto now = now_ms();
     // A total-life cap, as in Vault: renewals never pass issued + max ttl.
-    auto expires = std::min(now + ttl, entry->record.issued_ms
-                                         + cfg.max_ttl_ms);
-    auto* be = backend(entry->record.backend);
+    auto expires = std::min(now + ttl, record.issued_ms + cfg.max_ttl_ms);
+    auto* be = backend(record.backend());
     if (be == nullptr) {
       rp.deliver(make_error(ec::unknown_backend,
-                            "backend '" + entry->record.backend
+                            "backend '" + std::string{record.backend()}
                               + "' is not configured"));
       return rp;
     }
@@ -603,7 +632,7 @@ struct lease_manager_state {
       rp.deliver(overload_error());
       return rp;
     }
-    lease updated = entry->record;
+    lease updated = record.unpack(id);
     updated.ttl_ms = expires - now;
     updated.expires_ms = expires;
     ++pending_requests;
@@ -639,14 +668,14 @@ struct lease_manager_state {
       .then(
         [this, rp, updated, dead_code](atom::ok) mutable {
           --pending_requests;
-          auto* entry = live(updated.id);
-          if (entry == nullptr) {
+          auto* s = live(updated.id);
+          if (s == nullptr) {
             rp.deliver(make_error(dead_code, "lease '" + updated.id
                                                + "' ended meanwhile"));
             return;
           }
-          entry->record = updated;
-          schedule_at(*entry, updated.expires_ms);
+          s->second.record = packed_lease{updated};
+          schedule_at(*s, updated.expires_ms);
           rp.deliver(std::move(updated));
         },
         [this, rp](caf::error& err) mutable {
@@ -703,19 +732,19 @@ struct lease_manager_state {
       .then(
         [this, rp, backend_name, actor, timeout, value,
          meta](std::string& bid) mutable {
-          auto* entry = live(bid);
-          if (entry == nullptr || entry->record.backend != backend_name) {
+          auto* s = live(bid);
+          if (s == nullptr || s->second.record.backend() != backend_name) {
             --pending_requests;
             rp.deliver(invalid_token());
             return;
           }
-          auto merged = merge_meta(entry->record.meta, meta);
+          lease updated = s->second.record.unpack(bid);
+          auto merged = merge_meta(updated.meta, meta);
           if (!merged) {
             --pending_requests;
             rp.deliver(std::move(merged.error()));
             return;
           }
-          lease updated = entry->record;
           updated.meta = std::move(*merged);
           // Step 2: the atomic swap; of two racing exchanges one wins.
           self->request(actor, timeout, atom::exchange_v, bid, value)
@@ -777,11 +806,9 @@ struct lease_manager_state {
 
   // -- bulk revocation -------------------------------------------------------
 
-  static bool matches(const lease& x, const revoke_job& job) {
-    return (job.backend.empty() || x.backend == job.backend)
-           && (job.tag.empty()
-               || std::find(x.tags.begin(), x.tags.end(), job.tag)
-                    != x.tags.end());
+  static bool matches(const packed_lease& x, const revoke_job& job) {
+    return (job.backend.empty() || x.backend() == job.backend)
+           && (job.tag.empty() || x.has_tag(job.tag));
   }
 
   /// Starts a job revoking every live (or irrevocable) lease that matches.
@@ -808,14 +835,14 @@ struct lease_manager_state {
     job.created_ms = std::max(now_ms(), newest_job_ms);
     newest_job_ms = job.created_ms;
     auto number = static_cast<uint32_t>(jobs.size() + 1);
-    std::vector<std::string> picked;
-    for (auto& [id, entry] : leases) {
-      bool irrevocable = entry.record.state == state_irrevocable;
-      if (entry.job != 0 || (live(id) == nullptr && !irrevocable)
+    std::vector<lease_key> picked;
+    for (auto& [key, entry] : leases) {
+      bool irrevocable = entry.record.state == record_state::irrevocable;
+      if (entry.job != 0 || (!is_live(entry) && !irrevocable)
           || !matches(entry.record, job))
         continue;
       entry.job = number;
-      picked.push_back(id);
+      picked.push_back(key);
       if (irrevocable)
         ++job.irrevocable;
     }
@@ -829,19 +856,19 @@ struct lease_manager_state {
     self->request(cfg.storage, caf::infinite, atom::save_v, job)
       .then(
         [this, rp, number, picked = std::move(picked)](atom::ok) mutable {
-          for (auto& id : picked) {
-            auto i = leases.find(id);
+          for (auto& key : picked) {
+            auto i = leases.find(key);
             if (i == leases.end() || i->second.job != number)
               continue; // revoked meanwhile
             auto& entry = i->second;
             if (entry.state == lease_state::active) {
               // Stored as revoking so `list` stops showing it at once.
-              entry.record.state = state_revoking;
+              entry.record.state = record_state::revoking;
               self->request(cfg.storage, caf::infinite, atom::save_v,
-                            entry.record)
+                            entry.record.unpack(key.str()))
                 .then([](atom::ok) {}, [](caf::error&) {});
             }
-            queue_revocation(entry);
+            queue_revocation(*i);
           }
           auto& job = jobs[number - 1];
           log_line("info", "revoke job '" + job.id + "' started for "
@@ -849,8 +876,8 @@ struct lease_manager_state {
           rp.deliver(job);
         },
         [this, rp, number, picked](caf::error& err) mutable {
-          for (auto& id : picked)
-            if (auto i = leases.find(id);
+          for (auto& key : picked)
+            if (auto i = leases.find(key);
                 i != leases.end() && i->second.job == number)
               i->second.job = 0;
           job_number.erase(jobs[number - 1].id);
@@ -887,7 +914,7 @@ struct lease_manager_state {
 
   /// The running job a loaded lease belongs to: one whose filter it
   /// matches and that began after the lease was issued.
-  uint32_t job_of_loaded(const lease& record) const {
+  uint32_t job_of_loaded(const packed_lease& record) const {
     for (size_t i = 0; i < jobs.size(); ++i)
       if (jobs[i].state != "done" && record.issued_ms <= jobs[i].created_ms
           && matches(record, jobs[i]))
@@ -949,10 +976,11 @@ struct lease_manager_state {
             }
             tokens[record.backend].push_back(
               cloud_token{record.backend_id, record.value, "{}"});
-            auto& entry = leases[record.id];
-            entry.record = record;
+            auto key = *lease_key::of(record.id);
+            auto& entry = leases[key];
+            entry.record = packed_lease{record};
             entry.due_ms = record.expires_ms;
-            entry.job = job_of_loaded(record);
+            entry.job = job_of_loaded(entry.record);
             if (entry.job != 0) {
               auto& job = jobs[entry.job - 1];
               ++job.remaining;
@@ -967,7 +995,7 @@ struct lease_manager_state {
               if (record.state == state_irrevocable)
                 ++irrevocable_count;
             }
-            schedule.add(entry.due_ms, record.id);
+            schedule.add(entry.due_ms, key);
           }
           for (auto& [name, list] : tokens)
             if (auto* be = backend(name))
@@ -986,10 +1014,7 @@ struct lease_manager_state {
 
   /// Why a stored record cannot be used, if it cannot.
   static std::optional<std::string> unreadable(const lease& x) {
-    if (x.id.empty() || x.id.find_first_not_of(
-                          "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                          "0123456789-_")
-                          != std::string::npos)
+    if (!lease_key::of(x.id))
       return "its id is not a lease id";
     if (x.backend.empty())
       return "it names no backend";

@@ -1,10 +1,14 @@
 #include "cloud_backends/local/local_backend.hpp"
 
+#include <algorithm>
+#include <array>
+#include <optional>
 #include <unordered_map>
 
 #include <nlohmann/json.hpp>
 
 #include "actors/error.hpp"
+#include "actors/lease_key.hpp"
 #include "actors/secrets.hpp"
 #include "cloud_backends/settings.hpp"
 
@@ -12,13 +16,16 @@ namespace tlm {
 
 namespace {
 
+/// One-time tokens made and checked in process. A value is
+/// `<lease id>.<random>`: the id finds the token, and only a digest of the
+/// value is kept, compared in constant time. So the backend holds no
+/// secret, and a million tokens take one small table entry each.
 class local_backend : public cloud_backend {
 public:
   local_backend(std::string name, size_t token_bytes)
     : name_(std::move(name)), token_bytes_(token_bytes) {
     // A rehash of a big table stalls every create of this backend.
-    value_of_.reserve(1 << 21);
-    id_of_.reserve(1 << 21);
+    digests_.reserve(1 << 21);
   }
 
   bool blocking() const override {
@@ -36,84 +43,111 @@ public:
       return make_error(ec::invalid_request,
                         "the local backend takes no options but ttl (got '"
                           + options.begin().key() + "')");
-    if (value_of_.count(lease_id) != 0)
+    auto key = lease_key::of(lease_id);
+    if (!key)
+      return make_error(ec::invalid_request,
+                        "'" + lease_id + "' is not a lease id");
+    if (digests_.count(*key) != 0)
       return make_error(ec::backend_error,
                         "lease id '" + lease_id + "' is taken");
-    auto value = random_token(token_bytes_);
-    remember(lease_id, value);
+    auto value = fresh_value(lease_id);
+    digests_.emplace(*key, digest_of(value));
     return cloud_token{lease_id, std::move(value), "{}"};
   }
 
   caf::error revoke(const std::string& backend_id) override {
-    auto i = value_of_.find(backend_id);
-    if (i == value_of_.end())
-      return caf::none;
-    id_of_.erase(sha256(i->second));
-    value_of_.erase(i);
+    if (auto key = lease_key::of(backend_id))
+      digests_.erase(*key);
     return caf::none;
   }
 
+  // The value itself is not kept, so it is not part of the answer.
   caf::expected<cloud_token> get(const std::string& backend_id) override {
-    auto i = value_of_.find(backend_id);
-    if (i == value_of_.end())
+    auto key = lease_key::of(backend_id);
+    if (!key || digests_.count(*key) == 0)
       return make_error(ec::not_found,
                         "the local backend has no token '" + backend_id + "'");
-    return cloud_token{backend_id, i->second, "{}"};
+    return cloud_token{backend_id, "", "{}"};
   }
 
   caf::expected<std::vector<cloud_token>> get_all() override {
     std::vector<cloud_token> result;
-    result.reserve(value_of_.size());
-    for (auto& [id, value] : value_of_)
-      result.push_back(cloud_token{id, value, "{}"});
+    result.reserve(digests_.size());
+    for (auto& [key, _] : digests_)
+      result.push_back(cloud_token{key.str(), "", "{}"});
     return result;
   }
 
   caf::expected<std::string> lookup(const std::string& value) override {
-    auto i = id_of_.find(sha256(value));
-    if (i == id_of_.end())
+    auto key = key_of_value(value);
+    if (!key)
       return invalid_token();
-    return i->second;
+    return key->str();
   }
 
   // Single-threaded inside the actor, so check-and-swap is atomic.
   caf::expected<cloud_token> exchange(const std::string& backend_id,
                                       const std::string& value) override {
-    auto i = value_of_.find(backend_id);
-    if (i == value_of_.end() || !constant_time_equal(i->second, value))
+    auto key = key_of_value(value);
+    if (!key || key->view() != backend_id)
       return invalid_token();
-    id_of_.erase(sha256(i->second));
-    value_of_.erase(i);
-    auto fresh = random_token(token_bytes_);
-    remember(backend_id, fresh);
+    auto fresh = fresh_value(backend_id);
+    digests_[*key] = digest_of(fresh);
     return cloud_token{backend_id, std::move(fresh), "{}"};
   }
 
   void adopt(const std::vector<cloud_token>& tokens) override {
     for (auto& token : tokens)
-      remember(token.backend_id, token.value);
+      if (auto key = lease_key::of(token.backend_id))
+        digests_[*key] = digest_of(token.value);
   }
 
   std::string describe() const override {
     return "local one-time tokens '" + name_ + "' ("
-           + std::to_string(value_of_.size()) + " live)";
+           + std::to_string(digests_.size()) + " live)";
   }
 
 private:
+  /// Half of SHA-256: 128 bits are far beyond guessing, and half the room.
+  using digest = std::array<char, 16>;
+
+  static digest digest_of(std::string_view value) {
+    auto full = sha256(value);
+    digest d;
+    std::copy_n(full.begin(), d.size(), d.begin());
+    return d;
+  }
+
   static caf::error invalid_token() {
     return make_error(ec::invalid_token,
                       "the token is not a live one-time token");
   }
 
-  void remember(const std::string& id, const std::string& value) {
-    value_of_[id] = value;
-    id_of_[sha256(value)] = id;
+  std::string fresh_value(const std::string& lease_id) const {
+    return lease_id + "." + random_token(token_bytes_);
+  }
+
+  /// The key of the live token with this value, if there is one.
+  std::optional<lease_key> key_of_value(std::string_view value) const {
+    auto dot = value.find('.');
+    if (dot == std::string_view::npos)
+      return std::nullopt;
+    auto key = lease_key::of(value.substr(0, dot));
+    if (!key)
+      return std::nullopt;
+    auto i = digests_.find(*key);
+    if (i == digests_.end())
+      return std::nullopt;
+    auto d = digest_of(value);
+    if (!constant_time_equal({d.data(), d.size()},
+                             {i->second.data(), i->second.size()}))
+      return std::nullopt;
+    return key;
   }
 
   std::string name_;
   size_t token_bytes_;
-  std::unordered_map<std::string, std::string> value_of_;  // id -> value
-  std::unordered_map<std::string, std::string> id_of_;  // sha256(value) -> id
+  std::unordered_map<lease_key, digest, lease_key_hash> digests_;
 };
 
 } // namespace

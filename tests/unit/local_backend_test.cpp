@@ -29,10 +29,29 @@ struct local_fixture : test::actor_fixture {
 TEST_CASE_FIXTURE(local_fixture, "tokens are long, random and url-safe") {
   auto a = create("lease-a");
   auto b = create("lease-b");
-  CHECK(a.value.size() >= 43); // 256 bits
+  CHECK(a.value.size() >= 8 + 43); // the lease id, a dot, 256 bits
+  CHECK(a.value.rfind("lease-a.", 0) == 0);
   CHECK(a.value != b.value);
   CHECK(a.value.find_first_of("+/=") == std::string::npos);
   CHECK(a.backend_id == "lease-a");
+}
+
+TEST_CASE_FIXTURE(local_fixture, "a value with the right id but another "
+                                 "secret is no token") {
+  auto a = create("lease-a");
+  auto forged = a.value;
+  forged.back() = forged.back() == 'A' ? 'B' : 'A';
+  for (auto& bad : {forged, std::string{"lease-a"}, std::string{"lease-a."},
+                    std::string{".x"}, std::string{"no-such.x"}}) {
+    CAPTURE(bad);
+    CHECK(code_of(call<std::string>(cloud, atom::lookup_v, bad).error())
+          == ec::invalid_token);
+    CHECK(code_of(call<cloud_token>(cloud, atom::exchange_v,
+                                    std::string{"lease-a"}, bad)
+                    .error())
+          == ec::invalid_token);
+  }
+  CHECK(*call<std::string>(cloud, atom::lookup_v, a.value) == "lease-a");
 }
 
 TEST_CASE_FIXTURE(local_fixture, "exchange issues a fresh value once") {
@@ -60,9 +79,9 @@ TEST_CASE_FIXTURE(local_fixture, "revoke is idempotent and kills the value") {
 
 TEST_CASE_FIXTURE(local_fixture, "adopted tokens are known again") {
   caf::anon_send(cloud, atom::adopt_v,
-                 std::vector<cloud_token>{{"old", "old-value", "{}"}});
+                 std::vector<cloud_token>{{"old", "old.value", "{}"}});
   sched->run();
-  CHECK(*call<std::string>(cloud, atom::lookup_v, std::string{"old-value"})
+  CHECK(*call<std::string>(cloud, atom::lookup_v, std::string{"old.value"})
         == "old");
   auto all = call<std::vector<cloud_token>>(cloud, atom::get_all_v);
   CHECK(all->size() == 1);
