@@ -28,6 +28,9 @@ constexpr size_t lease_id_bytes = 16; // 22 base64url characters
 
 constexpr size_t initial_capacity = 1 << 21;
 
+/// Due schedule entries handled per message (see `process_due`).
+constexpr size_t due_per_tick = 4096;
+
 enum class lease_state {
   active,      ///< Alive until `expires_ms`.
   revoking,    ///< A revocation is in flight; dead at the API.
@@ -197,8 +200,11 @@ struct lease_manager_state {
     if (!earliest || (armed_due && *armed_due <= *earliest))
       return;
     armed_due = *earliest;
-    auto delay = std::max<int64_t>(0, *earliest - now_ms());
-    self->delayed_send(self, milliseconds(delay), atom::tick_v, *earliest);
+    auto delay = *earliest - now_ms();
+    if (delay <= 0) // due now: behind what waits in the mailbox, no timer
+      self->send(self, atom::tick_v, *earliest);
+    else
+      self->delayed_send(self, milliseconds(delay), atom::tick_v, *earliest);
   }
 
   void on_tick(int64_t due) {
@@ -207,11 +213,16 @@ struct lease_manager_state {
     process_due();
   }
 
-  /// Starts revocations for every due entry; a backend at its limit gets
-  /// them queued instead, in deadline order.
+  /// Starts revocations for due entries, a bounded number per message so
+  /// that a restart with a million expired leases keeps answering
+  /// requests; a backend at its limit gets them queued, in deadline order.
   void process_due() {
     auto now = now_ms();
-    while (auto next = schedule.pop_due(now)) {
+    size_t budget = due_per_tick;
+    while (budget-- > 0) {
+      auto next = schedule.pop_due(now);
+      if (!next)
+        break;
       auto i = leases.find(next->key);
       if (i == leases.end() || i->second.due_ms != next->due_ms
           || i->second.state == lease_state::revoking)
@@ -372,6 +383,14 @@ struct lease_manager_state {
       ++record.attempts;
     record.set_last_error(message_of(err).substr(0, 240));
     bool hopeless = code == ec::backend_error || code == ec::unknown_backend;
+    if (record.state == record_state::active) {
+      // An expired lease whose first revocation failed: stored as revoking,
+      // with its attempts, so a restart neither forgets them nor shows it.
+      // (One that succeeds at once is never written twice: its past
+      // `expires` says as much.)
+      record.state = record_state::revoking;
+      save_quietly(key, record);
+    }
     if (record.state != record_state::irrevocable
         && (hopeless || record.attempts >= cfg.max_revoke_attempts)) {
       record.state = record_state::irrevocable;
@@ -384,9 +403,7 @@ struct lease_manager_state {
                           + std::to_string(record.attempts)
                           + " failed attempts: "
                           + std::string{record.last_error()});
-      self->request(cfg.storage, caf::infinite, atom::save_v,
-                    record.unpack(key.str()))
-        .then([](atom::ok) {}, [](caf::error&) {});
+      save_quietly(key, record);
     }
     int64_t delay = cfg.retry_max_ms;
     if (record.state != record_state::irrevocable) {
@@ -397,6 +414,14 @@ struct lease_manager_state {
       delay = pick(jitter);
     }
     schedule_at(*i, now_ms() + delay);
+  }
+
+  /// Stores a changed record in the background; a failed write is retried
+  /// with the next change (the lease itself stays dead and scheduled).
+  void save_quietly(const lease_key& key, const packed_lease& record) {
+    self->request(cfg.storage, caf::infinite, atom::save_v,
+                  record.unpack(key.str()))
+      .then([](atom::ok) {}, [](caf::error&) {});
   }
 
   // -- client actions --------------------------------------------------------
@@ -864,9 +889,7 @@ struct lease_manager_state {
             if (entry.state == lease_state::active) {
               // Stored as revoking so `list` stops showing it at once.
               entry.record.state = record_state::revoking;
-              self->request(cfg.storage, caf::infinite, atom::save_v,
-                            entry.record.unpack(key.str()))
-                .then([](atom::ok) {}, [](caf::error&) {});
+              save_quietly(key, entry.record);
             }
             queue_revocation(*i);
           }

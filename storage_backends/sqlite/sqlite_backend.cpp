@@ -126,7 +126,7 @@ public:
     // memory-mapped reads keep that from turning into read() calls, and
     // rarer checkpoints batch the copy back into the database file.
     if (auto err = exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
-                        "PRAGMA cache_size=-131072; "
+                        "PRAGMA cache_size=-32768; "
                         "PRAGMA mmap_size=1073741824; "
                         "PRAGMA wal_autocheckpoint=16384;"))
       return err;

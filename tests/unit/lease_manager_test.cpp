@@ -513,7 +513,36 @@ TEST_CASE_FIXTURE(manager_fixture, "rejected credentials make a lease "
   auto throttled = call<lease>(storage, atom::get_v, y.id);
   // Not irrevocable and still stored; a throttled try is no attempt.
   REQUIRE(throttled);
-  CHECK(throttled->state == state_active);
+  CHECK(throttled->state == state_revoking);
+  CHECK(throttled->attempts == 0);
+}
+
+TEST_CASE_FIXTURE(manager_fixture, "a failed expiry revocation is stored as "
+                                   "revoking, and its attempts survive a "
+                                   "restart") {
+  mcfg.max_revoke_attempts = 3;
+  mcfg.retry_base_ms = 1'000;
+  mcfg.retry_max_ms = 1'000;
+  start();
+  auto x = create_ttl(1'000, false, "flaky");
+  auto y = create_ttl(1'000, false, "flaky");
+  flaky->failing_revokes = 2; // x and y fail once each
+  advance(1'000ms);
+  auto stored = call<lease>(storage, atom::get_v, x.id);
+  REQUIRE(stored);
+  CHECK(stored->state == state_revoking);
+  CHECK(stored->attempts == 1);
+  CHECK(stored->last_error.find("down for maintenance") != std::string::npos);
+  // A restart carries the count on: two more failures make three.
+  caf::anon_send_exit(manager, caf::exit_reason::kill);
+  sched->run();
+  flaky->failing_revokes = 4; // the start-up try and one retry, each
+  start();
+  advance(1'000ms);
+  auto shown = call<lease>(manager, atom::get_v, x.id);
+  REQUIRE(shown);
+  CHECK(shown->state == state_irrevocable);
+  CHECK(shown->attempts == 3);
 }
 
 TEST_CASE_FIXTURE(manager_fixture, "force drops a lease without the backend") {
