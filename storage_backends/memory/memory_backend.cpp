@@ -5,22 +5,24 @@
 #include <unordered_map>
 
 #include "actors/error.hpp"
+#include "actors/lease_key.hpp"
+#include "actors/packed_lease.hpp"
 
 namespace tlm {
 
 namespace {
 
-bool matches(const lease& x, const list_query& q) {
-  bool shown = (x.state == state_active && x.expires_ms > q.now_ms)
-               || x.state == state_irrevocable;
-  return shown && (q.backend.empty() || x.backend == q.backend)
-         && (q.tag.empty()
-             || std::find(x.tags.begin(), x.tags.end(), q.tag) != x.tags.end());
+bool matches(const packed_lease& x, const list_query& q) {
+  bool shown = (x.state == record_state::active && x.expires_ms > q.now_ms)
+               || x.state == record_state::irrevocable;
+  return shown && (q.backend.empty() || x.backend() == q.backend)
+         && (q.tag.empty() || x.has_tag(q.tag));
 }
 
-/// Leases by id, plus their order of first save. Positions for paging are
-/// sequence numbers: new leases append at the end of the order (O(1) with
-/// a hint), where an id-ordered tree would pay string compares per insert.
+/// Leases by id, packed as the manager keeps them, plus their order of
+/// first save. Positions for paging are sequence numbers: new leases
+/// append at the end of the order (O(1) with a hint), where an id-ordered
+/// tree would pay string compares per insert.
 class memory_backend : public storage_backend {
 public:
   memory_backend() {
@@ -32,6 +34,13 @@ public:
   }
 
   caf::error apply(const std::vector<storage_write>& batch) override {
+    // Every write or none: check the ids before changing anything.
+    for (auto& w : batch)
+      if ((w.kind == storage_write::save || w.kind == storage_write::remove)
+          && !lease_key::of(w.record.id))
+        return make_error(ec::storage_error,
+                          "'" + w.record.id.substr(0, 64)
+                            + "' is not a lease id");
     for (auto& w : batch) {
       if (w.kind == storage_write::save_job) {
         auto& job = jobs_[w.job.id] = w.job;
@@ -39,13 +48,14 @@ public:
       } else if (w.kind == storage_write::remove_job) {
         jobs_.erase(w.job.id);
       } else if (w.kind == storage_write::save) {
-        auto [i, added] = by_id_.try_emplace(w.record.id);
-        i->second.record = w.record;
+        auto [i, added] = by_id_.try_emplace(*lease_key::of(w.record.id));
+        i->second.record = packed_lease{w.record};
         if (added) {
           i->second.seq = ++last_seq_;
-          order_.emplace_hint(order_.end(), last_seq_, &i->second.record);
+          order_.emplace_hint(order_.end(), last_seq_, &i->first);
         }
-      } else if (auto i = by_id_.find(w.record.id); i != by_id_.end()) {
+      } else if (auto i = by_id_.find(*lease_key::of(w.record.id));
+                 i != by_id_.end()) {
         order_.erase(i->second.seq);
         by_id_.erase(i);
       }
@@ -54,16 +64,17 @@ public:
   }
 
   caf::expected<lease> get(const std::string& id) override {
-    auto i = by_id_.find(id);
+    auto key = lease_key::of(id);
+    auto i = key ? by_id_.find(*key) : by_id_.end();
     if (i == by_id_.end())
       return make_error(ec::not_found, "no stored lease has the id '" + id
                                          + "'");
-    return i->second.record;
+    return i->second.record.unpack(id);
   }
 
   caf::expected<lease_page> load(const std::string& after,
                                  uint32_t max) override {
-    return page(after, max, [](const lease&) { return true; });
+    return page(after, max, [](const packed_lease&) { return true; });
   }
 
   caf::expected<std::vector<revoke_job>> load_jobs() override {
@@ -75,13 +86,13 @@ public:
 
   caf::expected<lease_page> list(const list_query& query) override {
     return page(query.after, query.limit,
-                [&](const lease& x) { return matches(x, query); });
+                [&](const packed_lease& x) { return matches(x, query); });
   }
 
 private:
   struct entry {
     uint64_t seq = 0;
-    lease record;
+    packed_lease record;
   };
 
   template <class Predicate>
@@ -98,20 +109,22 @@ private:
     lease_page result;
     uint64_t last = 0;
     for (auto i = order_.upper_bound(start); i != order_.end(); ++i) {
-      if (!keep(*i->second))
+      auto& record = by_id_.find(*i->second)->second.record;
+      if (!keep(record))
         continue;
       if (result.leases.size() == max) {
         result.next_after = std::to_string(last);
         break;
       }
-      result.leases.push_back(*i->second);
+      result.leases.push_back(record.unpack(i->second->str()));
       last = i->first;
     }
     return result;
   }
 
-  std::unordered_map<std::string, entry> by_id_;
-  std::map<uint64_t, const lease*> order_;
+  std::unordered_map<lease_key, entry, lease_key_hash> by_id_;
+  /// Keys point into `by_id_`, whose nodes never move.
+  std::map<uint64_t, const lease_key*> order_;
   uint64_t last_seq_ = 0;
   std::map<std::string, revoke_job> jobs_;
 };

@@ -54,7 +54,8 @@ MESSAGE_LIMIT = 1024 * 1024
 LEASE_FIELDS = {"id", "backend", "backend_id", "value", "ttl", "issued",
                 "expires", "renewable", "tags", "meta", "description"}
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{16,}$")
-LOCAL_VALUE_RE = re.compile(r"^[A-Za-z0-9_-]{43,}$")
+#: A local token is `<lease id>.<at least 256 random bits>`.
+LOCAL_VALUE_RE = re.compile(r"^([A-Za-z0-9_-]{16,23})\.[A-Za-z0-9_-]{43,}$")
 TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
 
@@ -130,7 +131,8 @@ def check_lease(lease, with_value=True):
     if with_value:
         assert isinstance(lease["value"], str)
         if lease["backend"] == "local":
-            assert LOCAL_VALUE_RE.match(lease["value"]), lease["value"]
+            m = LOCAL_VALUE_RE.match(lease["value"])
+            assert m and m.group(1) == lease["id"], "not a local token of this lease"
     assert isinstance(lease["ttl"], int) and not isinstance(lease["ttl"], bool)
     assert lease["ttl"] > 0
     parse_ts(lease["issued"])
