@@ -34,13 +34,22 @@ public:
   }
 
   caf::error apply(const std::vector<storage_write>& batch) override {
-    // Every write or none: check the ids before changing anything.
-    for (auto& w : batch)
-      if ((w.kind == storage_write::save || w.kind == storage_write::remove)
-          && !lease_key::of(w.record.id))
+    // Every write or none: check before changing anything. Records are
+    // kept packed, which holds lease ids and known states only.
+    record_state state;
+    for (auto& w : batch) {
+      if (w.kind != storage_write::save && w.kind != storage_write::remove)
+        continue;
+      if (!lease_key::of(w.record.id))
         return make_error(ec::storage_error,
                           "'" + w.record.id.substr(0, 64)
                             + "' is not a lease id");
+      if (w.kind == storage_write::save
+          && !parse_record_state(w.record.state, state))
+        return make_error(ec::storage_error,
+                          "'" + w.record.state.substr(0, 32)
+                            + "' is not a lease state");
+    }
     for (auto& w : batch) {
       if (w.kind == storage_write::save_job) {
         auto& job = jobs_[w.job.id] = w.job;

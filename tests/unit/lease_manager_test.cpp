@@ -1,6 +1,7 @@
 // The lease manager driven on simulated time: every action, the expiry
 // schedule, retries of failed revocations, and the start-up load.
 
+#include <filesystem>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -61,6 +62,37 @@ public:
   std::string describe() const override {
     return "flaky";
   }
+};
+
+/// Runs a blocking storage on the test scheduler, so simulated time and
+/// `run()` cover it too.
+class inline_storage : public storage_backend {
+public:
+  explicit inline_storage(std::unique_ptr<storage_backend> inner)
+    : inner_(std::move(inner)) {
+  }
+  bool blocking() const override {
+    return false;
+  }
+  caf::error apply(const std::vector<storage_write>& batch) override {
+    return inner_->apply(batch);
+  }
+  caf::expected<lease> get(const std::string& id) override {
+    return inner_->get(id);
+  }
+  caf::expected<lease_page> load(const std::string& after,
+                                 uint32_t max) override {
+    return inner_->load(after, max);
+  }
+  caf::expected<std::vector<revoke_job>> load_jobs() override {
+    return inner_->load_jobs();
+  }
+  caf::expected<lease_page> list(const list_query& query) override {
+    return inner_->list(query);
+  }
+
+private:
+  std::unique_ptr<storage_backend> inner_;
 };
 
 struct manager_fixture : test::actor_fixture {
@@ -574,6 +606,15 @@ TEST_CASE_FIXTURE(manager_fixture, "a revoke the backend did not confirm "
 
 TEST_CASE_FIXTURE(manager_fixture, "unreadable stored records are "
                                    "quarantined, never fatal to a start") {
+  // SQLite keeps whatever a damaged file holds; the memory store refuses it.
+  char dir[] = "/tmp/tlm-quarantine-XXXXXX";
+  REQUIRE(mkdtemp(dir) != nullptr);
+  auto db = make_storage_backend(std::string{"sqlite:"} + dir + "/t.db");
+  REQUIRE(db);
+  storage = own(spawn_storage_actor(
+    *sys, std::make_unique<inline_storage>(std::move(*db))));
+  mcfg.storage = storage;
+  start();
   auto good = create_ttl(60'000);
   lease bad;
   bad.id = "bad-record-id-0001";
@@ -592,6 +633,7 @@ TEST_CASE_FIXTURE(manager_fixture, "unreadable stored records are "
   CHECK(health->live == 1);
   CHECK(code_of_get(good.id) == ec::none);
   CHECK(call<lease>(storage, atom::get_v, bad.id)); // kept aside, untouched
+  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE_FIXTURE(manager_fixture, "flush answers once no revocation is in "

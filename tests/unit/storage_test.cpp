@@ -220,6 +220,19 @@ TEST_CASE("sqlite upgrades a version 2 database to version 3") {
   CHECK((*db)->load_jobs()->empty());
 }
 
+TEST_CASE("the memory store refuses records it cannot hold, all or "
+          "nothing") {
+  auto db = make_storage_backend("memory");
+  REQUIRE(db);
+  auto odd_state = sample("fine-id", 5);
+  odd_state.state = "exploded";
+  CHECK((*db)->apply({{storage_write::save, sample("kept-out", 5)},
+                      {storage_write::save, odd_state}}));
+  CHECK((*db)->apply({{storage_write::save, sample("kept-out", 5)},
+                      {storage_write::save, sample("an id.with a dot", 5)}}));
+  CHECK(!(*db)->get("kept-out"));
+}
+
 TEST_CASE("sqlite keeps leases across reopening") {
   temp_dir dir;
   auto spec = "sqlite:" + (dir.path / "t.db").string();
