@@ -337,6 +337,16 @@ class V1Env(_RealServerEnv):
     def server_credentials(self):
         return {u for u in self.srv.users() if u.startswith("tlm_")}
 
+    def stored_credentials(self):
+        """While influxd is stopped: the tlm_ users in its meta store on disk
+        (meta/meta.db, a protobuf snapshot of all users that influxd rewrites
+        on every change; names are stored as plain bytes).  The database's
+        own name, which may start with tlm_ too, is left out."""
+        assert not self.server_running(), "ask SHOW USERS while influxd runs"
+        data = (self.srv.dir / "meta" / "meta.db").read_bytes()
+        names = {m.decode() for m in re.findall(rb"tlm_[A-Za-z0-9_-]+", data)}
+        return names - {self.srv.database}
+
     def remove_credential(self, backend_id):
         if backend_id in self.srv.users():
             self.srv.drop_user(backend_id)
