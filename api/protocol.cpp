@@ -406,7 +406,9 @@ std::string render_lease(const api_request& req, const lease& x) {
   std::string out;
   out.reserve(512 + x.meta.size() + x.description.size());
   out.append("{\"result\":\"success\",\"lease\":");
-  append_lease(out, x, true);
+  // A dead lease (irrevocable) keeps its token at the backend for now:
+  // never hand that value out again.
+  append_lease(out, x, x.state == state_active);
   close_reply(out, req);
   return out;
 }

@@ -77,7 +77,8 @@ std::string render_failure(const std::optional<nlohmann::json>& request_id,
 nlohmann::json to_json(const lease& x, bool with_value = true);
 
 /// `{"result":"success","lease":{...}}`, written directly: the hot path of
-/// every create, get, renew and exchange.
+/// every create, get, renew and exchange. Only an active lease shows its
+/// value.
 std::string render_lease(const api_request& req, const lease& x);
 
 /// A revoke job as the protocol shows it.

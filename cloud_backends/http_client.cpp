@@ -135,7 +135,7 @@ caf::expected<http_response> http_client::send(const std::string& method,
       // Not worth a retry: the server's certificate or TLS setup is wrong.
       return make_error(ec::backend_error,
                         service_ + " at " + base_url_
-                          + " failed TLS verification: " + e.message());
+                          + " failed TLS verification: " + e.displayText());
     } catch (const Poco::Exception& e) {
       // A kept-alive connection the server has closed fails at once; one
       // more try on a fresh connection is safe for idempotent methods.
@@ -146,7 +146,7 @@ caf::expected<http_response> http_client::send(const std::string& method,
       return make_error(ec::backend_unavailable,
                         service_ + " at " + base_url_
                           + (timed_out ? " did not answer in time"
-                                       : " is unreachable: " + e.message()));
+                                       : " is unreachable: " + e.displayText()));
     }
   }
 }

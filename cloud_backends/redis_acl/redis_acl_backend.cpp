@@ -178,7 +178,7 @@ private:
         return make_error(ec::backend_unavailable,
                           backend_name() + " at " + host_ + ":"
                             + std::to_string(port_)
-                            + " is unreachable: " + e.message());
+                            + " is unreachable: " + e.displayText());
       }
     }
   }
@@ -212,7 +212,7 @@ private:
       return make_error(ec::backend_unavailable,
                         backend_name() + " at " + host_ + ":"
                           + std::to_string(port_)
-                          + " is unreachable: " + e.message());
+                          + " is unreachable: " + e.displayText());
     }
   }
 

@@ -213,9 +213,18 @@ TEST_CASE("the direct lease writer agrees with the JSON library") {
   auto parsed = json::parse(text);
   CHECK(parsed["result"] == "success");
   CHECK(parsed["request_id"] == json{{"nested", 1}});
-  CHECK(parsed["lease"] == to_json(x));
+  // An irrevocable lease is dead: its value, still valid at the backend,
+  // is not handed out again.
+  CHECK(parsed["lease"] == to_json(x, false));
   CHECK(parsed["lease"]["state"] == "irrevocable");
   CHECK(parsed["lease"]["last_error"] == "backend said \"no\"");
+  x.state = state_active;
+  x.last_error.clear();
+  auto active = json::parse(render_lease(req, x));
+  CHECK(active["lease"] == to_json(x));
+  CHECK(active["lease"]["value"] == "secret");
+  x.state = state_irrevocable;
+  x.last_error = "backend said \"no\"";
   lease_page page{{x, x}, "next"};
   auto listed = json::parse(render_page(req, page));
   CHECK(listed["leases"].size() == 2);
