@@ -2,6 +2,7 @@
 
 // Every typed actor interface of tlmd, in one place.
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -19,8 +20,10 @@ namespace tlm {
 using cloud_actor = caf::typed_actor<
   // Creates a token for the lease with this id, living `ttl_ms`, marked
   // with the lease id where the backend can; options are a JSON object.
-  caf::replies_to<atom::create, std::string, int64_t, std::string>::with<
-    cloud_token>,
+  // The last argument is the caller's deadline (`steady_deadline`): a
+  // create still queued by then is refused, never made for nobody.
+  caf::replies_to<atom::create, std::string, int64_t, std::string,
+                  int64_t>::with<cloud_token>,
   // Revokes a token by its backend id; an unknown token counts as revoked.
   caf::replies_to<atom::revoke, std::string>::with<atom::ok>,
   // Fetches a token by its backend id (`not_found` when gone).
@@ -39,6 +42,12 @@ using cloud_actor = caf::typed_actor<
   caf::reacts_to<atom::adopt, std::vector<cloud_token>>,
   // A one-line description for logs and health output, never a secret.
   caf::replies_to<atom::describe>::with<std::string>>;
+
+/// A deadline on the steady clock, in nanoseconds since its epoch, `in`
+/// from now; 0 stands for none.
+inline int64_t steady_deadline(std::chrono::nanoseconds in) {
+  return (std::chrono::steady_clock::now() + in).time_since_epoch().count();
+}
 
 /// The storage service: persists leases (mirrors Ockam's StorageService).
 /// A write is answered only after it is durably committed.

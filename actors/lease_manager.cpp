@@ -486,7 +486,8 @@ struct lease_manager_state {
     auto name = be->name;
     self
       ->request(be->actor, timeout_of(*be), atom::create_v, record.id,
-                record.ttl_ms, std::move(options))
+                record.ttl_ms, std::move(options),
+                be->remote ? steady_deadline(remote_timeout(*be)) : 0)
       .then(
         [this, rp, record](cloud_token& token) mutable {
           record.backend_id = std::move(token.backend_id);

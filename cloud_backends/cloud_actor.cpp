@@ -13,7 +13,13 @@ cloud_actor::behavior_type cloud_behavior(cloud_actor::pointer self,
                                           std::shared_ptr<cloud_backend> be) {
   return {
     [be](atom::create, const std::string& lease_id, int64_t ttl_ms,
-         const std::string& options) -> caf::result<cloud_token> {
+         const std::string& options,
+         int64_t deadline) -> caf::result<cloud_token> {
+      // Queued behind slow calls past the caller's deadline: the caller
+      // has given up, so a token made now would belong to nobody.
+      if (deadline != 0 && steady_deadline({}) > deadline)
+        return make_error(ec::backend_unavailable,
+                          "the create waited too long for the backend");
       auto parsed = nlohmann::json::parse(options, nullptr, false);
       if (parsed.is_discarded() || !parsed.is_object())
         return make_error(ec::invalid_request, "options must be a JSON object");
@@ -66,8 +72,9 @@ pool_behavior(cloud_actor::stateful_pointer<std::vector<cloud_actor>> self,
   });
   return {
     [self, next](atom::create a, std::string& id, int64_t ttl,
-                 std::string& options) mutable {
-      return self->delegate(next(), a, std::move(id), ttl, std::move(options));
+                 std::string& options, int64_t deadline) mutable {
+      return self->delegate(next(), a, std::move(id), ttl, std::move(options),
+                            deadline);
     },
     [self, next](atom::revoke a, std::string& id) mutable {
       return self->delegate(next(), a, std::move(id));

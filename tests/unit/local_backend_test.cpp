@@ -18,7 +18,7 @@ struct local_fixture : test::actor_fixture {
 
   cloud_token create(const std::string& id) {
     auto t = call<cloud_token>(cloud, atom::create_v, id, int64_t{1000},
-                               std::string{"{}"});
+                               std::string{"{}"}, int64_t{0});
     REQUIRE(t);
     return *t;
   }
@@ -89,6 +89,21 @@ TEST_CASE_FIXTURE(local_fixture, "adopted tokens are known again") {
 
 TEST_CASE_FIXTURE(local_fixture, "unknown options are invalid_request") {
   auto t = call<cloud_token>(cloud, atom::create_v, std::string{"x"},
-                             int64_t{1000}, std::string{R"({"db":"y"})"});
+                             int64_t{1000}, std::string{R"({"db":"y"})"},
+                             int64_t{0});
   CHECK(code_of(t.error()) == ec::invalid_request);
+}
+
+TEST_CASE_FIXTURE(local_fixture, "a create past its caller's deadline is "
+                                 "refused and makes nothing") {
+  auto late = call<cloud_token>(cloud, atom::create_v, std::string{"late"},
+                                int64_t{1000}, std::string{"{}"},
+                                steady_deadline(-std::chrono::seconds(1)));
+  CHECK(code_of(late.error()) == ec::backend_unavailable);
+  CHECK(!call<cloud_token>(cloud, atom::get_v, std::string{"late"}));
+  auto t = call<cloud_token>(cloud, atom::create_v, std::string{"late"},
+                             int64_t{1000}, std::string{"{}"},
+                             steady_deadline(std::chrono::seconds(5)));
+  REQUIRE(t);
+  CHECK(t->backend_id == "late");
 }
