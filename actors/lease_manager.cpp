@@ -1011,9 +1011,10 @@ struct lease_manager_state {
               if (record.state == state_irrevocable)
                 ++job.irrevocable;
             }
-            if (record.state != state_active || entry.job != 0) {
-              // Revoking, irrevocable, or in a revoke job: dead, and tried
-              // again at once.
+            if (record.state != state_active || entry.job != 0
+                || record.expires_ms <= now_ms()) {
+              // Expired while we were down, revoking, irrevocable, or in a
+              // revoke job: dead (not counted live), and revoked at once.
               mark_dead(entry, lease_state::retry_wait);
               entry.due_ms = now_ms();
               if (record.state == state_irrevocable)
