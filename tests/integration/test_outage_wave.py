@@ -25,11 +25,14 @@ What tlmd cannot show over its API is read elsewhere, never assumed:
   disk (``V1Env.stored_credentials``); while it runs: ``SHOW USERS``.
 
 Only deadlines of polls are timing bounds here, except the backoff test's
-lower bound, which follows from the retry waits tlmd must make (see there).
+lower bound, which follows from the retry waits tlmd must make (see there),
+and the burst test's premise that some but not all of its creates are made
+within timeout_ms (see there).
 
 Creating an influxdb1 user costs influxd a bcrypt hash (tens of ms of CPU),
 so creating the waves (280 users) dominates the runtime of this file: about
-35 s on 2 cores, up to twice that while a build runs alongside.
+35 s on 2 cores, up to twice that while a build runs alongside; the burst
+of test 5 adds about 9 s (15 s with 4 CPU hogs alongside).
 """
 
 import sqlite3
@@ -71,6 +74,18 @@ ANSWER_DEADLINE_S = 5.0
 RECOVERY_DEADLINE_S = 20.0
 #: the waves become irrevocable within this long after they expire
 IRREVOCABLE_DEADLINE_S = 20.0
+#: the burst (test 5): creates sent at once on one connection to a v1
+#: backend with a short deadline per call (timeout_ms), so that most of
+#: them wait in its queue past it
+BURST = 100
+BURST_TIMEOUT_MS = 800
+#: sequential creates before the burst: one per worker of the backend
+#: (max_in_flight), to open their connections; they measure what one create
+#: costs now
+BURST_WARMUP = 4
+#: generous deadline for influxd's users to settle after the burst's
+#: replies, and the longest the test watches them afterwards
+BURST_SETTLE_DEADLINE_S = 10.0
 
 
 # ---------------------------------------------------------------------------
@@ -91,10 +106,10 @@ def v1(influxd1_module, secrets_dir):
     env.reset()
 
 
-def start_tlmd(tlmd_factory, tmp_path, env, max_revoke_attempts):
-    """tlmd with SQLite storage, backends v1 and local, fast retries (as
-    flags).  Returns (daemon, LeaseDb)."""
-    cfg = write_tlmd_config(tmp_path, env.config())
+def start_tlmd(tlmd_factory, tmp_path, env, max_revoke_attempts, **settings):
+    """tlmd with SQLite storage, backends v1 (its settings overridden by
+    settings) and local, fast retries (as flags).  Returns (daemon, LeaseDb)."""
+    cfg = write_tlmd_config(tmp_path, env.config(**settings))
     db_path = tmp_path / "leases.db"
     d = tlmd_factory(config=cfg, storage=f"sqlite:{db_path}", args=[
         "--retry-base", str(RETRY_BASE_MS), "--retry-max", str(RETRY_MAX_MS),
@@ -467,3 +482,132 @@ def test_unreachable_reason_is_reported(v1, tlmd_factory, tmp_path):
     finally:
         v1.start_server()
         v1.remove_credential(lease["backend_id"])
+
+
+# ---------------------------------------------------------------------------
+# 5. a burst of creates that times out leaves no orphan (a fixed bug)
+# ---------------------------------------------------------------------------
+
+def test_create_burst_leaves_no_orphans(v1, tlmd_factory, tmp_path):
+    """BURST creates sent at once to a v1 backend with a timeout_ms of
+    BURST_TIMEOUT_MS.  It serves max_in_flight (4) calls at once, influxd
+    makes one user at a time (a bcrypt hash each), and a call's deadline
+    includes its wait in the backend's queue: the first creates are made in
+    time, the rest fail with backend_unavailable although influxd is fine.
+
+    influxd's users then settle to exactly the successful creates' ones (a
+    create under way at its deadline may still make its user: tlmd's
+    reconcile pass, 2 x timeout_ms (at least 1 s) after the failure, takes
+    it back), and stay so.  The bug: a create still queued past its
+    deadline was carried out all the same, later, and made a user that no
+    lease holds: the ones made after the reconcile pass had looked stayed
+    for good (and all stayed until a pass 30 s later when that pass's SHOW
+    USERS, queued behind them, timed out).  Now such a create is refused at
+    the worker and makes nothing.
+
+    Sizes: with 800 ms a few creates of the burst (3 to 5) still succeed
+    on 2 cores with 4 CPU hogs alongside (with 500 ms, sometimes none; 12
+    to 14 on an idle machine).  BURST is large enough that the failed
+    creates, carried out one by one (about 50 ms each on an idle machine),
+    would take several times the reconcile delay (1.6 s): before the fix,
+    every run left orphans."""
+    d, db = start_tlmd(tlmd_factory, tmp_path, v1, max_revoke_attempts=1000,
+                       timeout_ms=BURST_TIMEOUT_MS)
+    before = v1.server_credentials()
+
+    def made():
+        """The tlm_ users at influxd that this test made."""
+        return v1.server_credentials() - before
+
+    req = {"action": "create", "backend": "v1", "tags": ["burst"],
+           "options": {"ttl": 600000}}
+    try:
+        api = d.api("tcp")
+        warmup = []
+        for _ in range(BURST_WARMUP):
+            r, secs = timed(api, req)
+            warmup.append((assert_success(r)["lease"], secs))
+        api.close()
+        create_s = statistics.median(secs for _, secs in warmup)
+
+        t_sent = time.monotonic()
+        replies = pipelined(d, [req] * BURST, timeout=BURST_SETTLE_DEADLINE_S)
+        t_replied = time.monotonic()
+        ok = [assert_success(r)["lease"] for r in replies
+              if r.get("result") == "success"]
+        failed = [assert_failure(r, "backend_unavailable") for r in replies
+                  if r.get("result") != "success"]
+        print(f"one create: {create_s * 1000:.0f} ms; burst of {BURST} creates "
+              f"(timeout_ms {BURST_TIMEOUT_MS}): {len(ok)} made, {len(failed)} "
+              f"backend_unavailable, all answered in {t_replied - t_sent:.2f} s")
+        # the burst did overflow the queue, and the backend did work
+        assert ok, "no create of the burst succeeded: influxd too slow for the test"
+        assert failed, ("every create of the burst succeeded: the queue never "
+                        "held one past its deadline (raise BURST)")
+        print(f"a failure says: {failed[0]['message']!r}")
+        ok += [lease for lease, _ in warmup]
+        wanted = backend_ids(ok)
+        assert len(wanted) == len(ok) == len({l["id"] for l in ok})
+        v1.check_lease(ok[0])
+
+        # Both checks below poll SHOW USERS; first_seen notes when each
+        # orphan (a user no successful create made) was first seen, in s
+        # after the replies, for a failure to tell.
+        first_seen = {}
+
+        def orphans():
+            now = made()
+            missing = wanted - now
+            assert not missing, \
+                f"{len(missing)} users of successful creates are missing at influxd"
+            for user in now - wanted:
+                first_seen.setdefault(user, time.monotonic() - t_replied)
+            return now - wanted
+
+        def describe(users):
+            seen = sorted(first_seen[u] for u in users)
+            return (f"{len(users)} orphan users at influxd, first seen "
+                    f"{seen[0]:.2f} to {seen[-1]:.2f} s after the replies")
+
+        # the users settle to exactly the successful creates' ones ...
+        while orphans():
+            assert time.monotonic() - t_replied < BURST_SETTLE_DEADLINE_S, \
+                f"not settled within {BURST_SETTLE_DEADLINE_S} s: {describe(orphans())}"
+            time.sleep(0.05)
+        print(f"users at influxd settled to the {len(wanted)} of successful creates "
+              f"{time.monotonic() - t_replied:.2f} s after the replies "
+              f"({len(first_seen)} orphans on the way)")
+
+        # ... and stay so, as long as tlmd could make or take back a user of
+        # the burst: its reconcile delay (2 x timeout_ms, at least 1 s), the
+        # reconcile pass (SHOW USERS, DROP USER: one call of up to
+        # timeout_ms each), and the slowest create, be it one under way at
+        # its deadline (CREATE USER, GRANT: up to timeout_ms each) or the
+        # last of a queue of the failed creates carried out one by one (as
+        # before the fix), up to BURST_SETTLE_DEADLINE_S
+        call_s = BURST_TIMEOUT_MS / 1000
+        slowest_create_s = min(max(2 * call_s, len(failed) * create_s),
+                               BURST_SETTLE_DEADLINE_S)
+        watch_s = max(1.0, 2 * call_s) + 2 * call_s + slowest_create_s
+        looks = 0
+        while time.monotonic() - t_replied < watch_s:
+            late = orphans()
+            assert not late, f"users had settled, then: {describe(late)}"
+            looks += 1
+            time.sleep(0.05)
+        print(f"no new orphan in {looks} looks until {watch_s:.2f} s after the replies")
+
+        # the failed creates left no record behind either
+        wait_until(lambda: set(db.rows()) == {l["id"] for l in ok},
+                   timeout=BURST_SETTLE_DEADLINE_S, interval=0.05,
+                   what="storage to hold only the successful creates")
+        assert_health(d, live=len(ok), irrevocable=0)
+
+        # the successful leases work and are revoked as usual
+        assert v1.works(ok[0])
+        for r in pipelined(d, [{"action": "revoke", "token_id": l["id"]} for l in ok]):
+            assert_success(r)
+        assert not made()
+    finally:
+        for user in made():
+            v1.remove_credential(user)
