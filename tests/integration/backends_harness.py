@@ -230,6 +230,9 @@ class V2Env(BackendEnv):
     def thaw(self):
         self.fake.clear_fault()
 
+    def secret_values(self):
+        return [self.fake.admin_token]
+
     def remove_credential(self, backend_id):
         status, raw = self._request("DELETE", f"/api/v2/authorizations/{backend_id}",
                                     {"Authorization": f"Token {self.fake.admin_token}"})
@@ -283,9 +286,6 @@ def unread_bytes_at(port):
             if fields[1] == local and fields[3] == "01":      # ESTABLISHED
                 total += int(fields[4].split(":")[1], 16)      # rx_queue
     return total
-
-    def secret_values(self):
-        return [self.fake.admin_token]
 
 
 # ---------------------------------------------------------------------------
