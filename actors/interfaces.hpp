@@ -106,6 +106,9 @@ using lease_manager_actor = caf::typed_actor<
   // Self-message of the expiry schedule, carrying its deadline.
   caf::reacts_to<atom::tick, int64_t>,
   // Self-message: retry reconciling creations a crash interrupted.
-  caf::reacts_to<atom::reconcile>>;
+  caf::reacts_to<atom::reconcile>,
+  // Self-message: hand the next leases of started revoke jobs to their
+  // revocation lanes.
+  caf::reacts_to<atom::job>>;
 
 } // namespace tlm

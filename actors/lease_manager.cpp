@@ -84,6 +84,8 @@ struct lease_manager_state {
   /// 1 + index here.
   std::vector<revoke_job> jobs;
   std::unordered_map<std::string, uint32_t> job_number;
+  /// Leases of started jobs not yet handed to their lanes: (job, leases).
+  std::deque<std::pair<uint32_t, std::vector<lease_key>>> to_revoke;
   /// Start of the newest job: leases issued later never match it, so a
   /// restarted job finds exactly the leases it began with.
   int64_t newest_job_ms = 0;
@@ -108,8 +110,9 @@ struct lease_manager_state {
     return i == leases.end() ? nullptr : &*i;
   }
 
+  /// Active, unexpired, and not picked by a revoke job.
   bool is_live(const lease_entry& entry) const {
-    return entry.state == lease_state::active
+    return entry.state == lease_state::active && entry.job == 0
            && now_ms() < entry.record.expires_ms;
   }
 
@@ -416,12 +419,18 @@ struct lease_manager_state {
     schedule_at(*i, now_ms() + delay);
   }
 
-  /// Stores a changed record in the background; a failed write is retried
-  /// with the next change (the lease itself stays dead and scheduled).
+  /// A storage write nobody waits for; a failed one is made good by the
+  /// next change or the next start. Sent anonymously, so it leaves no
+  /// pending response behind: CAF 0.17 keeps those in a flat map searched
+  /// linearly, and a bulk revocation of a million leases made that
+  /// quadratic (minutes; measured).
+  template <class... Ts>
+  void store_quietly(Ts&&... xs) {
+    caf::anon_send(cfg.storage, std::forward<Ts>(xs)...);
+  }
+
   void save_quietly(const lease_key& key, const packed_lease& record) {
-    self->request(cfg.storage, caf::infinite, atom::save_v,
-                  record.unpack(key.str()))
-      .then([](atom::ok) {}, [](caf::error&) {});
+    store_quietly(atom::save_v, record.unpack(key.str()));
   }
 
   // -- client actions --------------------------------------------------------
@@ -504,10 +513,7 @@ struct lease_manager_state {
             auto code = code_of(err);
             if (code == ec::invalid_request || code == ec::backend_error) {
               // The backend said no: nothing was made, the intent goes.
-              self
-                ->request(cfg.storage, caf::infinite, atom::remove_v,
-                          record.id)
-                .then([](atom::ok) {}, [](caf::error&) {});
+              store_quietly(atom::remove_v, record.id);
             } else {
               // Timed out or cut off: the token may exist or still appear.
               // The intent stays; a look after the backend's own deadline,
@@ -882,22 +888,18 @@ struct lease_manager_state {
     self->request(cfg.storage, caf::infinite, atom::save_v, job)
       .then(
         [this, rp, number, picked = std::move(picked)](atom::ok) mutable {
-          for (auto& key : picked) {
-            auto i = leases.find(key);
-            if (i == leases.end() || i->second.job != number)
-              continue; // revoked meanwhile
-            auto& entry = i->second;
-            if (entry.state == lease_state::active) {
-              // Stored as revoking so `list` stops showing it at once.
-              entry.record.state = record_state::revoking;
-              save_quietly(key, entry.record);
-            }
-            queue_revocation(*i);
-          }
           auto& job = jobs[number - 1];
           log_line("info", "revoke job '" + job.id + "' started for "
                              + std::to_string(job.total) + " leases");
           rp.deliver(job);
+          // Picked leases are dead at the API already (`is_live`); they
+          // go to their lanes a batch per message, so a job of a million
+          // never stalls other requests.
+          if (!picked.empty()) {
+            to_revoke.emplace_back(number, std::move(picked));
+            if (to_revoke.size() == 1)
+              self->send(self, atom::job_v);
+          }
         },
         [this, rp, number, picked](caf::error& err) mutable {
           for (auto& key : picked)
@@ -908,6 +910,31 @@ struct lease_manager_state {
           rp.deliver(from_storage(std::move(err)));
         });
     return rp;
+  }
+
+  /// Hands the next batch of picked leases to their revocation lanes.
+  void revoke_next_picked() {
+    if (to_revoke.empty())
+      return;
+    auto& [number, keys] = to_revoke.front();
+    auto n = std::min(keys.size(), due_per_tick);
+    for (size_t k = keys.size() - n; k < keys.size(); ++k) {
+      auto i = leases.find(keys[k]);
+      if (i == leases.end() || i->second.job != number)
+        continue; // revoked meanwhile
+      auto& entry = i->second;
+      if (entry.state == lease_state::active) {
+        // Stored as revoking so `list` stops showing it.
+        entry.record.state = record_state::revoking;
+        save_quietly(keys[k], entry.record);
+      }
+      queue_revocation(*i);
+    }
+    keys.resize(keys.size() - n);
+    if (keys.empty())
+      to_revoke.pop_front();
+    if (!to_revoke.empty())
+      self->send(self, atom::job_v);
   }
 
   caf::result<revoke_job> job_status(const std::string& id) {
@@ -932,8 +959,7 @@ struct lease_manager_state {
     job.finished_ms = now_ms();
     log_line("info", "revoke job '" + job.id + "' finished: "
                        + std::to_string(job.total) + " leases revoked");
-    self->request(cfg.storage, caf::infinite, atom::save_v, job)
-      .then([](atom::ok) {}, [](caf::error&) {});
+    store_quietly(atom::save_v, job);
   }
 
   /// The running job a loaded lease belongs to: one whose filter it
@@ -957,9 +983,7 @@ struct lease_manager_state {
           for (auto& job : stored) {
             if (job.state == "done"
                 && job.finished_ms + finished_job_keep_ms < now_ms()) {
-              self->request(cfg.storage, caf::infinite, atom::remove_v,
-                            atom::job_v, job.id)
-                .then([](atom::ok) {}, [](caf::error&) {});
+              store_quietly(atom::remove_v, atom::job_v, job.id);
               continue;
             }
             job.remaining = job.irrevocable = 0;
@@ -1132,8 +1156,7 @@ struct lease_manager_state {
     auto& known = intents[name];
     for (auto& id : ids) {
       known.erase(id);
-      self->request(cfg.storage, caf::infinite, atom::remove_v, id)
-        .then([](atom::ok) {}, [](caf::error&) {});
+      store_quietly(atom::remove_v, id);
     }
     if (known.empty())
       intents.erase(name);
@@ -1223,6 +1246,7 @@ lease_manager_actor spawn_lease_manager(caf::actor_system& sys,
         return rp;
       },
       [self](atom::tick, int64_t due) { self->state.on_tick(due); },
+      [self](atom::job) { self->state.revoke_next_picked(); },
       [self](atom::reconcile) {
         auto& st = self->state;
         if (st.reconcile_due && *st.reconcile_due <= st.now_ms())
