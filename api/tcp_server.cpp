@@ -34,6 +34,12 @@ struct batch_replies {
   }
 };
 
+/// Requests of one connection in flight at once. Deeper pipelines wait in
+/// the socket: CAF 0.17 finds each reply among an actor's pending requests
+/// by a linear search, so tens of thousands in flight cost more than they
+/// bring (16k in flight: 60k creates/s; 1k: 229k/s).
+constexpr size_t max_batch_lines = 512;
+
 class tcp_connection : public Poco::Net::TCPServerConnection {
 public:
   tcp_connection(const Poco::Net::StreamSocket& socket, dispatcher& d,
@@ -63,8 +69,10 @@ public:
         if (n <= 0)
           return; // the client closed; every reply was already written
         pending.append(buf.data(), static_cast<size_t>(n));
-        if (!serve_batch(pending))
-          return;
+        do {
+          if (!serve_batch(pending))
+            return;
+        } while (pending.find('\n') != std::string::npos && !*stopping_);
       }
     } catch (const Poco::Exception&) {
       // The client went away mid-write; nothing left to answer.
@@ -72,12 +80,14 @@ public:
   }
 
 private:
-  /// Answers every complete line in `pending`; false to close.
+  /// Answers up to `max_batch_lines` complete lines of `pending` (the rest
+  /// wait for the next batch); false to close.
   bool serve_batch(std::string& pending) {
     std::vector<std::string_view> lines;
     size_t start = 0;
     bool too_large = false;
-    for (auto nl = pending.find('\n'); nl != std::string::npos;
+    for (auto nl = pending.find('\n');
+         nl != std::string::npos && lines.size() < max_batch_lines;
          nl = pending.find('\n', start)) {
       if (nl - start > max_message_bytes) {
         too_large = true;
@@ -86,7 +96,8 @@ private:
       lines.emplace_back(pending.data() + start, nl - start);
       start = nl + 1;
     }
-    if (!too_large && pending.size() - start > max_message_bytes)
+    if (!too_large && lines.size() < max_batch_lines
+        && pending.size() - start > max_message_bytes)
       too_large = true;
     auto batch = std::make_shared<batch_replies>();
     batch->replies.resize(lines.size() + (too_large ? 1 : 0));
