@@ -31,15 +31,17 @@ constexpr size_t initial_capacity = 1 << 21;
 /// Due schedule entries handled per message (see `process_due`).
 constexpr size_t due_per_tick = 4096;
 
-enum class lease_state {
-  active,      ///< Alive until `expires_ms`.
-  revoking,    ///< A revocation is in flight; dead at the API.
-  retry_wait,  ///< A revocation failed and waits for `due_ms`.
+/// How far the revocation of a lease has come, in this process. The stored
+/// `record.state` is what survives a restart; this is the work in hand.
+enum class revocation {
+  none,     ///< Not begun: the lease lives until `expires_ms`.
+  running,  ///< In flight, or queued in its backend's lane; dead at the API.
+  waiting,  ///< Failed; waits for `due_ms` to try again.
 };
 
 struct lease_entry {
   packed_lease record;
-  lease_state state = lease_state::active;
+  revocation progress = revocation::none;
   int64_t due_ms = 0;  ///< The schedule entry that counts for this lease.
   uint32_t job = 0;    ///< 1 + index of the revoke job it belongs to; 0: none.
 };
@@ -112,7 +114,7 @@ struct lease_manager_state {
 
   /// Active, unexpired, and not picked by a revoke job.
   bool is_live(const lease_entry& entry) const {
-    return entry.state == lease_state::active && entry.job == 0
+    return entry.progress == revocation::none && entry.job == 0
            && now_ms() < entry.record.expires_ms;
   }
 
@@ -228,7 +230,7 @@ struct lease_manager_state {
         break;
       auto i = leases.find(next->key);
       if (i == leases.end() || i->second.due_ms != next->due_ms
-          || i->second.state == lease_state::revoking)
+          || i->second.progress == revocation::running)
         continue; // stale: renewed, revoked, or already being revoked
       queue_revocation(*i);
     }
@@ -241,22 +243,22 @@ struct lease_manager_state {
   void compact_schedule() {
     schedule.clear();
     for (auto& [key, entry] : leases)
-      if (entry.state != lease_state::revoking)
+      if (entry.progress != revocation::running)
         schedule.add(entry.due_ms, key);
     armed_due.reset();
   }
 
-  void mark_dead(lease_entry& entry, lease_state state) {
-    if (entry.state == lease_state::active)
+  void mark_dead(lease_entry& entry, revocation step) {
+    if (entry.progress == revocation::none)
       ++dead_leases;
-    entry.state = state;
+    entry.progress = step;
   }
 
   void erase(const lease_key& key) {
     auto i = leases.find(key);
     if (i == leases.end())
       return;
-    if (i->second.state != lease_state::active)
+    if (i->second.progress != revocation::none)
       --dead_leases;
     bool irrevocable = i->second.record.state == record_state::irrevocable;
     if (irrevocable)
@@ -275,7 +277,7 @@ struct lease_manager_state {
     auto key = s.first;
     auto& entry = s.second;
     auto* be = backend(entry.record.backend());
-    mark_dead(entry, lease_state::revoking);
+    mark_dead(entry, revocation::running);
     entry.due_ms = -1;
     if (be == nullptr) {
       // A backend removed from the config while its leases live on.
@@ -328,7 +330,7 @@ struct lease_manager_state {
       lane.waiting.pop_front();
       auto i = leases.find(key);
       if (i != leases.end() && i->second.due_ms == -1
-          && i->second.state == lease_state::revoking)
+          && i->second.progress == revocation::running)
         start_expiry_revocation(*i);
     }
   }
@@ -355,7 +357,7 @@ struct lease_manager_state {
       start_expiry_revocation(s);
       return;
     }
-    mark_dead(entry, lease_state::revoking);
+    mark_dead(entry, revocation::running);
     entry.due_ms = -1;
     lane.waiting.push_back(s.first);
   }
@@ -380,7 +382,7 @@ struct lease_manager_state {
       return;
     auto& entry = i->second;
     auto& record = entry.record;
-    mark_dead(entry, lease_state::retry_wait);
+    mark_dead(entry, revocation::waiting);
     auto code = code_of(err);
     if (code != ec::overloaded)
       ++record.attempts;
@@ -568,7 +570,7 @@ struct lease_manager_state {
     // lease back to life while its backend is down.
     auto key = s->first;
     auto& entry = s->second;
-    mark_dead(entry, lease_state::revoking);
+    mark_dead(entry, revocation::running);
     entry.due_ms = -1;
     entry.record.state = record_state::revoking;
     self->request(cfg.storage, caf::infinite, atom::save_v,
@@ -593,9 +595,9 @@ struct lease_manager_state {
         },
         [this, rp, key](caf::error& err) mutable {
           auto i = leases.find(key);
-          if (i != leases.end() && i->second.state == lease_state::revoking) {
+          if (i != leases.end() && i->second.progress == revocation::running) {
             --dead_leases;
-            i->second.state = lease_state::active;
+            i->second.progress = revocation::none;
             i->second.record.state = record_state::active;
             schedule_at(*i, i->second.record.expires_ms);
           }
@@ -923,7 +925,7 @@ struct lease_manager_state {
       if (i == leases.end() || i->second.job != number)
         continue; // revoked meanwhile
       auto& entry = i->second;
-      if (entry.state == lease_state::active) {
+      if (entry.progress == revocation::none) {
         // Stored as revoking so `list` stops showing it.
         entry.record.state = record_state::revoking;
         save_quietly(keys[k], entry.record);
@@ -1039,7 +1041,7 @@ struct lease_manager_state {
                 || record.expires_ms <= now_ms()) {
               // Expired while we were down, revoking, irrevocable, or in a
               // revoke job: dead (not counted live), and revoked at once.
-              mark_dead(entry, lease_state::retry_wait);
+              mark_dead(entry, revocation::waiting);
               entry.due_ms = now_ms();
               if (record.state == state_irrevocable)
                 ++irrevocable_count;
