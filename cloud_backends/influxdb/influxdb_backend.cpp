@@ -34,8 +34,8 @@ public:
   influxdb_backend(std::string name, std::shared_ptr<http_client> http,
                    std::string admin_token, std::string org,
                    std::string org_id, json default_permissions,
-                   std::chrono::milliseconds timeout, size_t max_in_flight)
-    : remote_backend(std::move(name), timeout, max_in_flight),
+                   remote_limits limits)
+    : remote_backend(std::move(name), limits),
       http_(std::move(http)),
       auth_{{"Authorization", "Token " + admin_token}},
       org_(std::move(org)),
@@ -222,8 +222,7 @@ make_influxdb_backend(const std::string& name, const json& settings) {
     "default_permissions",
     json::array({{{"action", "read"}, {"resource", {{"type", "buckets"}}}},
                  {{"action", "write"}, {"resource", {{"type", "buckets"}}}}}));
-  auto timeout = in.timeout();
-  auto max_in_flight = in.optional_int("max_in_flight", 8, 1, 256);
+  auto limits = remote_limits::read(in, 8);
   if (org.empty() == org_id.empty())
     in.fail("org", "or org_id must be set (exactly one of them)");
   if (!permissions.is_array() || permissions.empty())
@@ -231,14 +230,13 @@ make_influxdb_backend(const std::string& name, const json& settings) {
                                    "{\"action\",\"resource\"} objects");
   if (auto err = in.finish())
     return err;
-  auto http = http_client::make(url, timeout, "InfluxDB '" + name + "'");
+  auto http = http_client::make(url, limits.timeout, "InfluxDB '" + name + "'");
   if (!http)
     return make_error(ec::invalid_request, in.full_key("url") + ": "
                                              + message_of(http.error()));
   return std::make_shared<influxdb_backend>(
     name, std::move(*http), std::move(token), std::move(org),
-    std::move(org_id), std::move(permissions), timeout,
-    static_cast<size_t>(max_in_flight));
+    std::move(org_id), std::move(permissions), limits);
 }
 
 } // namespace tlm

@@ -45,8 +45,8 @@ public:
   influxdb1_backend(std::string name, std::shared_ptr<http_client> http,
                     std::string admin_user, std::string admin_password,
                     std::string database, std::string privilege,
-                    std::chrono::milliseconds timeout, size_t max_in_flight)
-    : remote_backend(std::move(name), timeout, max_in_flight),
+                    remote_limits limits)
+    : remote_backend(std::move(name), limits),
       http_(std::move(http)),
       auth_{{"Authorization", basic_auth(admin_user, admin_password)},
             {"Content-Type", "application/x-www-form-urlencoded"}},
@@ -207,22 +207,20 @@ make_influxdb1_backend(const std::string& name, const json& settings) {
   auto admin_password = in.secret_file("admin_password_file");
   auto database = in.required_string("default_database");
   auto privilege = in.optional_string("default_privilege", "ALL");
-  auto timeout = in.timeout();
-  auto max_in_flight = in.optional_int("max_in_flight", 4, 1, 256);
+  auto limits = remote_limits::read(in, 4);
   if (!database.empty() && !plain_name(database))
     in.fail("default_database", "must be 1 to 200 of [A-Za-z0-9_.-]");
   if (privilege != "READ" && privilege != "WRITE" && privilege != "ALL")
     in.fail("default_privilege", "must be READ, WRITE or ALL");
   if (auto err = in.finish())
     return err;
-  auto http = http_client::make(url, timeout, "InfluxDB 1.x '" + name + "'");
+  auto http = http_client::make(url, limits.timeout, "InfluxDB 1.x '" + name + "'");
   if (!http)
     return make_error(ec::invalid_request, in.full_key("url") + ": "
                                              + message_of(http.error()));
   return std::make_shared<influxdb1_backend>(
     name, std::move(*http), std::move(admin_user), std::move(admin_password),
-    std::move(database), std::move(privilege), timeout,
-    static_cast<size_t>(max_in_flight));
+    std::move(database), std::move(privilege), limits);
 }
 
 } // namespace tlm

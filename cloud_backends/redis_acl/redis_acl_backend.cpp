@@ -42,8 +42,8 @@ public:
                     std::string admin_user, std::string admin_password,
                     std::string key_pattern,
                     std::vector<std::string> categories,
-                    std::chrono::milliseconds timeout, size_t max_in_flight)
-    : remote_backend(std::move(name), timeout, max_in_flight),
+                    remote_limits limits)
+    : remote_backend(std::move(name), limits),
       host_(std::move(host)),
       port_(port),
       admin_user_(std::move(admin_user)),
@@ -244,8 +244,7 @@ make_redis_acl_backend(const std::string& name, const json& settings) {
   auto pattern = in.optional_string("default_key_pattern", "tlm:*");
   auto categories_json = in.optional_json("default_categories",
                                           json::array({"read", "write"}));
-  auto timeout = in.timeout();
-  auto max_in_flight = in.optional_int("max_in_flight", 4, 1, 256);
+  auto limits = remote_limits::read(in, 4);
   std::vector<std::string> categories;
   if (!categories_json.is_array() || categories_json.empty())
     in.fail("default_categories", "must be a non-empty array of strings");
@@ -265,7 +264,7 @@ make_redis_acl_backend(const std::string& name, const json& settings) {
   return std::make_shared<redis_acl_backend>(
     name, std::move(host), static_cast<int>(port), std::move(admin_user),
     std::move(admin_password), std::move(pattern), std::move(categories),
-    timeout, static_cast<size_t>(max_in_flight));
+    limits);
 }
 
 } // namespace tlm
