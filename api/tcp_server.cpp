@@ -1,5 +1,6 @@
 #include "api/tcp_server.hpp"
 
+#include <algorithm>
 #include <condition_variable>
 #include <mutex>
 #include <vector>
@@ -34,19 +35,56 @@ struct batch_replies {
   }
 };
 
-/// Requests of one connection in flight at once. Deeper pipelines wait in
-/// the socket: CAF 0.17 finds each reply among an actor's pending requests
-/// by a linear search, so tens of thousands in flight cost more than they
-/// bring (16k in flight: 60k creates/s; 1k: 229k/s).
+/// Requests in flight at once: of one connection, and of all of them. More
+/// wait in the sockets, which is free. CAF 0.17 keeps an actor's pending
+/// requests in a flat map whose cost per reply grows with its size, so tens
+/// of thousands in flight cost more than they bring (16k in flight: 60k
+/// creates/s; 1k: 229k/s).
 constexpr size_t max_batch_lines = 512;
+constexpr size_t max_in_flight_total = 2048;
+
+/// A counting semaphore over the requests all connections have in flight,
+/// taken a batch at a time (one wake-up per batch, not per request). Never
+/// a deadlock: whatever holds a slot is a request the manager will answer.
+class in_flight_budget {
+public:
+  explicit in_flight_budget(size_t limit) : limit_(limit) {
+    // nop
+  }
+
+  /// Waits for a free slot, then takes up to `n` (at least one).
+  size_t acquire_up_to(size_t n) {
+    std::unique_lock<std::mutex> guard{mtx_};
+    free_.wait(guard, [this] { return used_ < limit_; });
+    auto granted = std::min(n, limit_ - used_);
+    used_ += granted;
+    return granted;
+  }
+
+  void release(size_t n) {
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      used_ -= n;
+    }
+    free_.notify_all();
+  }
+
+private:
+  std::mutex mtx_;
+  std::condition_variable free_;
+  size_t used_ = 0;
+  size_t limit_;
+};
 
 class tcp_connection : public Poco::Net::TCPServerConnection {
 public:
   tcp_connection(const Poco::Net::StreamSocket& socket, dispatcher& d,
-                 std::shared_ptr<std::atomic<bool>> stopping)
+                 std::shared_ptr<std::atomic<bool>> stopping,
+                 std::shared_ptr<in_flight_budget> budget)
     : TCPServerConnection(socket),
       dispatcher_(d),
       stopping_(std::move(stopping)),
+      budget_(std::move(budget)),
       authenticated_(d.keys().empty()) {
     // nop
   }
@@ -80,14 +118,21 @@ public:
   }
 
 private:
-  /// Answers up to `max_batch_lines` complete lines of `pending` (the rest
-  /// wait for the next batch); false to close.
+  /// Answers up to `max_batch_lines` complete lines of `pending`, as many
+  /// as the shared budget grants (the rest wait for the next batch); false
+  /// to close.
   bool serve_batch(std::string& pending) {
+    size_t complete = 0;
+    for (auto nl = pending.find('\n');
+         nl != std::string::npos && complete < max_batch_lines;
+         nl = pending.find('\n', nl + 1))
+      ++complete;
+    size_t granted = complete > 0 ? budget_->acquire_up_to(complete) : 0;
     std::vector<std::string_view> lines;
     size_t start = 0;
     bool too_large = false;
     for (auto nl = pending.find('\n');
-         nl != std::string::npos && lines.size() < max_batch_lines;
+         nl != std::string::npos && lines.size() < granted;
          nl = pending.find('\n', start)) {
       if (nl - start > max_message_bytes) {
         too_large = true;
@@ -96,7 +141,7 @@ private:
       lines.emplace_back(pending.data() + start, nl - start);
       start = nl + 1;
     }
-    if (!too_large && lines.size() < max_batch_lines
+    if (!too_large && lines.size() == complete && complete < max_batch_lines
         && pending.size() - start > max_message_bytes)
       too_large = true;
     auto batch = std::make_shared<batch_replies>();
@@ -113,6 +158,7 @@ private:
                                                 "connection"))
                    .body);
     batch->wait();
+    budget_->release(granted);
     pending.erase(0, start);
     std::string out;
     for (auto& reply : batch->replies)
@@ -161,6 +207,7 @@ private:
 
   dispatcher& dispatcher_;
   std::shared_ptr<std::atomic<bool>> stopping_;
+  std::shared_ptr<in_flight_budget> budget_;
   bool authenticated_;
   size_t lane_ = dispatcher::next_lane();
 };
@@ -168,18 +215,21 @@ private:
 class connection_factory : public Poco::Net::TCPServerConnectionFactory {
 public:
   connection_factory(dispatcher& d, std::shared_ptr<std::atomic<bool>> stop)
-    : dispatcher_(d), stopping_(std::move(stop)) {
+    : dispatcher_(d),
+      stopping_(std::move(stop)),
+      budget_(std::make_shared<in_flight_budget>(max_in_flight_total)) {
     // nop
   }
 
   Poco::Net::TCPServerConnection*
   createConnection(const Poco::Net::StreamSocket& socket) override {
-    return new tcp_connection(socket, dispatcher_, stopping_);
+    return new tcp_connection(socket, dispatcher_, stopping_, budget_);
   }
 
 private:
   dispatcher& dispatcher_;
   std::shared_ptr<std::atomic<bool>> stopping_;
+  std::shared_ptr<in_flight_budget> budget_;
 };
 
 } // namespace

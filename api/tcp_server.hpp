@@ -13,10 +13,11 @@
 namespace tlm {
 
 /// The TCP API: one JSON object a line, replies in request order. A
-/// connection's thread reads every complete line available, sends all of
-/// them to the manager at once, then writes the replies back together: one
-/// thread per connection, never per request, and pipelining clients get
-/// whole batches served in parallel by the actors.
+/// connection's thread reads the complete lines available (up to 512, and
+/// within a budget shared by all connections), sends them to the manager at
+/// once, then writes the replies back together: one thread per connection,
+/// never per request, and pipelining clients get whole batches served in
+/// parallel by the actors.
 class tcp_server {
 public:
   tcp_server(dispatcher& d, const Poco::Net::SocketAddress& address,
