@@ -922,8 +922,9 @@ struct lease_manager_state {
     auto n = std::min(keys.size(), due_per_tick);
     for (size_t k = keys.size() - n; k < keys.size(); ++k) {
       auto i = leases.find(keys[k]);
-      if (i == leases.end() || i->second.job != number)
-        continue; // revoked meanwhile
+      if (i == leases.end() || i->second.job != number
+          || i->second.progress == revocation::running)
+        continue; // revoked meanwhile, or expired and on its way already
       auto& entry = i->second;
       if (entry.progress == revocation::none) {
         // Stored as revoking so `list` stops showing it.
