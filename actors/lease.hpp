@@ -99,6 +99,8 @@ typename Inspector::result_type inspect(Inspector& f, create_request& x) {
 struct list_query {
   std::string backend;   ///< Empty: any backend.
   std::string tag;       ///< Empty: any tag.
+  /// Empty: live and irrevocable leases; `active` or `irrevocable`: those.
+  std::string state;
   std::string after;
   uint32_t limit = 100;
   int64_t now_ms = 0;  ///< Active leases expired at this time are left out;
@@ -107,7 +109,8 @@ struct list_query {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, list_query& x) {
-  return f(caf::meta::type_name("list_query"), x.backend, x.tag, x.after,
+  return f(caf::meta::type_name("list_query"), x.backend, x.tag, x.state,
+           x.after,
            x.limit, x.now_ms);
 }
 

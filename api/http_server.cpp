@@ -96,7 +96,8 @@ api_request route(HTTPServerRequest& req, const std::string& body,
                                     "limit must be an integer");
           return failed;
         }
-      } else if (key == "backend" || key == "tag" || key == "cursor") {
+      } else if (key == "backend" || key == "tag" || key == "cursor"
+                 || key == "state") {
         if (!value.empty())
           message[key] = value;
       }

@@ -130,6 +130,10 @@ void read_list(field_reader& in, api_request& req) {
   auto& q = req.query;
   in.string("backend", q.backend);
   in.string("tag", q.tag);
+  in.string("state", q.state);
+  if (!q.state.empty() && q.state != state_active
+      && q.state != state_irrevocable)
+    return in.fail("state must be \"active\" or \"irrevocable\"");
   if (auto* limit = in.find("limit")) {
     if (!limit->is_number_integer())
       return in.fail("limit must be an integer");

@@ -13,8 +13,10 @@ namespace tlm {
 namespace {
 
 bool matches(const packed_lease& x, const list_query& q) {
-  bool shown = (x.state == record_state::active && x.expires_ms > q.now_ms)
-               || x.state == record_state::irrevocable;
+  bool live = x.state == record_state::active && x.expires_ms > q.now_ms;
+  bool irrevocable = x.state == record_state::irrevocable;
+  bool shown = q.state.empty() ? live || irrevocable
+                               : q.state == state_active ? live : irrevocable;
   return shown && (q.backend.empty() || x.backend() == q.backend)
          && (q.tag.empty() || x.has_tag(q.tag));
 }

@@ -175,7 +175,8 @@ public:
                          "OR state = 'irrevocable') "
                          "AND (?3 = '' OR backend = ?3) "
                          "AND (?4 = '' OR id IN (SELECT lease_id FROM "
-                         "lease_tags WHERE tag = ?4)) ORDER BY id LIMIT ?5");
+                         "lease_tags WHERE tag = ?4)) "
+                         "AND (?6 = '' OR state = ?6) ORDER BY id LIMIT ?5");
     if (!ok)
       return fail("cannot prepare SQLite statements");
     return caf::none;
@@ -260,7 +261,8 @@ public:
       .bind(2, q.now_ms)
       .bind(3, q.backend)
       .bind(4, q.tag)
-      .bind(5, static_cast<int64_t>(q.limit) + 1);
+      .bind(5, static_cast<int64_t>(q.limit) + 1)
+      .bind(6, q.state);
     auto rows = read_rows(list_);
     if (!rows)
       return std::move(rows.error());

@@ -355,6 +355,11 @@ def test_irrevocable_wave_recovers(v1, tlmd_factory, tmp_path):
     assert set(listed) == {l["id"] for l in wave}, \
         f"list shows {len(listed)} of the {len(wave)} irrevocable leases"
     assert {l["state"] for l in listed.values()} == {"irrevocable"}
+    # ... and the state filter finds exactly them, across backends
+    only = {l["id"] for l in d.api("tcp").list_all(state="irrevocable")}
+    assert only == {l["id"] for l in wave}
+    live = {l["id"] for l in d.api("tcp").list_all(state="active")}
+    assert live == {l["id"] for l in local}
     # logged once each
     assert d.read_log().count("is irrevocable after") == len(wave)
     # the live local leases are unaffected

@@ -64,6 +64,11 @@ TEST_CASE("wrong field types are invalid_request naming the field") {
     {R"({"action":"renew","token_id":"x","ttl":"1"})", "ttl"},
     {R"({"action":"list","limit":"5"})", "limit"},
     {R"({"action":"list","cursor":5})", "cursor"},
+    {R"({"action":"list","state":"pending"})", "state"},
+    {R"({"action":"list","state":1})", "state"},
+    {R"({"action":"revoke_prefix"})", "backend"},
+    {R"({"action":"revoke_prefix","tag":[]})", "tag"},
+    {R"({"action":"job"})", "job_id"},
     {R"({"action":"exchange"})", "token"},
     {R"({"action":"exchange","token":"t","meta":"m"})", "meta"},
     {R"({"action":"health","request_id":{}})", "request_id"},
@@ -123,6 +128,19 @@ TEST_CASE("lease_id is an alias of token_id") {
           .force);
   CHECK(code(parse_request(R"({"action":"revoke","lease_id":"a","force":1})"))
         == ec::invalid_request);
+}
+
+TEST_CASE("list filters by state; revoke_prefix and job read their fields") {
+  CHECK(parse_request(R"({"action":"list","state":"irrevocable"})").query.state
+        == "irrevocable");
+  CHECK(parse_request(R"({"action":"list"})").query.state.empty());
+  auto bulk = parse_request(R"({"action":"revoke_prefix","tag":"ci"})");
+  CHECK(bulk.verb == action::revoke_prefix);
+  CHECK(bulk.tag == "ci");
+  CHECK(bulk.backend.empty());
+  auto job = parse_request(R"({"action":"job","job_id":"abc"})");
+  CHECK(job.verb == action::job);
+  CHECK(job.job_id == "abc");
 }
 
 TEST_CASE("list limits: capped at 1000, at least 1; cursors round-trip") {
