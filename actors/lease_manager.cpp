@@ -43,7 +43,7 @@ struct lease_entry {
   packed_lease record;
   revocation progress = revocation::none;
   int64_t due_ms = 0;  ///< The schedule entry that counts for this lease.
-  uint32_t job = 0;    ///< 1 + index of the revoke job it belongs to; 0: none.
+  uint32_t job = 0;    ///< Number of the revoke job it belongs to; 0: none.
 };
 
 int64_t system_now_ms() {
@@ -82,9 +82,10 @@ struct lease_manager_state {
   std::optional<int64_t> reconcile_due;
   std::minstd_rand jitter{std::random_device{}()}; // timing only, no secret
   std::vector<caf::typed_response_promise<uint64_t>> waiting_for_ready;
-  /// Bulk revocation jobs, in order of start; a lease names its job by
-  /// 1 + index here.
-  std::vector<revoke_job> jobs;
+  /// Bulk revocation jobs by number, in order of start; a lease names its
+  /// job by number (0: none). Finished ones leave after a day.
+  std::map<uint32_t, revoke_job> jobs;
+  uint32_t last_job_number = 0;
   std::unordered_map<std::string, uint32_t> job_number;
   /// Leases of started jobs not yet handed to their lanes: (job, leases).
   std::deque<std::pair<uint32_t, std::vector<lease_key>>> to_revoke;
@@ -401,7 +402,7 @@ struct lease_manager_state {
       record.state = record_state::irrevocable;
       ++irrevocable_count;
       if (entry.job != 0)
-        ++jobs[entry.job - 1].irrevocable;
+        ++jobs.at(entry.job).irrevocable;
       log_line("error", "lease '" + key.str() + "' at backend '"
                           + std::string{record.backend()}
                           + "' is irrevocable after "
@@ -868,7 +869,8 @@ struct lease_manager_state {
     job.tag = tag;
     job.created_ms = std::max(now_ms(), newest_job_ms);
     newest_job_ms = job.created_ms;
-    auto number = static_cast<uint32_t>(jobs.size() + 1);
+    forget_old_jobs();
+    auto number = ++last_job_number;
     std::vector<lease_key> picked;
     for (auto& [key, entry] : leases) {
       bool irrevocable = entry.record.state == record_state::irrevocable;
@@ -885,12 +887,12 @@ struct lease_manager_state {
       job.state = "done";
       job.finished_ms = job.created_ms;
     }
-    jobs.push_back(job);
+    jobs.emplace(number, job);
     job_number.emplace(job.id, number);
     self->request(cfg.storage, caf::infinite, atom::save_v, job)
       .then(
         [this, rp, number, picked = std::move(picked)](atom::ok) mutable {
-          auto& job = jobs[number - 1];
+          auto& job = jobs.at(number);
           log_line("info", "revoke job '" + job.id + "' started for "
                              + std::to_string(job.total) + " leases");
           rp.deliver(job);
@@ -908,7 +910,8 @@ struct lease_manager_state {
             if (auto i = leases.find(key);
                 i != leases.end() && i->second.job == number)
               i->second.job = 0;
-          job_number.erase(jobs[number - 1].id);
+          job_number.erase(jobs.at(number).id);
+          jobs.erase(number);
           rp.deliver(from_storage(std::move(err)));
         });
     return rp;
@@ -945,12 +948,12 @@ struct lease_manager_state {
     if (i == job_number.end())
       return make_error(ec::not_found, "no revoke job has the id '" + id
                                          + "'");
-    return jobs[i->second - 1];
+    return jobs.at(i->second);
   }
 
   /// Counts a lease of job `number` as gone; the last one ends the job.
   void job_lease_gone(uint32_t number, bool was_irrevocable) {
-    auto& job = jobs[number - 1];
+    auto& job = jobs.at(number);
     if (was_irrevocable && job.irrevocable > 0)
       --job.irrevocable;
     if (job.remaining > 0 && --job.remaining == 0 && loaded)
@@ -968,15 +971,33 @@ struct lease_manager_state {
   /// The running job a loaded lease belongs to: one whose filter it
   /// matches and that began after the lease was issued.
   uint32_t job_of_loaded(const packed_lease& record) const {
-    for (size_t i = 0; i < jobs.size(); ++i)
-      if (jobs[i].state != "done" && record.issued_ms <= jobs[i].created_ms
-          && matches(record, jobs[i]))
-        return static_cast<uint32_t>(i + 1);
+    for (auto& [number, job] : jobs)
+      if (job.state != "done" && record.issued_ms <= job.created_ms
+          && matches(record, job))
+        return number;
     return 0;
   }
 
   /// Finished jobs are kept this long for `job` to report on.
   static constexpr int64_t finished_job_keep_ms = 24 * 3'600'000LL;
+
+  bool outdated(const revoke_job& job) const {
+    return job.state == "done"
+           && job.finished_ms + finished_job_keep_ms < now_ms();
+  }
+
+  /// Forgets finished jobs older than a day, here and in storage.
+  void forget_old_jobs() {
+    for (auto i = jobs.begin(); i != jobs.end();) {
+      if (!outdated(i->second)) {
+        ++i;
+        continue;
+      }
+      store_quietly(atom::remove_v, atom::job_v, i->second.id);
+      job_number.erase(i->second.id);
+      i = jobs.erase(i);
+    }
+  }
 
   /// Loads the stored jobs, then the leases.
   void load_jobs() {
@@ -984,15 +1005,14 @@ struct lease_manager_state {
       .then(
         [this](std::vector<revoke_job>& stored) {
           for (auto& job : stored) {
-            if (job.state == "done"
-                && job.finished_ms + finished_job_keep_ms < now_ms()) {
+            if (outdated(job)) {
               store_quietly(atom::remove_v, atom::job_v, job.id);
               continue;
             }
             job.remaining = job.irrevocable = 0;
             newest_job_ms = std::max(newest_job_ms, job.created_ms);
-            jobs.push_back(job);
-            job_number.emplace(job.id, static_cast<uint32_t>(jobs.size()));
+            jobs.emplace(++last_job_number, job);
+            job_number.emplace(job.id, last_job_number);
           }
           load_from("");
         },
@@ -1033,7 +1053,7 @@ struct lease_manager_state {
             entry.due_ms = record.expires_ms;
             entry.job = job_of_loaded(entry.record);
             if (entry.job != 0) {
-              auto& job = jobs[entry.job - 1];
+              auto& job = jobs.at(entry.job);
               ++job.remaining;
               if (record.state == state_irrevocable)
                 ++job.irrevocable;
@@ -1083,7 +1103,7 @@ struct lease_manager_state {
 
   void finish_loading() {
     loaded = true;
-    for (auto& job : jobs)
+    for (auto& [_, job] : jobs)
       if (job.state != "done" && job.remaining == 0)
         finish_job(job);
     for (auto& rp : waiting_for_ready)

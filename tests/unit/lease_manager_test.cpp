@@ -796,3 +796,24 @@ TEST_CASE_FIXTURE(manager_fixture, "a revoke job counts irrevocable leases "
   CHECK(healed->irrevocable == 0);
   CHECK(code_of_get(y.id) == ec::not_found);
 }
+
+TEST_CASE_FIXTURE(manager_fixture, "finished revoke jobs are kept a day, "
+                                   "then forgotten here and in storage") {
+  create_tagged(*this, "local", "old");
+  auto old_job = start_job(*this, "", "old");
+  REQUIRE(old_job);
+  CHECK(call<revoke_job>(manager, atom::job_v, old_job->id)->state == "done");
+  advance(std::chrono::hours(23));
+  CHECK(call<revoke_job>(manager, atom::job_v, old_job->id));
+  advance(std::chrono::hours(2));
+  create_tagged(*this, "local", "new", 3'600'000);
+  auto new_job = start_job(*this, "", "new");
+  REQUIRE(new_job);
+  CHECK(code_of(call<revoke_job>(manager, atom::job_v, old_job->id).error())
+        == ec::not_found);
+  auto stored = call<std::vector<revoke_job>>(storage, atom::load_v,
+                                              atom::job_v);
+  REQUIRE(stored);
+  REQUIRE(stored->size() == 1);
+  CHECK(stored->front().id == new_job->id);
+}
