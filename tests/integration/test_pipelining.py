@@ -129,3 +129,42 @@ def test_many_connections_interleaved(tlmd):
     finally:
         for c in clients:
             c.close()
+
+
+def test_deep_pipelines_on_many_connections_share_the_budget(tlmd):
+    """12 connections × 1500 pipelined creates: far more than the 2048
+    requests tlmd lets all connections have in flight, so connections wait
+    for each other's batches. Every request is answered, in order per
+    connection, and every lease exists once."""
+    conns, per_conn = 12, 1500
+    results, errors = {}, []
+
+    def run(k):
+        try:
+            with tlmd.tcp() as c:
+                reqs = [{"action": "create", "options": {"ttl": 60000},
+                         "request_id": f"{k}-{i}"} for i in range(per_conn)]
+                t, err = _send_in_background(
+                    c, b"".join(json.dumps(r).encode() + b"\n" for r in reqs))
+                replies = c.recv_many(per_conn, timeout=120)
+                t.join(10)
+                errors.extend(err)
+                results[k] = replies
+        except Exception as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(conns)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(180)
+    assert not errors, errors[:3]
+    ids = set()
+    for k in range(conns):
+        replies = results[k]
+        assert [r.get("request_id") for r in replies] == \
+            [f"{k}-{i}" for i in range(per_conn)], f"connection {k}: order"
+        ids |= {assert_success(r)["lease"]["id"] for r in replies}
+    assert len(ids) == conns * per_conn
+    with tlmd.tcp() as c:
+        assert assert_success(c.request({"action": "health"}))["leases"] == len(ids)
