@@ -20,6 +20,7 @@ std::string_view to_string(ec code) {
     case ec::too_large: return "too_large";
     case ec::overloaded: return "overloaded";
     case ec::internal: return "internal";
+    case ec::revocation_pending: return "revocation_pending";
   }
   return "internal";
 }
@@ -30,7 +31,7 @@ caf::error make_error(ec code, std::string message) {
 
 ec code_of(const caf::error& err) {
   if (err.category() == caf::atom("tlm") && err.code() > 0
-      && err.code() <= static_cast<uint8_t>(ec::internal))
+      && err.code() <= static_cast<uint8_t>(ec::revocation_pending))
     return static_cast<ec>(err.code());
   return ec::internal;
 }

@@ -28,6 +28,9 @@ enum class ec : uint8_t {
   too_large,
   overloaded,
   internal,
+  /// Not a failure of the request: the lease is dead here, but its backend
+  /// has not confirmed the revocation yet, which is retried until it does.
+  revocation_pending,
 };
 
 /// The protocol's name of a code, e.g. "not_found".

@@ -87,17 +87,20 @@ using lease_manager_actor = caf::typed_actor<
   // Reports a bulk revocation's progress.
   caf::replies_to<atom::job, std::string>::with<revoke_job>,
   // Revokes the token at its backend, then forgets the lease; with `force`
-  // (an operator's explicit choice) forgets it without the backend.
+  // (an operator's explicit choice) forgets it without the backend. A
+  // backend that does not confirm gives `revocation_pending`: the lease is
+  // dead and its revocation retried in the background.
   caf::replies_to<atom::revoke, std::string, bool>::with<atom::ok>,
-  // Extends a renewable lease by a ttl (`use_default_ttl`: its own ttl).
-  caf::replies_to<atom::renew, std::string, int64_t>::with<lease>,
+  // Extends a renewable lease by a ttl (`use_default_ttl`: its own ttl);
+  // the flag says the total-life cap made the term shorter than asked.
+  caf::replies_to<atom::renew, std::string, int64_t>::with<lease, bool>,
   // One page of live leases.
   caf::replies_to<atom::list, list_query>::with<lease_page>,
   // Swaps a one-time token value for a fresh one, merging metadata:
   // (backend or empty, value, meta JSON object).
   caf::replies_to<atom::exchange, std::string, std::string,
                   std::string>::with<lease>,
-  // Counts of live and irrevocable leases.
+  // Counts of live and irrevocable leases, and revocations per backend.
   caf::replies_to<atom::health>::with<health_report>,
   // Answers (with the live count) once every stored lease is loaded.
   caf::replies_to<atom::ready>::with<uint64_t>,

@@ -48,17 +48,50 @@ typename Inspector::result_type inspect(Inspector& f, lease& x) {
            x.meta, x.description, x.state, x.attempts, x.last_error);
 }
 
+/// How revocations at one backend fare, for `health`.
+struct backend_health {
+  std::string name;
+  /// Leases whose last revocation attempt failed; retried with backoff.
+  uint64_t retrying = 0;
+  uint64_t irrevocable = 0;
+  /// Failed revocation attempts since the backend last confirmed one.
+  uint64_t failed_attempts = 0;
+  std::string last_error;  ///< Of the latest failure, never a secret.
+
+  bool failing() const {
+    return retrying > 0 || irrevocable > 0 || failed_attempts > 0;
+  }
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, backend_health& x) {
+  return f(caf::meta::type_name("backend_health"), x.name, x.retrying,
+           x.irrevocable, x.failed_attempts, x.last_error);
+}
+
 /// What `health` reports.
 struct health_report {
   uint64_t live = 0;         ///< Leases a client can use.
   uint64_t irrevocable = 0;  ///< Leases whose revocation keeps failing.
   uint64_t quarantined = 0;  ///< Stored records that could not be read.
+  std::vector<backend_health> backends;  ///< Every backend, by name.
+
+  /// Something needs an operator: a lease that may outlive its lease, a
+  /// backend failing revocations, or a stored record nobody can read.
+  bool degraded() const {
+    if (irrevocable > 0 || quarantined > 0)
+      return true;
+    for (auto& b : backends)
+      if (b.failing())
+        return true;
+    return false;
+  }
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, health_report& x) {
   return f(caf::meta::type_name("health_report"), x.live, x.irrevocable,
-           x.quarantined);
+           x.quarantined, x.backends);
 }
 
 /// What a cloud backend answers for a token it created or knows.
@@ -99,7 +132,8 @@ typename Inspector::result_type inspect(Inspector& f, create_request& x) {
 struct list_query {
   std::string backend;   ///< Empty: any backend.
   std::string tag;       ///< Empty: any tag.
-  /// Empty: live and irrevocable leases; `active` or `irrevocable`: those.
+  /// Empty: live and irrevocable leases; `active`, `irrevocable`, or
+  /// `revoking` (revocations under way, also of expired leases): those.
   std::string state;
   std::string after;
   uint32_t limit = 100;

@@ -63,7 +63,9 @@ struct lease_manager_state {
   lease_table leases;
   expiry_schedule schedule;
   size_t dead_leases = 0;  ///< Entries revoking or waiting for a retry.
-  size_t irrevocable_count = 0;
+  /// How revocations fare per backend name (also names no longer
+  /// configured, whose leases live on in storage).
+  std::map<std::string, backend_health, std::less<>> revocation_health;
   size_t quarantined = 0;
   size_t revocations_in_flight = 0;
   std::vector<caf::typed_response_promise<atom::ok>> waiting_for_drain;
@@ -262,11 +264,72 @@ struct lease_manager_state {
     if (i->second.progress != revocation::none)
       --dead_leases;
     bool irrevocable = i->second.record.state == record_state::irrevocable;
-    if (irrevocable)
-      --irrevocable_count;
+    count_trouble(i->second.record, false);
     if (auto number = i->second.job)
       job_lease_gone(number, irrevocable);
     leases.erase(i);
+  }
+
+  // -- revocation health -----------------------------------------------------
+
+  backend_health& health_of(std::string_view backend_name) {
+    auto i = revocation_health.find(backend_name);
+    if (i == revocation_health.end()) {
+      i = revocation_health.emplace(std::string{backend_name}, backend_health{})
+            .first;
+      i->second.name = i->first;
+    }
+    return i->second;
+  }
+
+  /// Counts a lease in trouble for its backend (`add`) or stops counting
+  /// it: irrevocable, or retrying after a failed attempt (its last error
+  /// is set). Called around every change of those two fields.
+  void count_trouble(const packed_lease& record, bool add) {
+    uint64_t backend_health::*counter = nullptr;
+    if (record.state == record_state::irrevocable)
+      counter = &backend_health::irrevocable;
+    else if (!record.last_error().empty())
+      counter = &backend_health::retrying;
+    if (counter == nullptr)
+      return;
+    auto& n = health_of(record.backend()).*counter;
+    n = add ? n + 1 : n - 1;
+  }
+
+  /// A backend's revocations start failing, or keep failing: logged once
+  /// when they start, then only counted.
+  void revocation_failed(std::string_view backend_name,
+                         const caf::error& err) {
+    auto& h = health_of(backend_name);
+    h.last_error = message_of(err).substr(0, 240);
+    if (h.failed_attempts++ == 0)
+      log_line("error", "backend '" + h.name
+                          + "' fails to revoke tokens: " + h.last_error
+                          + "; retrying with backoff");
+  }
+
+  /// A backend confirmed a revocation: logged once if it was failing.
+  void revocation_worked(std::string_view backend_name) {
+    auto& h = health_of(backend_name);
+    if (h.failed_attempts == 0)
+      return;
+    log_line("info", "backend '" + h.name + "' revokes tokens again, after "
+                       + std::to_string(h.failed_attempts)
+                       + " failed attempts");
+    h.failed_attempts = 0;
+    h.last_error.clear();
+  }
+
+  health_report health() {
+    health_report report{live_count(), 0, quarantined, {}};
+    for (auto& [name, _] : backends)
+      health_of(name);
+    for (auto& [_, h] : revocation_health) {
+      report.irrevocable += h.irrevocable;
+      report.backends.push_back(h);
+    }
+    return report;
   }
 
   // -- revocation ------------------------------------------------------------
@@ -282,10 +345,12 @@ struct lease_manager_state {
     entry.due_ms = -1;
     if (be == nullptr) {
       // A backend removed from the config while its leases live on.
-      done(make_error(ec::unknown_backend,
-                      "lease '" + key.str() + "' names backend '"
-                        + std::string{entry.record.backend()}
-                        + "', which is not configured"));
+      auto err = make_error(ec::unknown_backend,
+                            "lease '" + key.str() + "' names backend '"
+                              + std::string{entry.record.backend()}
+                              + "', which is not configured");
+      revocation_failed(entry.record.backend(), err);
+      done(std::move(err));
       return;
     }
     ++lane_of(be->name).in_flight;
@@ -295,6 +360,7 @@ struct lease_manager_state {
                   std::string{entry.record.backend_id(key.view())})
       .then(
         [this, name, key, done](atom::ok) mutable {
+          revocation_worked(name);
           self->request(cfg.storage, caf::infinite, atom::remove_v, key.str())
             .then(
               [this, name, key, done](atom::ok) mutable {
@@ -309,7 +375,9 @@ struct lease_manager_state {
               });
         },
         [this, name, done](caf::error& err) mutable {
-          finish_revocation(name, from_cloud(name, std::move(err)), done);
+          err = from_cloud(name, std::move(err));
+          revocation_failed(name, err);
+          finish_revocation(name, std::move(err), done);
         });
   }
 
@@ -384,6 +452,7 @@ struct lease_manager_state {
     auto& entry = i->second;
     auto& record = entry.record;
     mark_dead(entry, revocation::waiting);
+    count_trouble(record, false);
     auto code = code_of(err);
     if (code != ec::overloaded)
       ++record.attempts;
@@ -400,7 +469,6 @@ struct lease_manager_state {
     if (record.state != record_state::irrevocable
         && (hopeless || record.attempts >= cfg.max_revoke_attempts)) {
       record.state = record_state::irrevocable;
-      ++irrevocable_count;
       if (entry.job != 0)
         ++jobs.at(entry.job).irrevocable;
       log_line("error", "lease '" + key.str() + "' at backend '"
@@ -411,6 +479,7 @@ struct lease_manager_state {
                           + std::string{record.last_error()});
       save_quietly(key, record);
     }
+    count_trouble(record, true);
     int64_t delay = cfg.retry_max_ms;
     if (record.state != record_state::irrevocable) {
       auto shift = std::min<uint32_t>(record.attempts, 20);
@@ -562,8 +631,18 @@ struct lease_manager_state {
     auto rp = self->make_response_promise<atom::ok>();
     if (force)
       return force_drop(id, rp);
-    auto* s = live(id);
-    if (s == nullptr) {
+    auto* s = find(id);
+    if (s != nullptr && !is_live(s->second)
+        && s->second.record.state != record_state::active) {
+      // Asked again while its backend has not confirmed: say so again.
+      auto& record = s->second.record;
+      rp.deliver(revocation_pending(
+        id, record.backend(),
+        record.last_error().empty() ? "it is under way"
+                                    : std::string{record.last_error()}));
+      return rp;
+    }
+    if (s == nullptr || !is_live(s->second)) {
       rp.deliver(not_found(id));
       return rp;
     }
@@ -591,7 +670,11 @@ struct lease_manager_state {
             // Never success before the backend confirmed: the lease stays
             // dead and the revocation is finished in the background.
             retry_later(key, err);
-            rp.deliver(std::move(err));
+            auto i = leases.find(key);
+            rp.deliver(revocation_pending(
+              key.str(),
+              i != leases.end() ? i->second.record.backend() : "",
+              message_of(err)));
           });
         },
         [this, rp, key](caf::error& err) mutable {
@@ -605,6 +688,19 @@ struct lease_manager_state {
           rp.deliver(from_storage(std::move(err)));
         });
     return rp;
+  }
+
+  /// The outcome of a client's revoke that the backend has not confirmed:
+  /// the lease is dead here and stays stored until the backend does.
+  static caf::error revocation_pending(const std::string& id,
+                                       std::string_view backend_name,
+                                       const std::string& why) {
+    return make_error(ec::revocation_pending,
+                      "lease '" + id + "' is dead: tlmd will not serve it "
+                        "again, but backend '" + std::string{backend_name}
+                        + "' has not confirmed the revocation yet (" + why
+                        + "); it is retried in the background until it "
+                          "does (list with state revoking shows it)");
   }
 
   /// An operator's explicit choice: forget the lease without the
@@ -633,9 +729,9 @@ struct lease_manager_state {
     return rp;
   }
 
-  caf::typed_response_promise<lease> renew(const std::string& id,
-                                           int64_t ttl) {
-    auto rp = self->make_response_promise<lease>();
+  caf::typed_response_promise<lease, bool> renew(const std::string& id,
+                                                 int64_t ttl) {
+    auto rp = self->make_response_promise<lease, bool>();
     auto* s = live(id);
     if (s == nullptr) {
       rp.deliver(not_found(id));
@@ -655,7 +751,9 @@ struct lease_manager_state {
     }
     auto now = now_ms();
     // A total-life cap, as in Vault: renewals never pass issued + max ttl.
-    auto expires = std::min(now + ttl, record.issued_ms + cfg.max_ttl_ms);
+    auto cap = record.issued_ms + cfg.max_ttl_ms;
+    bool capped = now + ttl > cap;
+    auto expires = std::min(now + ttl, cap);
     auto* be = backend(record.backend());
     if (be == nullptr) {
       rp.deliver(make_error(ec::unknown_backend,
@@ -676,8 +774,8 @@ struct lease_manager_state {
       ->request(be->actor, timeout_of(*be), atom::renew_v,
                 updated.backend_id, updated.ttl_ms)
       .then(
-        [this, rp, updated](atom::ok) mutable {
-          store_update(std::move(updated), rp, ec::not_found);
+        [this, rp, updated, capped](atom::ok) mutable {
+          store_update(std::move(updated), rp, ec::not_found, capped);
         },
         [this, rp, name](caf::error& err) mutable {
           --pending_requests;
@@ -687,9 +785,9 @@ struct lease_manager_state {
   }
 
   /// Saves a changed lease and makes it current, unless it died meanwhile
-  /// (then the client gets `dead_code`).
-  void store_update(lease updated, caf::typed_response_promise<lease> rp,
-                    ec dead_code) {
+  /// (then the client gets `dead_code`); the reply is the lease and `more`.
+  template <class Promise, class... More>
+  void store_update(lease updated, Promise rp, ec dead_code, More... more) {
     // A revoke may have begun while the backend answered; saving now would
     // bring the record back after the revoke's removal. Storage applies
     // writes in order, so one checked and sent here cannot pass a removal.
@@ -701,7 +799,7 @@ struct lease_manager_state {
     }
     self->request(cfg.storage, caf::infinite, atom::save_v, updated)
       .then(
-        [this, rp, updated, dead_code](atom::ok) mutable {
+        [this, rp, updated, dead_code, more...](atom::ok) mutable {
           --pending_requests;
           auto* s = live(updated.id);
           if (s == nullptr) {
@@ -711,7 +809,7 @@ struct lease_manager_state {
           }
           s->second.record = packed_lease{updated};
           schedule_at(*s, updated.expires_ms);
-          rp.deliver(std::move(updated));
+          rp.deliver(std::move(updated), more...);
         },
         [this, rp](caf::error& err) mutable {
           --pending_requests;
@@ -723,7 +821,13 @@ struct lease_manager_state {
     auto rp = self->make_response_promise<lease_page>();
     query.now_ms = now_ms();
     self->request(cfg.storage, caf::infinite, atom::list_v, query)
-      .then([rp](lease_page& page) mutable { rp.deliver(std::move(page)); },
+      .then([rp, now = query.now_ms](lease_page& page) mutable {
+              // An expired record not yet rewritten is on its way out too.
+              for (auto& x : page.leases)
+                if (x.state == state_active && x.expires_ms <= now)
+                  x.state = state_revoking;
+              rp.deliver(std::move(page));
+            },
             [rp](caf::error& err) mutable {
               rp.deliver(from_storage(std::move(err)));
             });
@@ -1064,9 +1168,8 @@ struct lease_manager_state {
               // revoke job: dead (not counted live), and revoked at once.
               mark_dead(entry, revocation::waiting);
               entry.due_ms = now_ms();
-              if (record.state == state_irrevocable)
-                ++irrevocable_count;
             }
+            count_trouble(entry.record, true);
             schedule.add(entry.due_ms, key);
           }
           for (auto& [name, list] : tokens)
@@ -1247,11 +1350,7 @@ lease_manager_actor spawn_lease_manager(caf::actor_system& sys,
              const std::string& value, const std::string& meta) {
         return self->state.exchange(backend, value, meta);
       },
-      [self](atom::health) {
-        return health_report{self->state.live_count(),
-                             self->state.irrevocable_count,
-                             self->state.quarantined};
-      },
+      [self](atom::health) { return self->state.health(); },
       [self](atom::flush) {
         auto rp = self->make_response_promise<atom::ok>();
         if (self->state.revocations_in_flight == 0)

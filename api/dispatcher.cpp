@@ -21,7 +21,7 @@ api_reply dispatcher::failure(const std::optional<nlohmann::json>& request_id,
   return {render_failure(request_id, mapped), code_of(mapped)};
 }
 
-template <class Result, class Render, class... Ts>
+template <class... Results, class Render, class... Ts>
 void dispatcher::ask(api_request req, std::function<void(api_reply)> done,
                      size_t lane, Render render, Ts... xs) {
   ++in_flight_;
@@ -36,8 +36,8 @@ void dispatcher::ask(api_request req, std::function<void(api_reply)> done,
     // through CAF's clock thread per request.
     self->request(manager_, caf::infinite, xs...)
       .then(
-        [req, finish, render](Result& result) {
-          finish({render(req, result), ec::none});
+        [req, finish, render](Results&... results) {
+          finish({render(req, results...), ec::none});
         },
         [req, finish](caf::error& err) {
           finish(failure(req.request_id, err));
@@ -83,8 +83,12 @@ void dispatcher::call(api_request req, std::function<void(api_reply)> done,
     case action::renew: {
       auto id = req.lease_id;
       auto ttl = req.ttl_ms;
-      return ask<lease>(std::move(req), std::move(done), lane, with_lease, atom::renew_v, id,
-                 ttl);
+      return ask<lease, bool>(
+        std::move(req), std::move(done), lane,
+        [](const api_request& r, const lease& x, bool capped) {
+          return render_lease(r, x, capped);
+        },
+        atom::renew_v, id, ttl);
     }
     case action::list: {
       auto query = req.query;
@@ -106,10 +110,7 @@ void dispatcher::call(api_request req, std::function<void(api_reply)> done,
       return ask<health_report>(
         std::move(req), std::move(done), lane,
         [](const api_request& r, const health_report& h) {
-          return render_success(r, {{"status", "ok"},
-                                    {"leases", h.live},
-                                    {"irrevocable", h.irrevocable},
-                                    {"quarantined", h.quarantined}});
+          return render_success(r, to_json(h));
         },
         atom::health_v);
     case action::revoke_prefix: {

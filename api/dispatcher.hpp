@@ -53,7 +53,7 @@ public:
                            const caf::error& err);
 
 private:
-  template <class Result, class Render, class... Ts>
+  template <class... Results, class Render, class... Ts>
   void ask(api_request req, std::function<void(api_reply)> done, size_t lane,
            Render render, Ts... xs);
 

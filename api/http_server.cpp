@@ -1,5 +1,7 @@
 #include "api/http_server.hpp"
 
+#include <algorithm>
+#include <initializer_list>
 #include <istream>
 
 #include <Poco/Net/HTTPRequestHandler.h>
@@ -25,6 +27,10 @@ struct route_error {
 
 /// Reads the body, refusing more than `max_message_bytes`.
 std::optional<std::string> read_body(HTTPServerRequest& req) {
+  // Without a length and without chunks a request has no body (RFC 9112,
+  // 6.3); Poco would read until the client closes.
+  if (!req.hasContentLength() && !req.getChunkedTransferEncoding())
+    return std::string{};
   if (req.hasContentLength()
       && req.getContentLength64() > static_cast<int64_t>(max_message_bytes))
     return std::nullopt;
@@ -61,29 +67,71 @@ json object_body(const std::string& body, api_request& failed) {
   return parsed;
 }
 
+/// Refuses query parameters a route does not take: one we ignored would be
+/// a wish silently not granted.
+bool query_ok(const Poco::URI::QueryParameters& query,
+              std::initializer_list<std::string_view> allowed,
+              const std::string& route_name, api_request& failed) {
+  for (auto& [key, _] : query)
+    if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
+      failed.error = make_error(
+        ec::invalid_request,
+        "unknown query parameter '" + key.substr(0, 64) + "' for "
+          + route_name + (allowed.size() == 0 ? " (it takes none)" : ""));
+      return false;
+    }
+  return true;
+}
+
+/// A REST body as an action message: the route names the action (and the
+/// lease), so a body that names another is refused, not overridden.
+json body_message(const std::string& body, const char* verb,
+                  api_request& failed) {
+  auto message = object_body(body, failed);
+  if (failed.error)
+    return message;
+  if (auto i = message.find("action");
+      i != message.end() && *i != json(verb)) {
+    failed.error = make_error(ec::invalid_request,
+                              std::string{"the route is a "} + verb
+                                + "; leave action out of the body");
+    return message;
+  }
+  message["action"] = verb;
+  return message;
+}
+
 /// Maps a REST call onto an action message.
 api_request route(HTTPServerRequest& req, const std::string& body,
                   bool& created) {
   Poco::URI uri(req.getURI());
   const auto& path = uri.getPath();
   const auto& method = req.getMethod();
+  auto query = uri.getQueryParameters();
   api_request failed;
+  auto no_query = [&](const std::string& name) {
+    return query_ok(query, {}, name, failed);
+  };
   constexpr std::string_view leases = "/v1/leases";
   if (path == "/v1/actions" && method == "POST")
-    return parse_request(body);
+    return no_query("POST /v1/actions") ? parse_request(body) : failed;
   if (path == "/healthz" && method == "GET")
-    return parse_message(json{{"action", "health"}});
+    return no_query("GET /healthz")
+             ? parse_message(json{{"action", "health"}})
+             : failed;
   if (path == leases && method == "POST") {
-    auto message = object_body(body, failed);
-    if (failed.error)
+    auto message = body_message(body, "create", failed);
+    if (failed.error || !no_query("POST /v1/leases"))
       return failed;
-    message["action"] = "create";
     created = true;
     return parse_message(message);
   }
   if (path == leases && method == "GET") {
+    if (!query_ok(query, {"limit", "backend", "tag", "cursor", "state"},
+                  "GET /v1/leases", failed))
+      return failed;
     json message{{"action", "list"}};
-    for (auto& [key, value] : uri.getQueryParameters()) {
+    for (auto& [key, value] : query) {
       if (key == "limit") {
         try {
           size_t used = 0;
@@ -96,27 +144,26 @@ api_request route(HTTPServerRequest& req, const std::string& body,
                                     "limit must be an integer");
           return failed;
         }
-      } else if (key == "backend" || key == "tag" || key == "cursor"
-                 || key == "state") {
-        if (!value.empty())
-          message[key] = value;
+      } else if (!value.empty()) {
+        message[key] = value;
       }
     }
     return parse_message(message);
   }
   constexpr std::string_view jobs = "/v1/jobs";
   if (path == jobs && method == "POST") {
-    auto message = object_body(body, failed);
-    if (failed.error)
+    auto message = body_message(body, "revoke_prefix", failed);
+    if (failed.error || !no_query("POST /v1/jobs"))
       return failed;
-    message["action"] = "revoke_prefix";
     created = true;
     return parse_message(message);
   }
   if (path.rfind(std::string{jobs} + "/", 0) == 0 && method == "GET") {
     auto id = path.substr(jobs.size() + 1);
     if (!id.empty() && id.find('/') == std::string::npos)
-      return parse_message(json{{"action", "job"}, {"job_id", id}});
+      return no_query("GET /v1/jobs/{id}")
+               ? parse_message(json{{"action", "job"}, {"job_id", id}})
+               : failed;
   }
   if (path.rfind(std::string{leases} + "/", 0) == 0) {
     auto rest = path.substr(leases.size() + 1);
@@ -124,20 +171,38 @@ api_request route(HTTPServerRequest& req, const std::string& body,
     auto id = rest.substr(0, slash);
     auto tail = slash == std::string::npos ? "" : rest.substr(slash);
     if (!id.empty() && tail.empty() && method == "GET")
-      return parse_message(json{{"action", "get"}, {"token_id", id}});
+      return no_query("GET /v1/leases/{id}")
+               ? parse_message(json{{"action", "get"}, {"token_id", id}})
+               : failed;
     if (!id.empty() && tail.empty() && method == "DELETE") {
+      if (!query_ok(query, {"force"}, "DELETE /v1/leases/{id}", failed))
+        return failed;
       json message{{"action", "revoke"}, {"token_id", id}};
-      for (auto& [key, value] : uri.getQueryParameters())
-        if (key == "force")
-          message["force"] = value == "true" || value == "1";
+      for (auto& [key, value] : query) {
+        if (value != "true" && value != "1" && value != "false"
+            && value != "0") {
+          failed.error = make_error(ec::invalid_request,
+                                    "force must be true or false");
+          return failed;
+        }
+        message["force"] = value == "true" || value == "1";
+      }
       return parse_message(message);
     }
     if (!id.empty() && tail == "/renew" && method == "POST") {
-      auto message = object_body(body, failed);
-      if (failed.error)
+      auto message = body_message(body, "renew", failed);
+      if (failed.error || !no_query("POST /v1/leases/{id}/renew"))
         return failed;
-      message["action"] = "renew";
+      for (auto key : {"token_id", "lease_id"})
+        if (auto i = message.find(key); i != message.end() && *i != id) {
+          failed.error = make_error(ec::invalid_request,
+                                    std::string{key}
+                                      + " in the body differs from the "
+                                        "lease id in the path");
+          return failed;
+        }
       message["token_id"] = id;
+      message.erase("lease_id");
       return parse_message(message);
     }
   }

@@ -1,5 +1,6 @@
 #include "api/protocol.hpp"
 
+#include <algorithm>
 #include <ctime>
 #include <sstream>
 
@@ -110,15 +111,32 @@ private:
 void read_create(field_reader& in, api_request& req) {
   auto& c = req.create;
   in.string("backend", c.backend);
+  in.positive_integer(in.find("ttl"), "ttl", c.ttl_ms);
+  std::string role;
+  in.string("role", role);
+  if (in.find("role") != nullptr && role.empty())
+    return in.fail("role must name one of the backend's roles");
   if (auto* options = in.find("options")) {
     if (!options->is_object())
       return in.fail("options must be a JSON object");
     auto rest = *options;
     if (auto ttl = options->find("ttl"); ttl != options->end()) {
-      in.positive_integer(&*ttl, "options.ttl", c.ttl_ms);
+      int64_t option_ttl = use_default_ttl;
+      in.positive_integer(&*ttl, "options.ttl", option_ttl);
+      // Both places mean the same; two different wishes are a mistake.
+      if (c.ttl_ms != use_default_ttl && option_ttl != c.ttl_ms)
+        return in.fail("ttl and options.ttl differ; give one of them");
+      c.ttl_ms = option_ttl;
       rest.erase("ttl");
     }
+    if (auto r = options->find("role"); r != options->end() && !role.empty()
+                                        && *r != role)
+      return in.fail("role and options.role differ; give one of them");
+    if (!role.empty())
+      rest["role"] = role;
     c.options = rest.dump();
+  } else if (!role.empty()) {
+    c.options = json{{"role", role}}.dump();
   }
   in.boolean("renewable", c.renewable);
   in.string_list("tags", c.tags);
@@ -132,8 +150,9 @@ void read_list(field_reader& in, api_request& req) {
   in.string("tag", q.tag);
   in.string("state", q.state);
   if (!q.state.empty() && q.state != state_active
-      && q.state != state_irrevocable)
-    return in.fail("state must be \"active\" or \"irrevocable\"");
+      && q.state != state_irrevocable && q.state != state_revoking)
+    return in.fail(
+      "state must be \"active\", \"revoking\" or \"irrevocable\"");
   if (auto* limit = in.find("limit")) {
     if (!limit->is_number_integer())
       return in.fail("limit must be an integer");
@@ -154,13 +173,49 @@ void read_list(field_reader& in, api_request& req) {
   }
 }
 
-const std::pair<const char*, action> action_names[] = {
-  {"create", action::create},   {"get", action::get},
-  {"revoke", action::revoke},   {"renew", action::renew},
-  {"list", action::list},       {"exchange", action::exchange},
-  {"health", action::health},   {"auth", action::auth},
-  {"revoke_prefix", action::revoke_prefix}, {"job", action::job},
+/// Every action by name, with the fields it takes besides `action` and
+/// `request_id`. Anything else is refused: a field we ignored would be a
+/// wish silently not granted (extensions go into `options` and `meta`).
+struct action_spec {
+  const char* name;
+  action verb;
+  std::vector<std::string_view> fields;
 };
+
+const action_spec action_specs[] = {
+  {"create", action::create,
+   {"backend", "ttl", "role", "options", "renewable", "tags", "meta",
+    "description"}},
+  {"get", action::get, {"token_id", "lease_id"}},
+  {"revoke", action::revoke, {"token_id", "lease_id", "force"}},
+  {"renew", action::renew, {"token_id", "lease_id", "ttl"}},
+  {"list", action::list, {"backend", "tag", "state", "limit", "cursor"}},
+  {"exchange", action::exchange, {"backend", "token", "meta"}},
+  {"health", action::health, {}},
+  {"auth", action::auth, {"api_key"}},
+  {"revoke_prefix", action::revoke_prefix, {"backend", "tag"}},
+  {"job", action::job, {"job_id"}},
+};
+
+/// The first field of `message` that `spec` does not take, if any.
+std::optional<std::string> unknown_field(const json& message,
+                                         const action_spec& spec) {
+  for (auto& [key, _] : message.items()) {
+    if (key == "action" || key == "request_id")
+      continue;
+    if (std::find(spec.fields.begin(), spec.fields.end(), key)
+        == spec.fields.end())
+      return key;
+  }
+  return std::nullopt;
+}
+
+std::string field_list(const action_spec& spec) {
+  std::string out;
+  for (auto field : spec.fields)
+    out.append(out.empty() ? "" : ", ").append(field);
+  return out.empty() ? "no fields" : out;
+}
 
 bool url_safe(const std::string& id) {
   for (char c : id)
@@ -232,14 +287,17 @@ api_request parse_message(const json& message) {
     in.fail("action is required");
     return req;
   }
-  bool known = false;
-  for (auto& [name, value] : action_names)
-    if (verb == name) {
-      req.verb = value;
-      known = true;
-    }
-  if (!known) {
+  auto spec = std::find_if(std::begin(action_specs), std::end(action_specs),
+                           [&](auto& x) { return verb == x.name; });
+  if (spec == std::end(action_specs)) {
     in.fail("unknown action '" + verb.substr(0, 64) + "'");
+    return req;
+  }
+  req.verb = spec->verb;
+  if (auto field = unknown_field(message, *spec)) {
+    in.fail("unknown field '" + field->substr(0, 64) + "': " + verb
+            + " takes " + field_list(*spec)
+            + " (backend options go into options, client data into meta)");
     return req;
   }
   switch (req.verb) {
@@ -296,8 +354,12 @@ std::string render_success(const api_request& req, json body) {
 
 std::string render_failure(const std::optional<json>& request_id,
                            const caf::error& err) {
-  json body{{"result", "failure"},
-            {"error", std::string{to_string(code_of(err))}},
+  auto code = code_of(err);
+  // The request was taken but its effect is not confirmed yet: neither a
+  // success nor a failure, so a client checking for either is not misled.
+  bool accepted = code == ec::revocation_pending;
+  json body{{"result", accepted ? "accepted" : "failure"},
+            {accepted ? "outcome" : "error", std::string{to_string(code)}},
             {"message", message_of(err)}};
   if (request_id)
     body["request_id"] = *request_id;
@@ -406,15 +468,36 @@ void close_reply(std::string& out, const api_request& req) {
 
 } // namespace
 
-std::string render_lease(const api_request& req, const lease& x) {
+std::string render_lease(const api_request& req, const lease& x,
+                         bool capped) {
   std::string out;
   out.reserve(512 + x.meta.size() + x.description.size());
   out.append("{\"result\":\"success\",\"lease\":");
   // A dead lease (irrevocable) keeps its token at the backend for now:
   // never hand that value out again.
   append_lease(out, x, x.state == state_active);
+  if (capped)
+    out.append(",\"capped\":true");
   close_reply(out, req);
   return out;
+}
+
+json to_json(const health_report& h) {
+  json backends = json::object();
+  for (auto& b : h.backends) {
+    json entry{{"status", b.failing() ? "failing" : "ok"},
+               {"retrying", b.retrying},
+               {"irrevocable", b.irrevocable},
+               {"failed_attempts", b.failed_attempts}};
+    if (!b.last_error.empty())
+      entry["last_error"] = b.last_error;
+    backends[b.name] = std::move(entry);
+  }
+  return {{"status", h.degraded() ? "degraded" : "ok"},
+          {"leases", h.live},
+          {"irrevocable", h.irrevocable},
+          {"quarantined", h.quarantined},
+          {"backends", std::move(backends)}};
 }
 
 std::string render_page(const api_request& req, const lease_page& page) {
@@ -489,6 +572,7 @@ int http_status(ec code) {
     case ec::storage_error: return 503;
     case ec::backend_error: return 502;
     case ec::internal: return 500;
+    case ec::revocation_pending: return 202;
   }
   return 500;
 }

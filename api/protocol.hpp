@@ -78,8 +78,14 @@ nlohmann::json to_json(const lease& x, bool with_value = true);
 
 /// `{"result":"success","lease":{...}}`, written directly: the hot path of
 /// every create, get, renew and exchange. Only an active lease shows its
-/// value.
-std::string render_lease(const api_request& req, const lease& x);
+/// value. `capped` (renew) adds `"capped":true`: the total-life cap made
+/// the term shorter than asked.
+std::string render_lease(const api_request& req, const lease& x,
+                         bool capped = false);
+
+/// What `health` shows: `"status"` is `"degraded"` when anything needs an
+/// operator, with revocation counts per backend.
+nlohmann::json to_json(const health_report& h);
 
 /// A revoke job as the protocol shows it.
 nlohmann::json to_json(const revoke_job& job);

@@ -104,8 +104,17 @@ public:
         } catch (const Poco::TimeoutException&) {
           continue;
         }
-        if (n <= 0)
-          return; // the client closed; every reply was already written
+        if (n <= 0) {
+          // The client closed its side: a last line without a newline is
+          // still a request, and the socket can still carry its reply.
+          if (pending.find_first_not_of(" \t\r") != std::string::npos) {
+            pending.push_back('\n');
+            while (serve_batch(pending)
+                   && pending.find('\n') != std::string::npos)
+              ;
+          }
+          return;
+        }
         pending.append(buf.data(), static_cast<size_t>(n));
         do {
           if (!serve_batch(pending))

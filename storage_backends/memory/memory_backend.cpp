@@ -13,10 +13,16 @@ namespace tlm {
 namespace {
 
 bool matches(const packed_lease& x, const list_query& q) {
-  bool live = x.state == record_state::active && x.expires_ms > q.now_ms;
+  bool active = x.state == record_state::active;
+  bool live = active && x.expires_ms > q.now_ms;
   bool irrevocable = x.state == record_state::irrevocable;
-  bool shown = q.state.empty() ? live || irrevocable
-                               : q.state == state_active ? live : irrevocable;
+  // Revocations under way: asked for, or due by expiry.
+  bool revoking = x.state == record_state::revoking
+                  || (active && x.expires_ms <= q.now_ms);
+  bool shown = q.state.empty()             ? live || irrevocable
+               : q.state == state_active   ? live
+               : q.state == state_revoking ? revoking
+                                           : irrevocable;
   return shown && (q.backend.empty() || x.backend() == q.backend)
          && (q.tag.empty() || x.has_tag(q.tag));
 }

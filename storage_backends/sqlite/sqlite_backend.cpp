@@ -171,12 +171,19 @@ public:
               && list_.prepare(
                 db_, "SELECT " + cols
                        + " FROM leases WHERE id > ?1 "
-                         "AND ((state = 'active' AND expires_ms > ?2) "
-                         "OR state = 'irrevocable') "
+                         "AND CASE ?6 "
+                         "WHEN '' THEN (state = 'active' AND expires_ms > ?2) "
+                         "OR state = 'irrevocable' "
+                         "WHEN 'active' THEN state = 'active' "
+                         "AND expires_ms > ?2 "
+                         // Revocations under way: asked for, or due.
+                         "WHEN 'revoking' THEN state = 'revoking' "
+                         "OR (state = 'active' AND expires_ms <= ?2) "
+                         "ELSE state = ?6 END "
                          "AND (?3 = '' OR backend = ?3) "
                          "AND (?4 = '' OR id IN (SELECT lease_id FROM "
                          "lease_tags WHERE tag = ?4)) "
-                         "AND (?6 = '' OR state = ?6) ORDER BY id LIMIT ?5");
+                         "ORDER BY id LIMIT ?5");
     if (!ok)
       return fail("cannot prepare SQLite statements");
     return caf::none;

@@ -23,8 +23,9 @@ import pytest
 
 from backends_harness import (RedisEnv, V1Env, V2Env, write_secret,
                               write_tlmd_config)
-from tlmd_harness import (assert_failure, assert_success, now_ms, parse_ts,
-                          sleep_until_ms, wait_until)
+from tlmd_harness import (assert_failure, assert_revocation_pending,
+                          assert_success, now_ms, parse_ts, sleep_until_ms,
+                          wait_until)
 
 BACKENDS = ["v2", "v1", "redis"]
 
@@ -312,29 +313,59 @@ def test_v2_faults_are_backend_unavailable(v2, mode, transport, tlmd_factory, tm
 
 
 def test_backend_outage(env, transport, tlmd_factory, tmp_path):
-    """Server down: create and revoke answer backend_unavailable. The
-    revoke never reports success before the server confirmed, but the lease
-    is dead from then on and the revocation finishes in the background once
-    the server is back; creates work again."""
+    """Server down: create answers backend_unavailable; revoke answers the
+    distinct outcome revocation_pending (accepted, HTTP 202): the lease is
+    dead from then on, never reported revoked before the server confirmed,
+    and the revocation finishes in the background once the server is back.
+    Meanwhile `list` with state revoking shows the lease, `health` is
+    degraded with the failing backend's counts, and the log says once that
+    the backend fails and once that it recovered; creates work again."""
     d = start_tlmd(tlmd_factory, tmp_path, env, top_level=FAST_RETRIES)
     api = d.api(transport)
     lease = create(api, env, 60000)
+    assert assert_success(api.call({"action": "health"}))["status"] == "ok"
     env.stop_server()
     try:
         t0 = time.monotonic()
         api.fail({"action": "create", "backend": env.name, "options": {"ttl": 60000}},
                  "backend_unavailable")
-        r = api.fail({"action": "revoke", "token_id": lease["id"]}, "backend_unavailable")
+        r = assert_revocation_pending(
+            api.call({"action": "revoke", "token_id": lease["id"]}))
         assert time.monotonic() - t0 < 4.0, "a refused connection should fail fast"
-        assert_no_secrets_in(r["message"], env, [lease], "the error message")
-        # the revoke was asked for: the lease is dead at the API already
+        assert_no_secrets_in(r["message"], env, [lease], "the message")
+        assert env.name in r["message"], r
+        # asked again: the same outcome, not a not_found
+        assert_revocation_pending(api.call({"action": "revoke", "token_id": lease["id"]}))
+        # the revoke was asked for: the lease is dead at the API already...
         api.fail({"action": "get", "token_id": lease["id"]}, "not_found")
+        # ...but shown as a revocation under way, without its value
+        listed = assert_success(api.call({"action": "list", "state": "revoking"}))["leases"]
+        assert [(x["id"], x["state"]) for x in listed] == [(lease["id"], "revoking")]
+        assert "value" not in listed[0]
+        assert assert_success(api.call({"action": "list"}))["leases"] == []
+        h = wait_until(lambda: (lambda h: h if h["backends"][env.name]["failed_attempts"] >= 2
+                                else None)(assert_success(api.call({"action": "health"}))),
+                       timeout=10, what="the background retries to fail again")
+        assert h["status"] == "degraded", h
+        failing = h["backends"][env.name]
+        assert failing["status"] == "failing" and failing["retrying"] == 1, h
+        assert failing["last_error"], h
+        assert_no_secrets_in(failing["last_error"], env, [lease], "health")
+        assert h["backends"]["local"]["status"] == "ok", h
         # the local backend does not care
         api.create(ttl=60000)
     finally:
         env.start_server()
     wait_until(lambda: not env.works(lease), timeout=10,
                what="the background revocation to finish once the server is back")
+    wait_until(lambda: assert_success(api.call({"action": "health"}))["status"] == "ok",
+               timeout=10, what="health to be ok again")
+    assert assert_success(api.call({"action": "list", "state": "revoking"}))["leases"] == []
+    log = d.read_log()
+    assert log.count(f"backend '{env.name}' fails to revoke tokens") == 1, log
+    recovered = [l for l in log.splitlines()
+                 if f"backend '{env.name}' revokes tokens again" in l]
+    assert len(recovered) == 1 and "failed attempts" in recovered[0], log
     new = create(api, env, 60000)
     assert env.works(new)
     assert_success(api.call({"action": "revoke", "token_id": new["id"]}))

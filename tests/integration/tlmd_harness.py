@@ -44,6 +44,7 @@ HTTP_STATUS = {
     "storage_error": 503,
     "backend_error": 502,
     "internal": 500,
+    "accepted": 202,
 }
 
 MIN_TTL_DEFAULT = 1000
@@ -108,6 +109,17 @@ def assert_failure(resp, code):
     assert code in ERROR_CODES, code
     assert isinstance(resp.get("message"), str) and resp["message"].strip(), \
         f"failure without a human message: {short(resp)}"
+    return resp
+
+
+def assert_revocation_pending(resp):
+    """The outcome of a revoke the backend has not confirmed: not a success,
+    not a failure; the lease is dead and its revocation retried."""
+    assert isinstance(resp, dict), resp
+    assert resp.get("result") == "accepted", f"expected accepted, got {short(resp)}"
+    assert resp.get("outcome") == "revocation_pending", short(resp)
+    assert "error" not in resp, short(resp)
+    assert "is dead" in resp.get("message", ""), short(resp)
     return resp
 
 

@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <optional>
+#include <tuple>
 #include <vector>
 
 #include <caf/all.hpp>
@@ -47,6 +48,24 @@ struct actor_fixture {
     sched->run();
   }
 
+  /// The reply handler for a request answering `Result`; a reply of
+  /// several values is asked for as a `std::tuple` of them.
+  template <class Result>
+  struct reply_of {
+    template <class F>
+    static auto handler(F f) {
+      return [f](Result& r) { f(std::move(r)); };
+    }
+  };
+
+  template <class... Rs>
+  struct reply_of<std::tuple<Rs...>> {
+    template <class F>
+    static auto handler(F f) {
+      return [f](Rs&... rs) { f(std::make_tuple(std::move(rs)...)); };
+    }
+  };
+
   /// Sends a request from a throwaway actor and returns a slot that holds
   /// the answer once the scheduler has run far enough.
   template <class Result, class Handle, class... Ts>
@@ -55,7 +74,7 @@ struct actor_fixture {
     auto out = std::make_shared<std::optional<caf::expected<Result>>>();
     sys->spawn([=](caf::event_based_actor* self) {
       self->request(target, caf::infinite, xs...)
-        .then([=](Result& r) { *out = std::move(r); },
+        .then(reply_of<Result>::handler([=](Result r) { *out = std::move(r); }),
               [=](caf::error& e) { *out = std::move(e); });
     });
     return out;

@@ -1,6 +1,7 @@
 // The lease manager driven on simulated time: every action, the expiry
 // schedule, retries of failed revocations, and the start-up load.
 
+#include <algorithm>
 #include <filesystem>
 #include <set>
 
@@ -136,6 +137,11 @@ struct manager_fixture : test::actor_fixture {
     return create(req);
   }
 
+  caf::expected<std::tuple<lease, bool>> renew(const std::string& id,
+                                               int64_t ttl) {
+    return call<std::tuple<lease, bool>>(manager, atom::renew_v, id, ttl);
+  }
+
   ec code_of_get(const std::string& id) {
     auto x = call<lease>(manager, atom::get_v, id);
     return x ? ec::none : code_of(x.error());
@@ -233,19 +239,45 @@ TEST_CASE_FIXTURE(manager_fixture, "revoke revokes at the cloud, then forgets") 
   CHECK(code_of(again.error()) == ec::not_found);
 }
 
-TEST_CASE_FIXTURE(manager_fixture, "a failed client revoke answers the error "
-                                   "and finishes in the background") {
+TEST_CASE_FIXTURE(manager_fixture, "a failed client revoke says the lease is "
+                                   "dead and its revocation pending, and "
+                                   "health shows it until it heals") {
   auto x = create_ttl(60'000, false, "flaky");
   flaky->failing_revokes = 1;
   auto res = call<atom::ok>(manager, atom::revoke_v, x.id, false);
   REQUIRE(!res);
-  CHECK(code_of(res.error()) == ec::backend_unavailable);
+  CHECK(code_of(res.error()) == ec::revocation_pending);
+  CHECK(message_of(res.error()).find("down for maintenance")
+        != std::string::npos);
   CHECK(flaky->live.count(x.backend_id) == 1); // the token still works...
   CHECK(code_of_get(x.id) == ec::not_found);   // ...but the lease is dead
   CHECK(live_count() == 0);
+  // Asked again, the answer is the same, not a `not_found`.
+  auto again = call<atom::ok>(manager, atom::revoke_v, x.id, false);
+  REQUIRE(!again);
+  CHECK(code_of(again.error()) == ec::revocation_pending);
+  auto h = call<health_report>(manager, atom::health_v);
+  REQUIRE(h);
+  CHECK(h->degraded());
+  auto failing = std::find_if(h->backends.begin(), h->backends.end(),
+                              [](auto& b) { return b.name == "flaky"; });
+  REQUIRE(failing != h->backends.end());
+  CHECK(failing->retrying == 1);
+  CHECK(failing->failed_attempts == 1);
+  CHECK(failing->last_error.find("down for maintenance") != std::string::npos);
+  list_query q;
+  q.state = state_revoking;
+  auto page = call<lease_page>(manager, atom::list_v, q);
+  REQUIRE(page);
+  REQUIRE(page->leases.size() == 1);
+  CHECK(page->leases[0].id == x.id);
   advance(1'000ms); // the first retry waits at most the base of 1 s
   CHECK(flaky->revoked == std::vector<std::string>{x.backend_id});
   CHECK(!call<lease>(storage, atom::get_v, x.id));
+  h = call<health_report>(manager, atom::health_v);
+  CHECK(!h->degraded());
+  page = call<lease_page>(manager, atom::list_v, q);
+  CHECK(page->leases.empty());
 }
 
 TEST_CASE_FIXTURE(manager_fixture, "a stuck backend does not hold up the "
@@ -261,36 +293,41 @@ TEST_CASE_FIXTURE(manager_fixture, "a stuck backend does not hold up the "
   CHECK(live_count() == 0);
 }
 
-TEST_CASE_FIXTURE(manager_fixture, "renew extends, caps at issued + max ttl") {
+TEST_CASE_FIXTURE(manager_fixture, "renew extends, caps at issued + max ttl "
+                                   "and says so") {
   mcfg.max_ttl_ms = 10'000;
   start(); // a second manager with a smaller max ttl over the same storage
   auto x = create_ttl(4'000, true);
   advance(3'000ms);
-  auto r = call<lease>(manager, atom::renew_v, x.id, int64_t{4'000});
+  auto r = renew(x.id, 4'000);
   REQUIRE(r);
-  CHECK(r->expires_ms == start_ms + 7'000);
-  CHECK(r->ttl_ms == 4'000);
+  auto [renewed, capped] = *r;
+  CHECK(renewed.expires_ms == start_ms + 7'000);
+  CHECK(renewed.ttl_ms == 4'000);
+  CHECK(!capped);
   advance(3'500ms); // at 6.5 s: 4 s more would pass the 10 s total life
-  r = call<lease>(manager, atom::renew_v, x.id, int64_t{4'000});
+  r = renew(x.id, 4'000);
   REQUIRE(r);
-  CHECK(r->expires_ms == start_ms + 10'000);
-  CHECK(r->ttl_ms == 3'500);
+  std::tie(renewed, capped) = *r;
+  CHECK(renewed.expires_ms == start_ms + 10'000);
+  CHECK(renewed.ttl_ms == 3'500);
+  CHECK(capped);
   advance(3'500ms);
   CHECK(code_of_get(x.id) == ec::not_found);
-  r = call<lease>(manager, atom::renew_v, x.id, int64_t{4'000});
+  r = renew(x.id, 4'000);
   CHECK(code_of(r.error()) == ec::not_found);
 }
 
 TEST_CASE_FIXTURE(manager_fixture, "renew needs a renewable lease") {
   auto x = create_ttl(4'000, false);
-  auto r = call<lease>(manager, atom::renew_v, x.id, use_default_ttl);
+  auto r = renew(x.id, use_default_ttl);
   CHECK(code_of(r.error()) == ec::not_renewable);
 }
 
 TEST_CASE_FIXTURE(manager_fixture, "renewed leases expire at the new time") {
   auto x = create_ttl(2'000, true, "flaky");
   advance(1'500ms);
-  REQUIRE(call<lease>(manager, atom::renew_v, x.id, int64_t{2'000}));
+  REQUIRE(renew(x.id, 2'000));
   advance(1'000ms); // past the old deadline
   CHECK(code_of_get(x.id) == ec::none);
   CHECK(flaky->revoked.empty());
@@ -648,8 +685,8 @@ TEST_CASE_FIXTURE(manager_fixture, "a renew racing a revoke never brings the "
                                    "record back") {
   auto x = create_ttl(60'000, true, "flaky");
   // Both requests are in the manager's mailbox before either finishes.
-  auto renewed = send_request<lease>(manager, atom::renew_v, x.id,
-                                     int64_t{30'000});
+  auto renewed = send_request<std::tuple<lease, bool>>(
+    manager, atom::renew_v, x.id, int64_t{30'000});
   auto revoked = send_request<atom::ok>(manager, atom::revoke_v, x.id, false);
   sched->run();
   REQUIRE(revoked->has_value());
