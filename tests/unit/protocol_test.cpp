@@ -65,6 +65,8 @@ TEST_CASE("wrong field types are invalid_request naming the field") {
     {R"({"action":"list","limit":"5"})", "limit"},
     {R"({"action":"list","cursor":5})", "cursor"},
     {R"({"action":"list","state":"pending"})", "state"},
+    {R"({"action":"create","ttl":"60000"})", "ttl"},
+    {R"({"action":"create","role":7})", "role"},
     {R"({"action":"list","state":1})", "state"},
     {R"({"action":"revoke_prefix"})", "backend"},
     {R"({"action":"revoke_prefix","tag":[]})", "tag"},
@@ -196,6 +198,88 @@ TEST_CASE("every code has its HTTP status") {
   CHECK(http_status(ec::storage_error) == 503);
   CHECK(http_status(ec::backend_error) == 502);
   CHECK(http_status(ec::internal) == 500);
+  CHECK(http_status(ec::revocation_pending) == 202);
+}
+
+TEST_CASE("unknown fields are refused naming the field, for every action") {
+  for (auto text : {R"({"action":"create","bogus":1})",
+                    R"({"action":"get","token_id":"x","bogus":1})",
+                    R"({"action":"revoke","token_id":"x","bogus":1})",
+                    R"({"action":"renew","token_id":"x","bogus":1})",
+                    R"({"action":"list","bogus":1})",
+                    R"({"action":"exchange","token":"t","bogus":1})",
+                    R"({"action":"health","bogus":1})",
+                    R"({"action":"auth","api_key":"k","bogus":1})",
+                    R"({"action":"revoke_prefix","tag":"t","bogus":1})",
+                    R"({"action":"job","job_id":"j","bogus":1})"}) {
+    CAPTURE(text);
+    auto req = parse_request(text);
+    CHECK(code(req) == ec::invalid_request);
+    CHECK(message(req).find("'bogus'") != std::string::npos);
+  }
+  // A null counts as given: it is still a field we do not know.
+  CHECK(code(parse_request(R"({"action":"get","token_id":"x","b":null})"))
+        == ec::invalid_request);
+}
+
+TEST_CASE("create takes ttl and role at the top level or in options") {
+  auto req = parse_request(R"({"action":"create","ttl":60000})");
+  CHECK(code(req) == ec::none);
+  CHECK(req.create.ttl_ms == 60'000);
+  req = parse_request(R"({"action":"create","ttl":5000,"options":{"ttl":5000}})");
+  CHECK(code(req) == ec::none);
+  CHECK(req.create.ttl_ms == 5'000);
+  req = parse_request(R"({"action":"create","ttl":6000,"options":{"ttl":5000}})");
+  CHECK(code(req) == ec::invalid_request);
+  CHECK(message(req).find("options.ttl") != std::string::npos);
+  req = parse_request(R"({"action":"create","role":"reader"})");
+  CHECK(code(req) == ec::none);
+  CHECK(json::parse(req.create.options) == json{{"role", "reader"}});
+  req = parse_request(
+    R"({"action":"create","role":"reader","options":{"db":"x"}})");
+  CHECK(json::parse(req.create.options)
+        == json{{"role", "reader"}, {"db", "x"}});
+  req = parse_request(
+    R"({"action":"create","role":"a","options":{"role":"b"}})");
+  CHECK(code(req) == ec::invalid_request);
+  CHECK(code(parse_request(R"({"action":"create","role":""})"))
+        == ec::invalid_request);
+}
+
+TEST_CASE("a pending revocation renders as accepted, not as a failure") {
+  auto text = render_failure(json(3), make_error(ec::revocation_pending,
+                                                 "lease 'x' is dead"));
+  auto j = json::parse(text);
+  CHECK(j["result"] == "accepted");
+  CHECK(j["outcome"] == "revocation_pending");
+  CHECK(!j.contains("error"));
+  CHECK(j["request_id"] == 3);
+}
+
+TEST_CASE("health is degraded when anything needs an operator") {
+  health_report h;
+  h.live = 3;
+  h.backends.push_back({"local", 0, 0, 0, ""});
+  CHECK(to_json(h)["status"] == "ok");
+  CHECK(to_json(h)["backends"]["local"]["status"] == "ok");
+  h.backends.push_back({"influx", 2, 0, 5, "connection refused"});
+  auto j = to_json(h);
+  CHECK(j["status"] == "degraded");
+  CHECK(j["backends"]["influx"]["status"] == "failing");
+  CHECK(j["backends"]["influx"]["retrying"] == 2);
+  CHECK(j["backends"]["influx"]["failed_attempts"] == 5);
+  CHECK(j["backends"]["influx"]["last_error"] == "connection refused");
+  h.backends.pop_back();
+  h.quarantined = 1;
+  CHECK(to_json(h)["status"] == "degraded");
+}
+
+TEST_CASE("a capped renewal says so") {
+  lease x;
+  x.id = "id";
+  api_request req;
+  CHECK(!json::parse(render_lease(req, x)).contains("capped"));
+  CHECK(json::parse(render_lease(req, x, true))["capped"] == true);
 }
 
 TEST_CASE("deeply nested messages are refused before parsing") {
