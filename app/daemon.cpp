@@ -144,9 +144,15 @@ int serve(const daemon_config& cfg, const sigset_t& stop_signals) {
     return 2;
   }
   bool new_storage = (*storage_backend)->created_new();
-  if (new_storage)
-    log("info", "created a new, empty database at "
-                  + cfg.storage.substr(cfg.storage.find(':') + 1));
+  if (new_storage) {
+    // Only a file store says it is new, so the spec is `sqlite:PATH`.
+    std::filesystem::path path = cfg.storage.substr(cfg.storage.find(':') + 1);
+    auto where = path.string();
+    if (path.is_relative())
+      where += " (" + std::filesystem::absolute(path).lexically_normal().string()
+               + ")";
+    log("info", "created a new, empty database at " + where);
+  }
 
   auto sys_cfg = make_system_config();
   caf::actor_system sys{sys_cfg};

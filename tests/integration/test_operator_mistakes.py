@@ -6,6 +6,8 @@ message that names what to fix."""
 
 import json
 
+import pytest
+
 from tlmd_harness import READY_RE
 
 
@@ -38,23 +40,14 @@ def _refused(d):
 
 # -- a second daemon ---------------------------------------------------------
 
-def test_second_daemon_on_the_same_tcp_port_is_refused(tlmd_factory):
+@pytest.mark.parametrize("shared", ["tcp", "http"])
+def test_second_daemon_on_the_same_port_is_refused(tlmd_factory, shared):
     first = _daemon(tlmd_factory)
-    lease = first.api("tcp").create(ttl=60000)
-    second = _daemon(tlmd_factory, tcp_port=first.tcp_port, start=False)
+    lease = first.api(shared).create(ttl=60000)
+    port = first.tcp_port if shared == "tcp" else first.http_port
+    second = _daemon(tlmd_factory, start=False, **{f"{shared}_port": port})
     stderr = _refused(second)
-    assert str(first.tcp_port) in stderr and "TCP" in stderr, stderr
-    assert "in use" in stderr, stderr
-    _assert_serves(first, [lease])
-
-
-def test_second_daemon_on_the_same_http_port_is_refused(tlmd_factory):
-    first = _daemon(tlmd_factory)
-    lease = first.api("http").create(ttl=60000)
-    second = _daemon(tlmd_factory, http_port=first.http_port, start=False)
-    stderr = _refused(second)
-    assert str(first.http_port) in stderr and "HTTP" in stderr, stderr
-    assert "in use" in stderr, stderr
+    assert f"the {shared.upper()} port {port} on 127.0.0.1 is in use" in stderr
     _assert_serves(first, [lease])
 
 
@@ -116,6 +109,8 @@ def test_default_storage_creates_only_its_own_folder(tlmd_factory, tmp_path):
     d = _daemon(tlmd_factory, storage=None)
     assert (tmp_path / "data" / "tlm.db").is_file()
     assert d.stdout_lines[0].endswith(" storage=new:sqlite:./data/tlm.db")
+    assert (f"created a new, empty database at ./data/tlm.db "
+            f"({tmp_path / 'data' / 'tlm.db'})") in d.log_path.read_text()
     assert READY_RE.match(d.stdout_lines[0])
 
 
