@@ -81,7 +81,7 @@ sigset_t block_stop_signals() {
 /// another tlmd runs there, and sharing it would split the requests.
 template <class Make>
 auto make_server(const char* what, const Poco::Net::SocketAddress& address,
-            Make make) -> decltype(make()) {
+                 Make make) -> decltype(make()) {
   auto port = std::string{what} + " port " + std::to_string(address.port())
               + " on " + address.host().toString();
   try {

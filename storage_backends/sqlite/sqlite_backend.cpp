@@ -71,8 +71,9 @@ constexpr const char* lease_columns
 /// would clash with SQLite's byte ranges. A file SQLite never opens avoids
 /// both. flock(2) belongs to our open descriptor alone and the kernel drops
 /// it when the process dies, also on SIGKILL, so the file left behind is
-/// harmless. `PRAGMA locking_mode=EXCLUSIVE` would also exclude the sqlite3
-/// shell reading a live database, and after the busy timeout only.
+/// harmless. `PRAGMA locking_mode=EXCLUSIVE` would also shut out the sqlite3
+/// shell reading a live database, and refuse a second tlmd only after the
+/// busy timeout, as "database is locked".
 class lock_file {
 public:
   lock_file() = default;
@@ -189,9 +190,11 @@ public:
                           + "' does not exist (tlmd creates no folders)");
     if (auto err = lock_.acquire(path))
       return err;
-    // Checked under the lock, so no other tlmd creates it meanwhile.
-    auto size = std::filesystem::file_size(path, ignored);
-    created_ = ignored || size == 0;
+    // Checked under the lock, so no other tlmd creates it meanwhile. SQLite
+    // takes an empty file for a new database too.
+    std::error_code missing;
+    auto size = std::filesystem::file_size(path, missing);
+    created_ = missing || size == 0;
     if (sqlite3_open_v2(path.c_str(), &db_,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
                           | SQLITE_OPEN_NOMUTEX,
