@@ -231,7 +231,8 @@ command_line parse_command_line(int argc, char** argv) {
                              "TCP port (default 3667; 0 picks a free one)");
   auto* storage = app.add_option("--storage", flags.storage,
                                  "'memory' or 'sqlite:PATH' (default "
-                                 "sqlite:./data/tlm.db)");
+                                 "sqlite:./data/tlm.db); PATH's folder must "
+                                 "exist, only ./data is created");
   auto* def_ttl = app.add_option("--default-ttl", flags.default_ttl_ms,
                                  "ttl in ms when a create names none "
                                  "(default 3600000, 1 h)");
