@@ -269,7 +269,11 @@ private:
 http_server::http_server(dispatcher& d, const Poco::Net::SocketAddress& address,
                          int threads)
   : pool_(2, threads + 1) {
-  Poco::Net::ServerSocket socket(address, 256);
+  // Poco's ServerSocket(address) also sets SO_REUSEPORT, which lets a
+  // second tlmd share the port and take half the connections.
+  Poco::Net::ServerSocket socket;
+  socket.bind(address, true, false);
+  socket.listen(256);
   auto params = new Poco::Net::HTTPServerParams;
   params->setMaxThreads(threads);
   params->setMaxQueued(1024);

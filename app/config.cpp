@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include <CLI/CLI.hpp>
 
 #include "actors/error.hpp"
+#include "cloud_backends/registry.hpp"
 
 namespace tlm {
 
@@ -18,26 +20,89 @@ caf::error config_error(std::string message) {
   return make_error(ec::invalid_request, std::move(message));
 }
 
-template <class T>
-caf::error read_key(const json& value, const std::string& key, T& out) {
+/// What a JSON value is, for a message that says what was found instead.
+std::string kind_of(const json& value) {
+  switch (value.type()) {
+    case json::value_t::null:
+      return "null";
+    case json::value_t::boolean:
+      return "a boolean";
+    case json::value_t::number_integer:
+    case json::value_t::number_unsigned:
+      return "an integer";
+    case json::value_t::number_float:
+      return "a number with a fraction or exponent";
+    case json::value_t::string:
+      return "a string";
+    case json::value_t::array:
+      return "an array";
+    default:
+      return "an object";
+  }
+}
+
+caf::error wrong_type(const std::string& key, const char* expected,
+                      const json& value) {
+  return config_error(key + " must be " + expected + " (got " + kind_of(value)
+                      + ")");
+}
+
+caf::error read_key(const json& value, const std::string& key,
+                    std::string& out) {
+  if (!value.is_string())
+    return wrong_type(key, "a string", value);
+  out = value.get<std::string>();
+  return caf::none;
+}
+
+/// An integer that fits `Int`: nlohmann's get would truncate a fraction
+/// and wrap a number too large without a word.
+template <class Int>
+caf::error read_key(const json& value, const std::string& key, Int& out) {
+  static_assert(std::is_integral_v<Int>);
+  if (!value.is_number_integer())
+    return wrong_type(key, "an integer", value);
+  using limits = std::numeric_limits<Int>;
+  bool fits = value.is_number_unsigned()
+                ? value.get<uint64_t>() <= uint64_t{limits::max()}
+                : value.get<int64_t>() >= int64_t{limits::min()}
+                    && value.get<int64_t>() <= int64_t{limits::max()};
+  if (!fits)
+    return config_error(key + " must be an integer from "
+                        + std::to_string(limits::min()) + " to "
+                        + std::to_string(limits::max()));
+  out = value.get<Int>();
+  return caf::none;
+}
+
+/// Reads a config file into JSON; a syntax error gives its line and column.
+caf::expected<json> read_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in)
+    return config_error("cannot read the config file '" + path + "'");
   try {
-    out = value.get<T>();
-    return caf::none;
-  } catch (const json::exception&) {
-    return config_error("config key '" + key + "' has the wrong type");
+    return json::parse(in);
+  } catch (const json::parse_error& e) {
+    // what() is "[json.exception.parse_error.101] parse error at line L,
+    // column C: ..."; the bracketed id means nothing to an operator.
+    std::string detail = e.what();
+    if (auto end = detail.find("] "); end != std::string::npos)
+      detail.erase(0, end + 2);
+    return config_error("the config file '" + path
+                        + "' is not valid JSON: " + detail);
   }
 }
 
 /// Applies a JSON config file; every key must be known.
 caf::error apply_file(const std::string& path, daemon_config& cfg) {
-  std::ifstream in(path);
-  if (!in)
-    return config_error("cannot read the config file '" + path + "'");
-  auto doc = json::parse(in, nullptr, false);
-  if (doc.is_discarded() || !doc.is_object())
+  auto doc = read_file(path);
+  if (!doc)
+    return doc.error();
+  if (!doc->is_object())
     return config_error("the config file '" + path
-                        + "' is not a JSON object");
-  for (auto& [key, value] : doc.items()) {
+                        + "' is not a JSON object (got " + kind_of(*doc)
+                        + ")");
+  for (auto& [key, value] : doc->items()) {
     caf::error err;
     if (key == "bind")
       err = read_key(value, key, cfg.bind);
@@ -82,6 +147,34 @@ caf::error apply_file(const std::string& path, daemon_config& cfg) {
   return caf::none;
 }
 
+/// Checks each backend's `type` before the default backend is looked up:
+/// a mistyped type usually comes with a backend named after it, and would
+/// otherwise surface as "default_backend ... is not among the configured
+/// backends". The settings themselves are the backend's to check.
+caf::error check_backend_types(const json& backends) {
+  auto known = cloud_backend_types();
+  for (auto& [name, settings] : backends.items()) {
+    auto key = "backends." + name;
+    if (!settings.is_object())
+      return wrong_type(key, "an object", settings);
+    auto type = settings.find("type");
+    if (type == settings.end())
+      return config_error(key + ".type is missing: it names the backend "
+                          "type");
+    if (!type->is_string())
+      return wrong_type(key + ".type", "a string", *type);
+    auto& text = type->get_ref<const std::string&>();
+    if (std::find(known.begin(), known.end(), text) == known.end()) {
+      std::string list;
+      for (auto& t : known)
+        list += (list.empty() ? "" : ", ") + t;
+      return config_error(key + ".type '" + text
+                          + "' is not a backend type; known: " + list);
+    }
+  }
+  return caf::none;
+}
+
 } // namespace
 
 caf::error validate(const daemon_config& cfg) {
@@ -105,6 +198,8 @@ caf::error validate(const daemon_config& cfg) {
   if (cfg.tcp_max_connections < 1 || cfg.http_threads < 1)
     return config_error("tcp_max_connections and http_threads must be "
                         "positive");
+  if (auto err = check_backend_types(cfg.backends))
+    return err;
   if (!cfg.backends.contains(cfg.default_backend))
     return config_error("default_backend '" + cfg.default_backend
                         + "' is not among the configured backends");
@@ -136,7 +231,8 @@ command_line parse_command_line(int argc, char** argv) {
                              "TCP port (default 3667; 0 picks a free one)");
   auto* storage = app.add_option("--storage", flags.storage,
                                  "'memory' or 'sqlite:PATH' (default "
-                                 "sqlite:./data/tlm.db)");
+                                 "sqlite:./data/tlm.db); PATH's folder must "
+                                 "exist, only ./data is created");
   auto* def_ttl = app.add_option("--default-ttl", flags.default_ttl_ms,
                                  "ttl in ms when a create names none "
                                  "(default 3600000, 1 h)");

@@ -8,13 +8,17 @@
 
 namespace tlm {
 
+/// The folder of the default storage: the only folder tlmd ever creates.
+inline constexpr const char* default_storage_dir = "./data";
+
 /// Everything `tlmd` reads from its command line and config file, parsed
 /// and validated once.
 struct daemon_config {
   std::string bind = "127.0.0.1";
   int http_port = 3666;
   int tcp_port = 3667;
-  std::string storage = "sqlite:./data/tlm.db";
+  std::string storage = std::string{"sqlite:"} + default_storage_dir
+                        + "/tlm.db";
   std::string default_backend = "local";
   int64_t default_ttl_ms = 3'600'000;
   int64_t min_ttl_ms = 1'000;

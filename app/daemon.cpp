@@ -1,6 +1,8 @@
 #include "app/daemon.hpp"
 
+#include <cerrno>
 #include <csignal>
+#include <filesystem>
 #include <future>
 #include <iostream>
 #include <thread>
@@ -74,6 +76,27 @@ sigset_t block_stop_signals() {
   return set;
 }
 
+/// Runs `make`, which builds a server listening on `address`; when that
+/// fails, logs why and returns null. A port in use is named: most likely
+/// another tlmd runs there, and sharing it would split the requests.
+template <class Make>
+auto make_server(const char* what, const Poco::Net::SocketAddress& address,
+                 Make make) -> decltype(make()) {
+  auto port = std::string{what} + " port " + std::to_string(address.port())
+              + " on " + address.host().toString();
+  try {
+    return make();
+  } catch (const Poco::Net::NetException& e) {
+    if (e.code() == EADDRINUSE)
+      log("error", "the " + port + " is in use (is another tlmd running?)");
+    else
+      log("error", "cannot listen on the " + port + ": " + e.displayText());
+  } catch (const Poco::Exception& e) {
+    log("error", "cannot listen on the " + port + ": " + e.displayText());
+  }
+  return nullptr;
+}
+
 int serve(const daemon_config& cfg, const sigset_t& stop_signals) {
   api_keys keys;
   if (!cfg.api_key_file.empty()) {
@@ -109,10 +132,26 @@ int serve(const daemon_config& cfg, const sigset_t& stop_signals) {
     }
     clouds.emplace_back(name, std::move(*backend));
   }
+  // The one folder tlmd creates is the built-in default's, so that a first
+  // start without flags works; a configured path's folder must exist.
+  if (cfg.storage == daemon_config{}.storage) {
+    std::error_code ignored;
+    std::filesystem::create_directory(default_storage_dir, ignored);
+  }
   auto storage_backend = make_storage_backend(cfg.storage);
   if (!storage_backend) {
     log("error", message_of(storage_backend.error()));
     return 2;
+  }
+  bool new_storage = (*storage_backend)->created_new();
+  if (new_storage) {
+    // Only a file store says it is new, so the spec is `sqlite:PATH`.
+    std::filesystem::path path = cfg.storage.substr(cfg.storage.find(':') + 1);
+    auto where = path.string();
+    if (path.is_relative())
+      where += " (" + std::filesystem::absolute(path).lexically_normal().string()
+               + ")";
+    log("info", "created a new, empty database at " + where);
   }
 
   auto sys_cfg = make_system_config();
@@ -154,14 +193,16 @@ int serve(const daemon_config& cfg, const sigset_t& stop_signals) {
                 + cfg.storage);
 
   dispatcher disp{gw, manager, keys, 60s};
-  std::unique_ptr<http_server> http;
+  auto http = make_server("HTTP", http_address, [&] {
+    return std::make_unique<http_server>(disp, http_address, cfg.http_threads);
+  });
   std::unique_ptr<tcp_server> tcp;
-  try {
-    http = std::make_unique<http_server>(disp, http_address, cfg.http_threads);
-    tcp = std::make_unique<tcp_server>(disp, tcp_address,
-                                       cfg.tcp_max_connections);
-  } catch (const Poco::Exception& e) {
-    log("error", "cannot listen on " + cfg.bind + ": " + e.displayText());
+  if (http)
+    tcp = make_server("TCP", tcp_address, [&] {
+      return std::make_unique<tcp_server>(disp, tcp_address,
+                                          cfg.tcp_max_connections);
+    });
+  if (!tcp) {
     http.reset();
     stop_actors();
     return 1;
@@ -170,7 +211,10 @@ int serve(const daemon_config& cfg, const sigset_t& stop_signals) {
   tcp->start();
   log("info", "listening on " + cfg.bind + ": http " + std::to_string(http->port())
                 + ", tcp " + std::to_string(tcp->port()));
+  // Scripts parse the prefix up to the tcp port; the storage comes last, so
+  // a path with spaces stays the rest of the line.
   std::cout << "tlmd ready http=" << http->port() << " tcp=" << tcp->port()
+            << " storage=" << (new_storage ? "new:" : "") << cfg.storage
             << std::endl;
 
   int sig = 0;

@@ -25,11 +25,11 @@ def start(tlmd, storage):
         [tlmd, "--http-port", "0", "--tcp-port", "0", "--storage", storage,
          "--max-ttl", "86400000"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    line = proc.stdout.readline()  # "tlmd ready http=H tcp=T"
+    line = proc.stdout.readline()  # "tlmd ready http=H tcp=T storage=S"
     if not line.startswith("tlmd ready"):
         proc.kill()
         sys.exit("tlmd did not start: %r" % line)
-    return proc, int(line.split("tcp=")[1])
+    return proc, int(line.split("tcp=")[1].split()[0])
 
 
 class Client:

@@ -28,6 +28,13 @@ public:
   /// True when calls wait on I/O; the actor then runs detached.
   virtual bool blocking() const = 0;
 
+  /// True when opening created the store, empty, where none was: the
+  /// daemon says so, since a mistyped path otherwise looks like a store
+  /// without leases. A memory store is new by nature and says false.
+  virtual bool created_new() const {
+    return false;
+  }
+
   /// Applies every write or none, durably, before returning.
   virtual caf::error apply(const std::vector<storage_write>& batch) = 0;
 

@@ -1,6 +1,12 @@
 #include "storage_backends/sqlite/sqlite_backend.hpp"
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 #include <sqlite3.h>
@@ -54,6 +60,68 @@ CREATE TABLE IF NOT EXISTS revoke_jobs(
 constexpr const char* lease_columns
   = "id, backend, backend_id, value, ttl_ms, issued_ms, expires_ms, "
     "renewable, tags, meta, description, state, attempts, last_error";
+
+/// An exclusive lock on `<database>.lock`, held as long as the backend
+/// lives, so that two processes never serve (and revoke) the same leases.
+///
+/// Why a file of its own and not a lock on the database: SQLite locks the
+/// database with POSIX (fcntl) locks, and those belong to the process, not
+/// to a descriptor: closing *any* descriptor of the file drops all of them
+/// (the close() trap), and on NFS flock(2) is emulated with fcntl locks that
+/// would clash with SQLite's byte ranges. A file SQLite never opens avoids
+/// both. flock(2) belongs to our open descriptor alone and the kernel drops
+/// it when the process dies, also on SIGKILL, so the file left behind is
+/// harmless. `PRAGMA locking_mode=EXCLUSIVE` would also shut out the sqlite3
+/// shell reading a live database, and refuse a second tlmd only after the
+/// busy timeout, as "database is locked".
+class lock_file {
+public:
+  lock_file() = default;
+  lock_file(const lock_file&) = delete;
+  lock_file& operator=(const lock_file&) = delete;
+
+  ~lock_file() {
+    if (fd_ >= 0)
+      ::close(fd_);
+  }
+
+  /// Takes the lock without waiting; the error names the database and the
+  /// process holding it.
+  caf::error acquire(const std::string& db_path) {
+    auto path = db_path + ".lock";
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0)
+      return make_error(ec::storage_error, "cannot open the lock file '" + path
+                                             + "': " + std::strerror(errno));
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      auto reason = errno == EWOULDBLOCK
+                      ? "in use by another process" + holder()
+                      : std::string{"not lockable: "} + std::strerror(errno);
+      return make_error(ec::storage_error, "the database '" + db_path
+                                             + "' is " + reason + " (lock '"
+                                             + path + "')");
+    }
+    // The pid is only a hint for the message above; the lock is the truth.
+    auto pid = std::to_string(::getpid()) + "\n";
+    if (::ftruncate(fd_, 0) != 0
+        || ::pwrite(fd_, pid.data(), pid.size(), 0)
+             != static_cast<ssize_t>(pid.size()))
+      return make_error(ec::storage_error, "cannot write the lock file '"
+                                             + path + "'");
+    return caf::none;
+  }
+
+private:
+  std::string holder() const {
+    char buf[24] = {};
+    auto n = ::pread(fd_, buf, sizeof(buf) - 1, 0);
+    std::string pid(buf, n > 0 ? static_cast<size_t>(n) : 0);
+    pid.erase(pid.find_last_not_of("\n") + 1);
+    return pid.empty() ? std::string{} : " (pid " + pid + ")";
+  }
+
+  int fd_ = -1;
+};
 
 /// One prepared statement; reset after each use so it can run again.
 class statement {
@@ -111,10 +179,22 @@ private:
 class sqlite_backend : public storage_backend {
 public:
   caf::error open(const std::string& path) {
+    // Never a folder: a mistyped path must not start an empty database
+    // while the leases of the real one go unrevoked.
     std::error_code ignored;
     auto dir = std::filesystem::path(path).parent_path();
-    if (!dir.empty())
-      std::filesystem::create_directories(dir, ignored);
+    if (!dir.empty() && !std::filesystem::is_directory(dir, ignored))
+      return make_error(ec::storage_error,
+                        "cannot open the database '" + path
+                          + "': its folder '" + dir.string()
+                          + "' does not exist (tlmd creates no folders)");
+    if (auto err = lock_.acquire(path))
+      return err;
+    // Checked under the lock, so no other tlmd creates it meanwhile. SQLite
+    // takes an empty file for a new database too.
+    std::error_code missing;
+    auto size = std::filesystem::file_size(path, missing);
+    created_ = missing || size == 0;
     if (sqlite3_open_v2(path.c_str(), &db_,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
                           | SQLITE_OPEN_NOMUTEX,
@@ -191,6 +271,10 @@ public:
 
   bool blocking() const override {
     return true;
+  }
+
+  bool created_new() const override {
+    return created_;
   }
 
   caf::error apply(const std::vector<storage_write>& batch) override {
@@ -431,6 +515,9 @@ private:
     return rows;
   }
 
+  /// Declared first, so it is released after the connection closes.
+  lock_file lock_;
+  bool created_ = false;
   /// Declared before the statements, so it closes after they finalize.
   struct connection {
     sqlite3* handle = nullptr;

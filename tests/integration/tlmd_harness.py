@@ -19,7 +19,9 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-READY_RE = re.compile(r"^tlmd ready http=(\d+) tcp=(\d+)$")
+#: The ready line; `storage=` (last, may hold spaces) is the storage spec,
+#: prefixed `new:` when tlmd has just created an empty database.
+READY_RE = re.compile(r"^tlmd ready http=(\d+) tcp=(\d+)(?: storage=(.+))?$")
 STARTUP_TIMEOUT = 15.0
 IO_TIMEOUT = 15.0
 

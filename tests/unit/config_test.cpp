@@ -77,6 +77,61 @@ TEST_CASE("unknown config keys are errors naming the key") {
   CHECK(cmd.output.find("http_prot") != std::string::npos);
 }
 
+TEST_CASE("a config file with a syntax error gives its line and column") {
+  auto path = write_temp("{\n  \"http_port\": 1\n  \"tcp_port\": 2\n}\n");
+  auto cmd = parse({"--config", path});
+  std::remove(path.c_str());
+  CHECK(cmd.exit_now);
+  CHECK(cmd.exit_code != 0);
+  CHECK(cmd.output.find("'" + path + "' is not valid JSON")
+        != std::string::npos);
+  CHECK(cmd.output.find("line 3, column ") != std::string::npos);
+  CHECK(cmd.output.find("json.exception") == std::string::npos);
+}
+
+TEST_CASE("a config value of the wrong type names the expected type") {
+  auto refusal = [](const std::string& text) {
+    auto path = write_temp(text);
+    auto cmd = parse({"--config", path});
+    std::remove(path.c_str());
+    CHECK(cmd.exit_now);
+    return cmd.output;
+  };
+  CHECK(refusal(R"({"http_port": "3666"})")
+        == "tlmd: http_port must be an integer (got a string)\n");
+  CHECK(refusal(R"({"tcp_port": 3667.5})").find(
+          "tcp_port must be an integer (got a number with a fraction")
+        != std::string::npos);
+  CHECK(refusal(R"({"storage": 1})")
+        == "tlmd: storage must be a string (got an integer)\n");
+  CHECK(refusal(R"({"http_port": 1e3})").find("must be an integer")
+        != std::string::npos);
+  // Too large for the field: refused instead of wrapping around.
+  CHECK(refusal(R"({"http_threads": 4294967297})")
+          .find("http_threads must be an integer from")
+        != std::string::npos);
+  CHECK(refusal("[1]").find("is not a JSON object (got an array)")
+        != std::string::npos);
+}
+
+TEST_CASE("an unknown backend type is reported as such") {
+  auto path = write_temp(R"({"backends": {"x": {"type": "influx"}}})");
+  auto cmd = parse({"--config", path});
+  std::remove(path.c_str());
+  CHECK(cmd.exit_now);
+  CHECK(cmd.output.find("backends.x.type 'influx' is not a backend type; "
+                        "known: ")
+        != std::string::npos);
+  for (auto type : cloud_backend_types())
+    CHECK(cmd.output.find(type) != std::string::npos);
+  CHECK(cmd.output.find("default_backend") == std::string::npos);
+  // The default backend is still checked, once the types are right.
+  path = write_temp(R"({"backends": {"x": {"type": "local"}}})");
+  cmd = parse({"--config", path});
+  std::remove(path.c_str());
+  CHECK(cmd.output.find("default_backend 'local'") != std::string::npos);
+}
+
 TEST_CASE("inconsistent settings are refused") {
   CHECK(parse({"--min-ttl=5000", "--max-ttl=1000"}).exit_now);
   CHECK(parse({"--default-ttl=10", "--min-ttl=1000"}).exit_now);

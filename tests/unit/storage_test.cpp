@@ -4,6 +4,8 @@
 #include <filesystem>
 #include <set>
 
+#include <unistd.h>
+
 #include <sqlite3.h>
 
 #include "actors/error.hpp"
@@ -43,7 +45,7 @@ lease sample(const std::string& id, int64_t expires,
 }
 
 std::vector<std::string> specs(const temp_dir& dir) {
-  return {"memory", "sqlite:" + (dir.path / "sub" / "t.db").string()};
+  return {"memory", "sqlite:" + (dir.path / "t.db").string()};
 }
 
 } // namespace
@@ -263,6 +265,53 @@ TEST_CASE("a bad storage spec is refused with a clear message") {
   REQUIRE(!db);
   CHECK(message_of(db.error()).find("memory") != std::string::npos);
   CHECK(!make_storage_backend("sqlite:/proc/no/such/dir/t.db"));
+}
+
+TEST_CASE("sqlite creates no folder, and refuses a missing one by name") {
+  temp_dir dir;
+  auto folder = dir.path / "no" / "such";
+  auto db = make_storage_backend("sqlite:" + (folder / "t.db").string());
+  REQUIRE(!db);
+  CHECK(message_of(db.error()).find(folder.string() + "' does not exist")
+        != std::string::npos);
+  CHECK(!std::filesystem::exists(dir.path / "no"));
+}
+
+TEST_CASE("sqlite says whether it created the database") {
+  temp_dir dir;
+  auto spec = "sqlite:" + (dir.path / "t.db").string();
+  {
+    auto db = make_storage_backend(spec);
+    REQUIRE(db);
+    CHECK((*db)->created_new());
+    REQUIRE(!(*db)->apply({{storage_write::save, sample("keep", 5)}}));
+  }
+  auto db = make_storage_backend(spec);
+  REQUIRE(db);
+  CHECK(!(*db)->created_new());
+  CHECK(!(*make_storage_backend("memory"))->created_new());
+}
+
+TEST_CASE("sqlite refuses a database that is open elsewhere, until closed") {
+  temp_dir dir;
+  auto path = (dir.path / "t.db").string();
+  auto first = make_storage_backend("sqlite:" + path);
+  REQUIRE(first);
+  // flock(2) belongs to an open file description, so a second open in the
+  // same process conflicts just like another process would.
+  auto second = make_storage_backend("sqlite:" + path);
+  REQUIRE(!second);
+  auto text = message_of(second.error());
+  CHECK(text.find("'" + path + "' is in use by another process")
+        != std::string::npos);
+  CHECK(text.find("pid " + std::to_string(getpid())) != std::string::npos);
+  // The refused attempt never opened the database file, so no close()
+  // dropped the first one's SQLite (POSIX) locks: it still writes.
+  CHECK(!(*first)->apply({{storage_write::save, sample("still", 5)}}));
+  first->reset();
+  auto third = make_storage_backend("sqlite:" + path);
+  REQUIRE(third);
+  CHECK((*third)->get("still")->value == "v-still");
 }
 
 namespace {
