@@ -266,14 +266,9 @@ private:
 
 } // namespace
 
-http_server::http_server(dispatcher& d, const Poco::Net::SocketAddress& address,
+http_server::http_server(dispatcher& d, Poco::Net::ServerSocket socket,
                          int threads)
   : pool_(2, threads + 1) {
-  // Poco's ServerSocket(address) also sets SO_REUSEPORT, which lets a
-  // second tlmd share the port and take half the connections.
-  Poco::Net::ServerSocket socket;
-  socket.bind(address, true, false);
-  socket.listen(256);
   auto params = new Poco::Net::HTTPServerParams;
   params->setMaxThreads(threads);
   params->setMaxQueued(1024);

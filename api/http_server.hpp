@@ -4,7 +4,7 @@
 #include <memory>
 
 #include <Poco/Net/HTTPServer.h>
-#include <Poco/Net/SocketAddress.h>
+#include <Poco/Net/ServerSocket.h>
 #include <Poco/ThreadPool.h>
 
 #include "api/dispatcher.hpp"
@@ -16,8 +16,8 @@ namespace tlm {
 /// shutdown can join it); each request thread waits for its reply.
 class http_server {
 public:
-  http_server(dispatcher& d, const Poco::Net::SocketAddress& address,
-              int threads);
+  /// Serves on `socket`, already listening (see `listen_exclusively`).
+  http_server(dispatcher& d, Poco::Net::ServerSocket socket, int threads);
   ~http_server();
 
   uint16_t port() const;

@@ -243,15 +243,10 @@ private:
 
 } // namespace
 
-tcp_server::tcp_server(dispatcher& d, const Poco::Net::SocketAddress& address,
+tcp_server::tcp_server(dispatcher& d, Poco::Net::ServerSocket socket,
                        int max_connections)
   : pool_(2, max_connections + 1),
     stopping_(std::make_shared<std::atomic<bool>>(false)) {
-  // Poco's ServerSocket(address) also sets SO_REUSEPORT, which lets a
-  // second tlmd share the port and take half the connections.
-  Poco::Net::ServerSocket socket;
-  socket.bind(address, true, false);
-  socket.listen(256);
   auto params = new Poco::Net::TCPServerParams;
   params->setMaxThreads(max_connections);
   params->setMaxQueued(256);

@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <memory>
 
-#include <Poco/Net/SocketAddress.h>
+#include <Poco/Net/ServerSocket.h>
 #include <Poco/Net/TCPServer.h>
 #include <Poco/ThreadPool.h>
 
@@ -20,7 +20,8 @@ namespace tlm {
 /// parallel by the actors.
 class tcp_server {
 public:
-  tcp_server(dispatcher& d, const Poco::Net::SocketAddress& address,
+  /// Serves on `socket`, already listening (see `listen_exclusively`).
+  tcp_server(dispatcher& d, Poco::Net::ServerSocket socket,
              int max_connections);
   ~tcp_server();
 

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <future>
 #include <iostream>
+#include <optional>
 #include <thread>
 
 #include <caf/all.hpp>
@@ -18,6 +19,7 @@
 #include "api/api_keys.hpp"
 #include "api/dispatcher.hpp"
 #include "api/http_server.hpp"
+#include "api/listener.hpp"
 #include "api/tcp_server.hpp"
 #include "app/config.hpp"
 #include "cloud_backends/cloud_actor.hpp"
@@ -76,16 +78,15 @@ sigset_t block_stop_signals() {
   return set;
 }
 
-/// Runs `make`, which builds a server listening on `address`; when that
-/// fails, logs why and returns null. A port in use is named: most likely
-/// another tlmd runs there, and sharing it would split the requests.
-template <class Make>
-auto make_server(const char* what, const Poco::Net::SocketAddress& address,
-                 Make make) -> decltype(make()) {
+/// Listens on `address`, or logs why not and returns nothing. A port in
+/// use is named: most likely another tlmd runs there, and sharing it would
+/// split the requests.
+std::optional<Poco::Net::ServerSocket>
+listen_on(const char* what, const Poco::Net::SocketAddress& address) {
   auto port = std::string{what} + " port " + std::to_string(address.port())
               + " on " + address.host().toString();
   try {
-    return make();
+    return listen_exclusively(address);
   } catch (const Poco::Net::NetException& e) {
     if (e.code() == EADDRINUSE)
       log("error", "the " + port + " is in use (is another tlmd running?)");
@@ -94,7 +95,7 @@ auto make_server(const char* what, const Poco::Net::SocketAddress& address,
   } catch (const Poco::Exception& e) {
     log("error", "cannot listen on the " + port + ": " + e.displayText());
   }
-  return nullptr;
+  return std::nullopt;
 }
 
 int serve(const daemon_config& cfg, const sigset_t& stop_signals) {
@@ -121,6 +122,15 @@ int serve(const daemon_config& cfg, const sigset_t& stop_signals) {
                    + "' without API keys: set --api-key-file");
     return 2;
   }
+  // The ports are taken first, and the storage locked next: a second tlmd
+  // on them stops before it loads (and revokes) a single lease. Clients
+  // that connect before the ready line wait in the listen backlog.
+  auto http_socket = listen_on("HTTP", http_address);
+  if (!http_socket)
+    return 1;
+  auto tcp_socket = listen_on("TCP", tcp_address);
+  if (!tcp_socket)
+    return 1;
   // Backends and storage are built before any actor runs, so a bad config
   // stops us with a message naming the key.
   std::vector<std::pair<std::string, std::shared_ptr<cloud_backend>>> clouds;
@@ -193,20 +203,10 @@ int serve(const daemon_config& cfg, const sigset_t& stop_signals) {
                 + cfg.storage);
 
   dispatcher disp{gw, manager, keys, 60s};
-  auto http = make_server("HTTP", http_address, [&] {
-    return std::make_unique<http_server>(disp, http_address, cfg.http_threads);
-  });
-  std::unique_ptr<tcp_server> tcp;
-  if (http)
-    tcp = make_server("TCP", tcp_address, [&] {
-      return std::make_unique<tcp_server>(disp, tcp_address,
+  auto http = std::make_unique<http_server>(disp, std::move(*http_socket),
+                                            cfg.http_threads);
+  auto tcp = std::make_unique<tcp_server>(disp, std::move(*tcp_socket),
                                           cfg.tcp_max_connections);
-    });
-  if (!tcp) {
-    http.reset();
-    stop_actors();
-    return 1;
-  }
   http->start();
   tcp->start();
   log("info", "listening on " + cfg.bind + ": http " + std::to_string(http->port())

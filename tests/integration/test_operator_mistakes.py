@@ -66,6 +66,30 @@ def test_second_daemon_on_the_same_database_is_refused(tlmd_factory, tmp_path):
     _assert_serves(second, [lease])
 
 
+def test_a_refused_port_stops_the_start_before_any_lease_is_loaded(
+        tlmd_factory, tmp_path):
+    """The ports are taken before the storage is opened: a second daemon
+    with its own database, pointed at a port in use by mistake, neither
+    loads nor revokes that database's leases, nor creates a new one."""
+    first = _daemon(tlmd_factory)
+    own = tmp_path / "own.db"
+    other = _daemon(tlmd_factory, storage=f"sqlite:{own}")
+    lease = other.api("tcp").create(ttl=60000)
+    assert other.stop() == 0
+    second = _daemon(tlmd_factory, storage=f"sqlite:{own}", start=False,
+                     tcp_port=first.tcp_port)
+    stderr = _refused(second)
+    assert "is in use" in stderr and "loaded" not in stderr, stderr
+    fresh = tmp_path / "fresh.db"
+    third = _daemon(tlmd_factory, storage=f"sqlite:{fresh}", start=False,
+                    http_port=first.http_port)
+    stderr = _refused(third)
+    assert not fresh.exists() and "created" not in stderr, stderr
+    # the lease was left alone: a proper start still serves it
+    again = _daemon(tlmd_factory, storage=f"sqlite:{own}")
+    _assert_serves(again, [lease])
+
+
 def test_lock_is_released_when_the_holder_is_killed(tlmd_factory, tmp_path):
     db = tmp_path / "killed.db"
     first = _daemon(tlmd_factory, storage=f"sqlite:{db}")

@@ -11,6 +11,7 @@
 
 #include "actors/lease_manager.hpp"
 #include "api/http_server.hpp"
+#include "api/listener.hpp"
 #include "api/tcp_server.hpp"
 #include "cloud_backends/cloud_actor.hpp"
 #include "cloud_backends/local/local_backend.hpp"
@@ -50,8 +51,8 @@ struct api_fixture {
     disp = std::make_unique<dispatcher>(*gw, manager, keys,
                                         std::chrono::seconds(10));
     Poco::Net::SocketAddress any("127.0.0.1", 0);
-    tcp = std::make_unique<tcp_server>(*disp, any, 16);
-    http = std::make_unique<http_server>(*disp, any, 4);
+    tcp = std::make_unique<tcp_server>(*disp, listen_exclusively(any), 16);
+    http = std::make_unique<http_server>(*disp, listen_exclusively(any), 4);
     tcp->start();
     http->start();
   }
