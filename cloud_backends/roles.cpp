@@ -36,7 +36,7 @@ read_role_names(settings_reader& in,
   }
   // Two sources of one fact would leave the reader guessing which wins.
   for (auto& key : shorthand_keys)
-    if (in.has(key))
+    if (!in.optional_json(key, nullptr).is_null())
       in.fail(key, "cannot be combined with " + in.full_key("roles")
                      + ": put it into a role");
   if (!roles.is_object() || roles.empty()) {
