@@ -12,7 +12,7 @@
 
 namespace tlm {
 
-// -- the parts that do not depend on what a role holds -------------------------
+// -- the parts that do not depend on what a role holds ----------------------
 
 namespace detail {
 

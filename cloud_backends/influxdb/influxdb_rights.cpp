@@ -51,7 +51,8 @@ influxdb_permission parse_permission(const json& p, std::string& problem) {
     }
   auto& res = p["resource"];
   for (auto& [key, value] : res.items())
-    if ((key != "type" && key != "id" && key != "orgID") || !value.is_string()) {
+    if ((key != "type" && key != "id" && key != "orgID")
+        || !value.is_string()) {
       problem = "resource takes only the strings type, id and orgID, not '"
                 + key + "'";
       return result;

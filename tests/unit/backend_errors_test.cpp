@@ -387,7 +387,8 @@ std::vector<role_case> role_cases() {
       {"timeout_ms", 500}, {"default_role", "narrow"},
       {"roles",
        {{"narrow", {{"key_patterns", {"app:*"}}, {"categories", {"read"}}}},
-        {"wide", {{"key_patterns", {"*"}}, {"categories", {"read", "write"}}}}}}},
+        {"wide",
+         {{"key_patterns", {"*"}}, {"categories", {"read", "write"}}}}}}},
      {{"key_pattern", "app:42:*"}, {"categories", {"read"}}},
      {{{{"key_pattern", "*"}, {"categories", {"all"}}}, "options.key_pattern"},
       {{{"categories", {"write"}}}, "options.categories"},
@@ -463,11 +464,9 @@ TEST_CASE("local: a role is refused, saying there are none") {
 
 TEST_CASE("roles: the token's extra records the role and granted rights") {
   canned_server srv;
-  auto be = influxdb(srv.url(),
-                     {{"roles",
-                       {{"reader", {{"permissions",
-                                     {{{"action", "read"},
-                                       {"resource", {{"type", "buckets"}}}}}}}}}}});
+  json read_buckets{{"action", "read"}, {"resource", {{"type", "buckets"}}}};
+  auto be = influxdb(
+    srv.url(), {{"roles", {{"reader", {{"permissions", {read_buckets}}}}}}});
   srv.answer(201, {{"id", "0a1b2c3d4e5f6789"}, {"token", "t"}});
   auto token = be->create("L", 1000, {{"role", "reader"}});
   REQUIRE(token);
@@ -491,7 +490,8 @@ TEST_CASE("roles: the token's extra records the role and granted rights") {
         == json{{"role", "writer"},
                 {"databases", {"db2"}},
                 {"privilege", "WRITE"}});
-  CHECK(srv.last_body.find("GRANT%20WRITE%20ON%20%22db2%22") != std::string::npos);
+  CHECK(srv.last_body.find("GRANT%20WRITE%20ON%20%22db2%22")
+        != std::string::npos);
   CHECK(token->extra.find(token->value.substr(7)) == std::string::npos);
 }
 
