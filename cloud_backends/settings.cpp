@@ -8,8 +8,22 @@ namespace tlm {
 
 settings_reader::settings_reader(std::string backend_name,
                                  const nlohmann::json& settings)
-  : name_(std::move(backend_name)), settings_(settings) {
+  : settings_reader(std::move(backend_name), settings, {"type"}) {
   // nop
+}
+
+settings_reader::settings_reader(std::string backend_name,
+                                 const nlohmann::json& settings,
+                                 std::set<std::string> implicit)
+  : name_(std::move(backend_name)),
+    settings_(settings),
+    read_(std::move(implicit)) {
+  // nop
+}
+
+bool settings_reader::has(const std::string& key) const {
+  auto i = settings_.find(key);
+  return i != settings_.end() && !i->is_null();
 }
 
 const nlohmann::json* settings_reader::find(const std::string& key) {
@@ -86,6 +100,48 @@ nlohmann::json settings_reader::optional_json(const std::string& key,
                                               nlohmann::json fallback) {
   auto* v = find(key);
   return v == nullptr ? std::move(fallback) : *v;
+}
+
+bool settings_reader::optional_bool(const std::string& key, bool fallback) {
+  auto* v = find(key);
+  if (v == nullptr)
+    return fallback;
+  if (!v->is_boolean()) {
+    fail(key, "must be true or false");
+    return fallback;
+  }
+  return v->get<bool>();
+}
+
+std::vector<std::string>
+settings_reader::optional_strings(const std::string& key,
+                                  std::vector<std::string> fallback) {
+  auto* v = find(key);
+  if (v == nullptr)
+    return fallback;
+  std::vector<std::string> result;
+  if (v->is_array())
+    for (auto& item : *v)
+      if (item.is_string() && !item.get<std::string>().empty())
+        result.push_back(item.get<std::string>());
+  if (!v->is_array() || result.size() != v->size()) {
+    fail(key, "must be an array of non-empty strings");
+    return fallback;
+  }
+  return result;
+}
+
+void settings_reader::section(
+  const std::string& key, const nlohmann::json& value,
+  const std::function<void(settings_reader&)>& read) {
+  if (!value.is_object()) {
+    fail(key, "must be a JSON object");
+    return;
+  }
+  settings_reader inner{name_ + "." + key, value, {}};
+  read(inner);
+  if (auto err = inner.finish(); err && !error_)
+    error_ = std::move(err);
 }
 
 caf::error settings_reader::finish() {

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <set>
 #include <string>
 #include <vector>
@@ -30,6 +31,20 @@ public:
   /// A JSON value kept as it is (validated by the caller).
   nlohmann::json optional_json(const std::string& key,
                                nlohmann::json fallback);
+  bool optional_bool(const std::string& key, bool fallback);
+  /// An array of non-empty strings (each checked further by the caller).
+  std::vector<std::string> optional_strings(const std::string& key,
+                                            std::vector<std::string> fallback);
+
+  /// True when the key is set; does not count as reading it.
+  bool has(const std::string& key) const;
+
+  /// Reads the JSON object `value`, found at `key`, with a reader of its
+  /// own whose errors name `backends.<name>.<key>.<sub key>`, and keeps its
+  /// first error. Nested objects (one role) are checked as strictly as the
+  /// top level: unknown keys are refused.
+  void section(const std::string& key, const nlohmann::json& value,
+               const std::function<void(settings_reader&)>& read);
 
   /// Fails on the first problem seen, or on a key nobody read.
   caf::error finish();
@@ -42,11 +57,15 @@ public:
   }
 
 private:
+  /// `implicit`: keys read by someone else (the registry reads `type`).
+  settings_reader(std::string backend_name, const nlohmann::json& settings,
+                  std::set<std::string> implicit);
+
   const nlohmann::json* find(const std::string& key);
 
   std::string name_;
   const nlohmann::json& settings_;
-  std::set<std::string> read_{"type"};
+  std::set<std::string> read_;
   caf::error error_;
 };
 

@@ -6,7 +6,9 @@
 
 #include "actors/error.hpp"
 #include "cloud_backends/http_client.hpp"
+#include "cloud_backends/influxdb/influxdb_rights.hpp"
 #include "cloud_backends/remote_backend.hpp"
+#include "cloud_backends/roles.hpp"
 #include "cloud_backends/settings.hpp"
 
 namespace tlm {
@@ -33,38 +35,31 @@ class influxdb_backend : public remote_backend {
 public:
   influxdb_backend(std::string name, std::shared_ptr<http_client> http,
                    std::string admin_token, std::string org,
-                   std::string org_id, json default_permissions,
+                   std::string org_id, role_table<influxdb_rights> roles,
                    remote_limits limits)
     : remote_backend(std::move(name), limits),
       http_(std::move(http)),
       auth_{{"Authorization", "Token " + admin_token}},
       org_(std::move(org)),
       org_id_(std::move(org_id)),
-      default_permissions_(std::move(default_permissions)) {
+      roles_(std::move(roles)) {
     // nop
   }
 
   caf::expected<cloud_token> create(const std::string& lease_id, int64_t,
                                     const json& options) override {
+    // The role is checked before the org is looked up: a refused create
+    // costs no request.
+    auto role = roles_.pick(name_, options);
+    if (!role)
+      return std::move(role.error());
     auto org_id = resolve_org();
     if (!org_id)
       return std::move(org_id.error());
-    auto permissions = default_permissions_;
-    for (auto& [key, value] : options.items()) {
-      if (key != "permissions")
-        return make_error(ec::invalid_request,
-                          "the influxdb backend takes the options ttl and "
-                          "permissions, not '" + key + "'");
-      permissions = value;
-    }
-    if (!permissions.is_array() || permissions.empty())
-      return make_error(ec::invalid_request,
-                        "permissions must be a non-empty array of "
-                        "{\"action\",\"resource\"} objects");
-    for (auto& p : permissions)
-      if (p.is_object() && p.contains("resource") && p["resource"].is_object()
-          && !p["resource"].contains("orgID"))
-        p["resource"]["orgID"] = *org_id;
+    auto rights = narrow_influxdb(*role->rights, role->name, *org_id, options);
+    if (!rights)
+      return std::move(rights.error());
+    auto permissions = rights->to_json(*org_id);
     json body{{"orgID", *org_id},
               {"permissions", permissions},
               {"description", std::string{mark_prefix} + lease_id}};
@@ -82,7 +77,10 @@ public:
                                          "or token");
     return cloud_token{created["id"].get<std::string>(),
                        created["token"].get<std::string>(),
-                       json{{"orgID", *org_id}}.dump()};
+                       json{{"orgID", *org_id},
+                            {"role", role->name},
+                            {"permissions", permissions}}
+                         .dump()};
   }
 
   caf::error revoke(const std::string& backend_id) override {
@@ -206,7 +204,7 @@ private:
   std::string org_;
   std::mutex org_mtx_;
   std::string org_id_;
-  json default_permissions_;
+  role_table<influxdb_rights> roles_;
 };
 
 } // namespace
@@ -218,16 +216,11 @@ make_influxdb_backend(const std::string& name, const json& settings) {
   auto token = in.secret_file("token_file");
   auto org = in.optional_string("org", "");
   auto org_id = in.optional_string("org_id", "");
-  auto permissions = in.optional_json(
-    "default_permissions",
-    json::array({{{"action", "read"}, {"resource", {{"type", "buckets"}}}},
-                 {{"action", "write"}, {"resource", {{"type", "buckets"}}}}}));
+  auto roles = role_table<influxdb_rights>::read(
+    in, {"default_permissions"}, read_influxdb_role, read_influxdb_shorthand);
   auto limits = remote_limits::read(in, 8);
   if (org.empty() == org_id.empty())
     in.fail("org", "or org_id must be set (exactly one of them)");
-  if (!permissions.is_array() || permissions.empty())
-    in.fail("default_permissions", "must be a non-empty array of "
-                                   "{\"action\",\"resource\"} objects");
   if (auto err = in.finish())
     return err;
   auto http = http_client::make(url, limits.timeout, "InfluxDB '" + name + "'");
@@ -236,7 +229,7 @@ make_influxdb_backend(const std::string& name, const json& settings) {
                                              + message_of(http.error()));
   return std::make_shared<influxdb_backend>(
     name, std::move(*http), std::move(token), std::move(org),
-    std::move(org_id), std::move(permissions), limits);
+    std::move(org_id), std::move(roles), limits);
 }
 
 } // namespace tlm

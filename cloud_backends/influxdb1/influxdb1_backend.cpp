@@ -8,7 +8,9 @@
 #include "actors/error.hpp"
 #include "actors/secrets.hpp"
 #include "cloud_backends/http_client.hpp"
+#include "cloud_backends/influxdb1/influxdb1_rights.hpp"
 #include "cloud_backends/remote_backend.hpp"
+#include "cloud_backends/roles.hpp"
 #include "cloud_backends/settings.hpp"
 
 namespace tlm {
@@ -18,18 +20,6 @@ namespace {
 using json = nlohmann::json;
 
 constexpr std::string_view user_prefix = "tlm_";
-
-/// Names we put into InfluxQL: lease ids and database names from clients.
-/// Restricting them is simpler and safer than escaping.
-bool plain_name(const std::string& text) {
-  if (text.empty() || text.size() > 200)
-    return false;
-  for (char c : text)
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-'
-        && c != '.')
-      return false;
-  return true;
-}
 
 std::string basic_auth(const std::string& user, const std::string& password) {
   std::ostringstream out;
@@ -44,62 +34,49 @@ class influxdb1_backend : public remote_backend {
 public:
   influxdb1_backend(std::string name, std::shared_ptr<http_client> http,
                     std::string admin_user, std::string admin_password,
-                    std::string database, std::string privilege,
-                    remote_limits limits)
+                    role_table<influxdb1_rights> roles, remote_limits limits)
     : remote_backend(std::move(name), limits),
       http_(std::move(http)),
       auth_{{"Authorization", basic_auth(admin_user, admin_password)},
             {"Content-Type", "application/x-www-form-urlencoded"}},
-      database_(std::move(database)),
-      privilege_(std::move(privilege)) {
+      roles_(std::move(roles)) {
     // nop
   }
 
   // The user name carries the lease id, so the token can be found again.
   caf::expected<cloud_token> create(const std::string& lease_id, int64_t,
                                     const json& options) override {
-    auto database = database_;
-    auto privilege = privilege_;
-    for (auto& [key, value] : options.items()) {
-      if (key == "database" && value.is_string())
-        database = value.get<std::string>();
-      else if (key == "privilege" && value.is_string())
-        privilege = value.get<std::string>();
-      else
-        return make_error(ec::invalid_request,
-                          "the influxdb1 backend takes the options ttl, "
-                          "database and privilege (strings), not '"
-                            + key + "'");
-    }
-    if (!plain_name(database))
-      return make_error(ec::invalid_request,
-                        "database must be 1 to 200 of [A-Za-z0-9_.-]");
-    if (privilege != "READ" && privilege != "WRITE" && privilege != "ALL")
-      return make_error(ec::invalid_request,
-                        "privilege must be READ, WRITE or ALL");
-    if (!plain_name(lease_id))
+    auto role = roles_.pick(name_, options);
+    if (!role)
+      return std::move(role.error());
+    auto rights = narrow_influxdb1(*role->rights, role->name, options);
+    if (!rights)
+      return std::move(rights.error());
+    if (!influxdb1_plain_name(lease_id))
       return make_error(ec::internal, "lease id is not a plain name");
     auto user = std::string{user_prefix} + lease_id;
     auto password = random_token(24); // [A-Za-z0-9_-]: no quoting issue
     if (auto err = query("CREATE USER \"" + user + "\" WITH PASSWORD '"
                          + password + "'"))
       return err;
-    if (auto err = query("GRANT " + privilege + " ON \"" + database
-                         + "\" TO \"" + user + "\"")) {
-      revoke(user); // no half-made credentials
-      if (message_of(err).find("database not found") != std::string::npos)
-        return make_error(ec::invalid_request,
-                          backend_name() + " has no database '" + database
-                            + "'");
-      return err;
+    for (auto& grant : rights->grants("\"" + user + "\"")) {
+      if (auto err = query(grant)) {
+        revoke(user); // no half-made credentials
+        auto text = message_of(err);
+        if (text.find("database not found") != std::string::npos)
+          return make_error(ec::invalid_request,
+                            backend_name() + " refused '" + grant
+                              + "': database not found");
+        return err;
+      }
     }
-    return cloud_token{user, user + ":" + password,
-                       json{{"database", database}, {"privilege", privilege}}
-                         .dump()};
+    auto extra = rights->to_json();
+    extra["role"] = role->name;
+    return cloud_token{user, user + ":" + password, extra.dump()};
   }
 
   caf::error revoke(const std::string& backend_id) override {
-    if (!plain_name(backend_id))
+    if (!influxdb1_plain_name(backend_id))
       return caf::none; // we never made such a user
     auto err = query("DROP USER \"" + backend_id + "\"");
     if (err && message_of(err).find("user not found") != std::string::npos)
@@ -193,8 +170,7 @@ private:
 
   std::shared_ptr<http_client> http_;
   http_client::headers auth_;
-  std::string database_;
-  std::string privilege_;
+  role_table<influxdb1_rights> roles_;
 };
 
 } // namespace
@@ -205,13 +181,10 @@ make_influxdb1_backend(const std::string& name, const json& settings) {
   auto url = in.required_string("url");
   auto admin_user = in.required_string("admin_user");
   auto admin_password = in.secret_file("admin_password_file");
-  auto database = in.required_string("default_database");
-  auto privilege = in.optional_string("default_privilege", "ALL");
+  auto roles = role_table<influxdb1_rights>::read(
+    in, {"default_database", "default_privilege"}, read_influxdb1_role,
+    read_influxdb1_shorthand);
   auto limits = remote_limits::read(in, 4);
-  if (!database.empty() && !plain_name(database))
-    in.fail("default_database", "must be 1 to 200 of [A-Za-z0-9_.-]");
-  if (privilege != "READ" && privilege != "WRITE" && privilege != "ALL")
-    in.fail("default_privilege", "must be READ, WRITE or ALL");
   if (auto err = in.finish())
     return err;
   auto http = http_client::make(url, limits.timeout, "InfluxDB 1.x '" + name + "'");
@@ -220,7 +193,7 @@ make_influxdb1_backend(const std::string& name, const json& settings) {
                                              + message_of(http.error()));
   return std::make_shared<influxdb1_backend>(
     name, std::move(*http), std::move(admin_user), std::move(admin_password),
-    std::move(database), std::move(privilege), limits);
+    std::move(roles), limits);
 }
 
 } // namespace tlm

@@ -39,6 +39,10 @@ public:
   // The backend id is the lease id: the token is marked by construction.
   caf::expected<cloud_token> create(const std::string& lease_id, int64_t,
                                     const nlohmann::json& options) override {
+    if (options.contains("role"))
+      return make_error(ec::invalid_request,
+                        "the local backend has no roles: its one-time tokens "
+                        "carry no rights to choose (drop options.role)");
     if (!options.empty())
       return make_error(ec::invalid_request,
                         "the local backend takes no options but ttl (got '"

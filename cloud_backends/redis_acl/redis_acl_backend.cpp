@@ -10,7 +10,9 @@
 
 #include "actors/error.hpp"
 #include "actors/secrets.hpp"
+#include "cloud_backends/redis_acl/redis_rights.hpp"
 #include "cloud_backends/remote_backend.hpp"
+#include "cloud_backends/roles.hpp"
 #include "cloud_backends/settings.hpp"
 
 namespace tlm {
@@ -23,70 +25,41 @@ using Poco::Redis::RedisType;
 
 constexpr std::string_view user_prefix = "tlm_";
 
-/// Key patterns and categories go into ACL rules as single words; spaces
-/// or rule characters (`>`, `~`, `+`, `@`, ...) would widen the user's
-/// rights, so only glob-safe characters pass.
-bool rule_word(const std::string& text) {
-  if (text.empty() || text.size() > 200)
-    return false;
-  for (char c : text)
-    if (!std::isalnum(static_cast<unsigned char>(c))
-        && std::string_view{"_:.*?-/[]{}|"}.find(c) == std::string_view::npos)
-      return false;
-  return true;
-}
-
 class redis_acl_backend : public remote_backend {
 public:
   redis_acl_backend(std::string name, std::string host, int port,
                     std::string admin_user, std::string admin_password,
-                    std::string key_pattern,
-                    std::vector<std::string> categories,
-                    remote_limits limits)
+                    role_table<redis_rights> roles, remote_limits limits)
     : remote_backend(std::move(name), limits),
       host_(std::move(host)),
       port_(port),
       admin_user_(std::move(admin_user)),
       admin_password_(std::move(admin_password)),
-      key_pattern_(std::move(key_pattern)),
-      categories_(std::move(categories)) {
+      roles_(std::move(roles)) {
     // nop
   }
 
   // The user name carries the lease id, so the token can be found again.
   caf::expected<cloud_token> create(const std::string& lease_id, int64_t,
                                     const json& options) override {
-    auto pattern = key_pattern_;
-    auto categories = categories_;
-    for (auto& [key, value] : options.items()) {
-      if (key == "key_pattern" && value.is_string()) {
-        pattern = value.get<std::string>();
-      } else if (key == "categories" && value.is_array()) {
-        categories.clear();
-        for (auto& c : value)
-          categories.push_back(c.is_string() ? c.get<std::string>() : "");
-      } else {
-        return make_error(ec::invalid_request,
-                          "the redis_acl backend takes the options ttl, "
-                          "key_pattern (string) and categories (array of "
-                          "strings), not '" + key + "'");
-      }
-    }
-    if (auto err = check_rules(pattern, categories))
-      return err;
+    auto role = roles_.pick(name_, options);
+    if (!role)
+      return std::move(role.error());
+    auto rights = narrow_redis(*role->rights, role->name, options);
+    if (!rights)
+      return std::move(rights.error());
     auto user = std::string{user_prefix} + lease_id;
     auto password = random_token(32);
     Array cmd;
-    cmd << "ACL" << "SETUSER" << user << "reset" << "on" << (">" + password)
-        << ("~" + pattern);
-    for (auto& c : categories)
-      cmd << ("+@" + c);
+    cmd << "ACL" << "SETUSER" << user << "reset" << "on" << (">" + password);
+    for (auto& word : rights->acl_rule())
+      cmd << word;
     auto reply = run(cmd);
     if (!reply)
       return std::move(reply.error());
-    return cloud_token{user, user + ":" + password,
-                       json{{"key_pattern", pattern}, {"categories", categories}}
-                         .dump()};
+    auto extra = rights->to_json();
+    extra["role"] = role->name;
+    return cloud_token{user, user + ":" + password, extra.dump()};
   }
 
   caf::error revoke(const std::string& backend_id) override {
@@ -135,22 +108,6 @@ public:
 private:
   std::string backend_name() const {
     return "Redis '" + name_ + "'";
-  }
-
-  caf::error check_rules(const std::string& pattern,
-                         const std::vector<std::string>& categories) const {
-    if (!rule_word(pattern))
-      return make_error(ec::invalid_request,
-                        "key_pattern must be one word without ACL rule "
-                        "characters");
-    if (categories.empty())
-      return make_error(ec::invalid_request,
-                        "categories must name at least one command category");
-    for (auto& c : categories)
-      if (!rule_word(c))
-        return make_error(ec::invalid_request,
-                          "categories must be plain words such as 'read'");
-    return caf::none;
   }
 
   /// Runs one command as the admin on a pooled connection. Our commands
@@ -226,8 +183,7 @@ private:
   int port_;
   std::string admin_user_;
   std::string admin_password_;
-  std::string key_pattern_;
-  std::vector<std::string> categories_;
+  role_table<redis_rights> roles_;
   std::mutex mtx_;
   std::vector<std::unique_ptr<Poco::Redis::Client>> idle_;
 };
@@ -241,30 +197,15 @@ make_redis_acl_backend(const std::string& name, const json& settings) {
   auto port = in.optional_int("port", 6379, 1, 65535);
   auto admin_user = in.optional_string("admin_user", "default");
   auto admin_password = in.secret_file("admin_password_file");
-  auto pattern = in.optional_string("default_key_pattern", "tlm:*");
-  auto categories_json = in.optional_json("default_categories",
-                                          json::array({"read", "write"}));
+  auto roles = role_table<redis_rights>::read(
+    in, {"default_key_pattern", "default_categories"}, read_redis_role,
+    read_redis_shorthand);
   auto limits = remote_limits::read(in, 4);
-  std::vector<std::string> categories;
-  if (!categories_json.is_array() || categories_json.empty())
-    in.fail("default_categories", "must be a non-empty array of strings");
-  else
-    for (auto& c : categories_json) {
-      if (!c.is_string() || !rule_word(c.get<std::string>()))
-        in.fail("default_categories",
-                "must hold plain category names such as \"read\"");
-      else
-        categories.push_back(c.get<std::string>());
-    }
-  if (!rule_word(pattern))
-    in.fail("default_key_pattern", "must be one word without ACL rule "
-                                   "characters");
   if (auto err = in.finish())
     return err;
   return std::make_shared<redis_acl_backend>(
     name, std::move(host), static_cast<int>(port), std::move(admin_user),
-    std::move(admin_password), std::move(pattern), std::move(categories),
-    limits);
+    std::move(admin_password), std::move(roles), limits);
 }
 
 } // namespace tlm

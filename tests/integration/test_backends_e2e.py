@@ -488,10 +488,16 @@ def test_bad_client_options_are_invalid_request(env, transport, tlmd_factory, tm
     api.close()
 
 
+#: A role listing a database influxd does not have, so that the GRANT (not
+#: tlmd's role check) is what refuses it.
+V1_ROLE_WITH_MISSING_DB = {"default_database": None, "default_privilege": None,
+                           "roles": {"app": {"databases": ["tlm_test", "no_such_db"]}}}
+
+
 def test_v1_unknown_database_leaves_no_user(v1, tlmd_factory, tmp_path):
     """influxd refuses the GRANT (no such database) after CREATE USER
     worked: tlmd must drop the user again (no half-made credential)."""
-    d = start_tlmd(tlmd_factory, tmp_path, v1)
+    d = start_tlmd(tlmd_factory, tmp_path, v1, **V1_ROLE_WITH_MISSING_DB)
     api = d.api("tcp")
     before = v1.server_credentials()
     r = api.call({"action": "create", "backend": "v1",
@@ -503,7 +509,7 @@ def test_v1_unknown_database_leaves_no_user(v1, tlmd_factory, tmp_path):
 
 
 def test_v1_unknown_database_is_invalid_request(v1, tlmd_factory, tmp_path):
-    d = start_tlmd(tlmd_factory, tmp_path, v1)
+    d = start_tlmd(tlmd_factory, tmp_path, v1, **V1_ROLE_WITH_MISSING_DB)
     d.api("http").fail({"action": "create", "backend": "v1",
                         "options": {"ttl": 60000, "database": "no_such_db"}},
                        "invalid_request")

@@ -358,3 +358,196 @@ TEST_CASE("bad backend settings name the key to fix") {
     CHECK(message_of(made.error()).find(c.key) != std::string::npos);
   }
 }
+
+// -- roles: the same rules for every remote backend ---------------------------
+
+namespace {
+
+/// One remote backend configured with a narrow role `narrow` (the default)
+/// and a wider one, at a port nothing listens on: a create that passes the
+/// role check fails as backend_unavailable, one refused by it as
+/// invalid_request, before any request is sent.
+struct role_case {
+  const char* type;
+  json settings;
+  json narrowing;                          ///< options within `narrow`
+  std::vector<std::pair<json, const char*>> widening; ///< options, option named
+};
+
+std::vector<role_case> role_cases() {
+  auto url = dead_url();
+  auto port = std::stoi(url.substr(17));
+  auto pw = secret_file("pw");
+  auto perm = [](const char* action, const char* type) {
+    return json{{"action", action}, {"resource", {{"type", type}}}};
+  };
+  return {
+    {"redis_acl",
+     {{"type", "redis_acl"}, {"port", port}, {"admin_password_file", pw},
+      {"timeout_ms", 500}, {"default_role", "narrow"},
+      {"roles",
+       {{"narrow", {{"key_patterns", {"app:*"}}, {"categories", {"read"}}}},
+        {"wide",
+         {{"key_patterns", {"*"}}, {"categories", {"read", "write"}}}}}}},
+     {{"key_pattern", "app:42:*"}, {"categories", {"read"}}},
+     {{{{"key_pattern", "*"}, {"categories", {"all"}}}, "options.key_pattern"},
+      {{{"categories", {"write"}}}, "options.categories"},
+      {{{"categories", {"admin"}}}, "options.categories"},
+      {{{"commands", {"acl"}}}, "options.commands"},
+      {{{"key_pattern", "app:* +@all"}}, "options.key_pattern"},
+      {{{"role", "wide"}, {"categories", {"all"}}}, "options.categories"}}},
+    {"influxdb1",
+     {{"type", "influxdb1"}, {"url", url}, {"admin_user", "admin"},
+      {"admin_password_file", pw}, {"timeout_ms", 500},
+      {"default_role", "narrow"},
+      {"roles",
+       {{"narrow", {{"databases", {"metrics"}}, {"privilege", "READ"}}},
+        {"wide", {{"databases", {"metrics", "logs"}}}}}}},
+     {{"database", "metrics"}, {"privilege", "READ"}},
+     {{{{"privilege", "WRITE"}}, "options.privilege"},
+      {{{"database", "logs"}}, "options.database"},
+      {{{"privilege", "ALL PRIVILEGES"}}, "options.privilege"},
+      {{{"role", "wide"}, {"database", "_internal"}}, "options.database"}}},
+    {"influxdb",
+     {{"type", "influxdb"}, {"url", url}, {"token_file", pw},
+      {"org_id", "0123456789abcdef"}, {"timeout_ms", 500},
+      {"default_role", "narrow"},
+      {"roles",
+       {{"narrow", {{"permissions", {perm("read", "buckets")}}}},
+        {"wide", {{"permissions", {perm("read", "buckets"),
+                                   perm("write", "buckets")}}}}}}},
+     {{"permissions", {perm("read", "buckets")}}},
+     {{{{"permissions", {perm("write", "buckets")}}}, "options.permissions[0]"},
+      {{{"permissions", {perm("write", "authorizations")}}},
+       "options.permissions[0]"},
+      {{{"role", "wide"}, {"permissions", {perm("write", "users")}}},
+       "options.permissions[0]"}}},
+  };
+}
+
+} // namespace
+
+TEST_CASE("conformance: options cannot widen a role of any remote backend") {
+  for (auto& c : role_cases()) {
+    CAPTURE(c.type);
+    auto made = make_cloud_backend("b", c.settings);
+    REQUIRE_MESSAGE(made, message_of(made.error()));
+    auto& be = *made;
+    for (auto& [options, named] : c.widening) {
+      CAPTURE(options.dump());
+      auto err = be->create("A", 1000, options).error();
+      CHECK(code(err) == ec::invalid_request);
+      CHECK(message_of(err).find(named) != std::string::npos);
+    }
+    // Within the role: it passes the check and reaches the (dead) server.
+    CHECK(code(be->create("A", 1000, c.narrowing).error())
+          == ec::backend_unavailable);
+    CHECK(code(be->create("A", 1000, {{"role", "wide"}}).error())
+          == ec::backend_unavailable);
+    auto err = be->create("A", 1000, {{"role", "admin"}}).error();
+    CHECK(code(err) == ec::invalid_request);
+    CHECK(message_of(err).find("'admin'") != std::string::npos);
+    CHECK(message_of(err).find("narrow, wide") != std::string::npos);
+    CHECK(code(be->create("A", 1000, {{"role", 1}}).error())
+          == ec::invalid_request);
+  }
+}
+
+TEST_CASE("local: a role is refused, saying there are none") {
+  auto made = make_cloud_backend("l", {{"type", "local"}});
+  REQUIRE(made);
+  auto err = (*made)->create("0123456789abcdefABCDEF", 1000, {{"role", "x"}})
+               .error();
+  CHECK(code(err) == ec::invalid_request);
+  CHECK(message_of(err).find("no roles") != std::string::npos);
+}
+
+TEST_CASE("roles: the token's extra records the role and granted rights") {
+  canned_server srv;
+  json read_buckets{{"action", "read"}, {"resource", {{"type", "buckets"}}}};
+  auto be = influxdb(
+    srv.url(), {{"roles", {{"reader", {{"permissions", {read_buckets}}}}}}});
+  srv.answer(201, {{"id", "0a1b2c3d4e5f6789"}, {"token", "t"}});
+  auto token = be->create("L", 1000, {{"role", "reader"}});
+  REQUIRE(token);
+  auto extra = json::parse(token->extra);
+  CHECK(extra["role"] == "reader");
+  CHECK(extra["permissions"] == json::parse(srv.last_body)["permissions"]);
+  CHECK(extra["permissions"][0]["action"] == "read");
+
+  auto v1 = make_cloud_backend(
+    "v1", {{"type", "influxdb1"},
+           {"url", srv.url()},
+           {"admin_user", "admin"},
+           {"admin_password_file", secret_file("pw")},
+           {"roles", {{"writer", {{"databases", {"db1", "db2"}},
+                                  {"privilege", "WRITE"}}}}}});
+  REQUIRE(v1);
+  srv.answer(200, {{"results", {{{"statement_id", 0}}}}});
+  token = (*v1)->create("A", 1000, {{"database", "db2"}});
+  REQUIRE(token);
+  CHECK(json::parse(token->extra)
+        == json{{"role", "writer"},
+                {"databases", {"db2"}},
+                {"privilege", "WRITE"}});
+  CHECK(srv.last_body.find("GRANT%20WRITE%20ON%20%22db2%22")
+        != std::string::npos);
+  CHECK(token->extra.find(token->value.substr(7)) == std::string::npos);
+}
+
+TEST_CASE("roles: bad role settings refuse the start, naming the full key") {
+  auto pw = secret_file("pw");
+  json redis{{"type", "redis_acl"}, {"admin_password_file", pw}};
+  json v1{{"type", "influxdb1"}, {"url", "http://x"}, {"admin_user", "a"},
+          {"admin_password_file", pw}};
+  json v2{{"type", "influxdb"}, {"url", "http://x"}, {"token_file", pw},
+          {"org", "o"}};
+  auto with = [](json base, json extra) {
+    base.update(extra);
+    return base;
+  };
+  json reader{{"key_patterns", {"a:*"}}, {"categories", {"read"}}};
+  struct bad_case {
+    json settings;
+    const char* key;
+  };
+  bad_case cases[] = {
+    {with(redis, {{"roles", {{"r", reader}}}, {"default_key_pattern", "a:*"}}),
+     "backends.b.default_key_pattern cannot be combined with backends.b.roles"},
+    {with(redis, {{"roles", {{"r", reader}, {"w", reader}}}}),
+     "backends.b.default_role"},
+    {with(redis, {{"roles", {{"r", reader}}}, {"default_role", "w"}}),
+     "backends.b.default_role"},
+    {with(redis, {{"default_role", "r"}}), "backends.b.default_role"},
+    {with(redis, {{"roles", json::object()}}), "backends.b.roles"},
+    {with(redis, {{"roles", {{"a b", reader}}}}), "backends.b.roles.a b"},
+    {with(redis, {{"roles", {{"r", "read"}}}}), "backends.b.roles.r"},
+    {with(redis, {{"roles", {{"r", with(reader, {{"categories", {"all"}}})}}}}),
+     "backends.b.roles.r.categories"},
+    {with(redis, {{"roles", {{"r", with(reader, {{"allow_dangerous", 1}})}}}}),
+     "backends.b.roles.r.allow_dangerous"},
+    {with(redis, {{"default_categories", {"read", "admin"}}}),
+     "backends.b.default_categories"},
+    {with(v1, {{"roles", {{"r", {{"databases", {"d"}}, {"admin", true}}}}}}),
+     "backends.b.roles.r.admin"},
+    {with(v1, {{"roles", {{"r", {{"databases", {"d"}}}}}},
+               {"default_database", "d"}}),
+     "backends.b.default_database cannot be combined"},
+    {with(v1, {{"roles", {{"r", {{"databases", {"d e"}}}}}}}),
+     "backends.b.roles.r.databases"},
+    {with(v2, {{"roles", {{"r", {{"permissions",
+                                  {{{"action", "write"},
+                                    {"resource", {{"type", "users"}}}}}}}}}}}),
+     "backends.b.roles.r.permissions"},
+    {with(v2, {{"default_permissions",
+                {{{"action", "write"},
+                  {"resource", {{"type", "authorizations"}}}}}}}),
+     "backends.b.default_permissions"},
+  };
+  for (auto& c : cases) {
+    CAPTURE(c.settings.dump());
+    auto made = make_cloud_backend("b", c.settings);
+    REQUIRE(!made);
+    CHECK(message_of(made.error()).find(c.key) != std::string::npos);
+  }
+}
