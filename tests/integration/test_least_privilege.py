@@ -153,6 +153,15 @@ def test_redis_roles_are_chosen_by_name_and_narrowed(redis, tlmd_factory, tmp_pa
     refused(api, redis, {"role": "writer", "categories": ["all"]}, "categories")
     refused(api, redis, {"role": "nope"}, "'nope'")
     refused(api, redis, {"role": 7}, "role")
+    # the role may also stand at the top level of the create
+    top = assert_success(api.call({"action": "create", "backend": redis.name, "ttl": 60000,
+                                   "role": "writer", "options": {"key_pattern": "jobs:*"}}))
+    with redis.srv.connect(*split_user_password(top["lease"]["value"])) as c:
+        assert c.call("SET", "jobs:2", "v") == "OK"
+        assert noperm(c, "SET", "app:2", "v")
+    r = api.fail({"action": "create", "backend": redis.name, "role": "nope"},
+                 "invalid_request")
+    assert "'nope'" in r["message"], r
 
 
 def test_redis_dangerous_role_needs_allow_dangerous(redis, tlmd_factory, tmp_path):
