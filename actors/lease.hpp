@@ -184,7 +184,38 @@ typename Inspector::result_type inspect(Inspector& f, revoke_job& x) {
            x.irrevocable);
 }
 
-/// Largest serialized `meta` a lease may carry.
-constexpr size_t max_meta_bytes = 64 * 1024;
+/// What a client may attach to a lease, and is stored and sent with it on
+/// every read, so each part is bounded and so is their sum.
+constexpr size_t max_description_bytes = 1024;
+constexpr size_t max_tags = 64;
+constexpr size_t max_tag_bytes = 128;
+/// Serialized `meta`, `description` and `tags` together.
+constexpr size_t max_client_data_bytes = 64 * 1024;
+
+inline size_t client_data_bytes(const std::string& meta,
+                                const std::string& description,
+                                const std::vector<std::string>& tags) {
+  auto n = meta.size() + description.size();
+  for (auto& tag : tags)
+    n += tag.size();
+  return n;
+}
+
+/// The failure for a lease whose client data is too large, or "" if not.
+inline std::string client_data_problem(const std::string& meta,
+                                       const std::string& description,
+                                       const std::vector<std::string>& tags) {
+  if (description.size() > max_description_bytes)
+    return "description must be at most 1024 bytes";
+  if (tags.size() > max_tags)
+    return "a lease takes at most 64 tags";
+  for (auto& tag : tags)
+    if (tag.empty() || tag.size() > max_tag_bytes)
+      return "a tag must be 1 to 128 bytes long";
+  if (client_data_bytes(meta, description, tags) > max_client_data_bytes)
+    return "meta, description and tags must together take at most 65536 "
+           "bytes";
+  return {};
+}
 
 } // namespace tlm

@@ -162,8 +162,9 @@ struct lease_manager_state {
     return nullptr;
   }
 
-  caf::error not_found(const std::string& id) const {
-    return make_error(ec::not_found, "no live lease has the id '" + id + "'");
+  static caf::error not_found() {
+    // Never the id itself: a client may have sent a token by mistake.
+    return make_error(ec::not_found, "no live lease has this token_id");
   }
 
   /// Errors from outside our category get a code from the place they came
@@ -521,8 +522,10 @@ struct lease_manager_state {
       rp.deliver(std::move(err));
       return rp;
     }
-    if (req.meta.size() > max_meta_bytes) {
-      rp.deliver(meta_too_large());
+    if (auto problem = client_data_problem(req.meta, req.description,
+                                           req.tags);
+        !problem.empty()) {
+      rp.deliver(make_error(ec::invalid_request, std::move(problem)));
       return rp;
     }
     if (overloaded()) {
@@ -623,7 +626,7 @@ struct lease_manager_state {
   caf::result<lease> get(const std::string& id) {
     if (auto* s = visible(id))
       return s->second.record.unpack(id);
-    return not_found(id);
+    return not_found();
   }
 
   caf::typed_response_promise<atom::ok> revoke_by_client(
@@ -637,13 +640,13 @@ struct lease_manager_state {
       // Asked again while its backend has not confirmed: say so again.
       auto& record = s->second.record;
       rp.deliver(revocation_pending(
-        id, record.backend(),
+        record.backend(),
         record.last_error().empty() ? "it is under way"
                                     : std::string{record.last_error()}));
       return rp;
     }
     if (s == nullptr || !is_live(s->second)) {
-      rp.deliver(not_found(id));
+      rp.deliver(not_found());
       return rp;
     }
     // The wish to revoke is stored first: a restart must not bring the
@@ -672,7 +675,6 @@ struct lease_manager_state {
             retry_later(key, err);
             auto i = leases.find(key);
             rp.deliver(revocation_pending(
-              key.str(),
               i != leases.end() ? i->second.record.backend() : "",
               message_of(err)));
           });
@@ -692,11 +694,10 @@ struct lease_manager_state {
 
   /// The outcome of a client's revoke that the backend has not confirmed:
   /// the lease is dead here and stays stored until the backend does.
-  static caf::error revocation_pending(const std::string& id,
-                                       std::string_view backend_name,
+  static caf::error revocation_pending(std::string_view backend_name,
                                        const std::string& why) {
     return make_error(ec::revocation_pending,
-                      "lease '" + id + "' is dead: tlmd will not serve it "
+                      "the lease is dead: tlmd will not serve it "
                         "again, but backend '" + std::string{backend_name}
                         + "' has not confirmed the revocation yet (" + why
                         + "); it is retried in the background until it "
@@ -709,7 +710,7 @@ struct lease_manager_state {
   force_drop(const std::string& id, caf::typed_response_promise<atom::ok> rp) {
     auto* s = find(id);
     if (s == nullptr) {
-      rp.deliver(not_found(id));
+      rp.deliver(not_found());
       return rp;
     }
     auto key = s->first;
@@ -734,13 +735,13 @@ struct lease_manager_state {
     auto rp = self->make_response_promise<lease, bool>();
     auto* s = live(id);
     if (s == nullptr) {
-      rp.deliver(not_found(id));
+      rp.deliver(not_found());
       return rp;
     }
     auto& record = s->second.record;
     if (!record.renewable) {
       rp.deliver(make_error(ec::not_renewable,
-                            "lease '" + id + "' was not created renewable"));
+                            "the lease was not created renewable"));
       return rp;
     }
     if (ttl == use_default_ttl)
@@ -793,8 +794,7 @@ struct lease_manager_state {
     // writes in order, so one checked and sent here cannot pass a removal.
     if (live(updated.id) == nullptr) {
       --pending_requests;
-      rp.deliver(make_error(dead_code, "lease '" + updated.id
-                                         + "' ended meanwhile"));
+      rp.deliver(make_error(dead_code, "the lease ended meanwhile"));
       return;
     }
     self->request(cfg.storage, caf::infinite, atom::save_v, updated)
@@ -803,8 +803,7 @@ struct lease_manager_state {
           --pending_requests;
           auto* s = live(updated.id);
           if (s == nullptr) {
-            rp.deliver(make_error(dead_code, "lease '" + updated.id
-                                               + "' ended meanwhile"));
+            rp.deliver(make_error(dead_code, "the lease ended meanwhile"));
             return;
           }
           s->second.record = packed_lease{updated};
@@ -878,7 +877,7 @@ struct lease_manager_state {
             return;
           }
           lease updated = s->second.record.unpack(bid);
-          auto merged = merge_meta(updated.meta, meta);
+          auto merged = merge_meta(updated, meta);
           if (!merged) {
             --pending_requests;
             rp.deliver(std::move(merged.error()));
@@ -914,15 +913,11 @@ struct lease_manager_state {
                       "the token is not a live one-time token");
   }
 
-  static caf::error meta_too_large() {
-    return make_error(ec::invalid_request,
-                      "meta must serialize to at most 65536 bytes");
-  }
-
-  /// Applies `patch` to `meta` as a JSON Merge Patch (RFC 7386).
-  static caf::expected<std::string> merge_meta(const std::string& meta,
+  /// Applies `patch` to the meta of `x` as a JSON Merge Patch (RFC 7386),
+  /// within the bounds of what a lease may carry.
+  static caf::expected<std::string> merge_meta(const lease& x,
                                                const std::string& patch) {
-    auto merged = nlohmann::json::parse(meta, nullptr, false);
+    auto merged = nlohmann::json::parse(x.meta, nullptr, false);
     auto changes = nlohmann::json::parse(patch, nullptr, false);
     if (merged.is_discarded() || !merged.is_object())
       merged = nlohmann::json::object();
@@ -930,8 +925,9 @@ struct lease_manager_state {
       return make_error(ec::invalid_request, "meta must be a JSON object");
     merged.merge_patch(changes);
     auto text = merged.dump();
-    if (text.size() > max_meta_bytes)
-      return meta_too_large();
+    if (auto problem = client_data_problem(text, x.description, x.tags);
+        !problem.empty())
+      return make_error(ec::invalid_request, std::move(problem));
     return text;
   }
 
@@ -1050,8 +1046,7 @@ struct lease_manager_state {
   caf::result<revoke_job> job_status(const std::string& id) {
     auto i = job_number.find(id);
     if (i == job_number.end())
-      return make_error(ec::not_found, "no revoke job has the id '" + id
-                                         + "'");
+      return make_error(ec::not_found, "no revoke job has this job_id");
     return jobs.at(i->second);
   }
 

@@ -72,7 +72,7 @@ public:
     if (!v->is_object())
       return fail(std::string{key} + " must be a JSON object");
     out = v->dump();
-    if (out.size() > max_meta_bytes)
+    if (out.size() > max_client_data_bytes)
       fail(std::string{key} + " must serialize to at most 65536 bytes");
   }
 
@@ -142,6 +142,9 @@ void read_create(field_reader& in, api_request& req) {
   in.string_list("tags", c.tags);
   in.object_text("meta", c.meta);
   in.string("description", c.description);
+  if (auto problem = client_data_problem(c.meta, c.description, c.tags);
+      !problem.empty())
+    in.fail(std::move(problem));
 }
 
 void read_list(field_reader& in, api_request& req) {

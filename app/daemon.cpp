@@ -146,7 +146,11 @@ int serve(const daemon_config& cfg, const sigset_t& stop_signals) {
   // start without flags works; a configured path's folder must exist.
   if (cfg.storage == daemon_config{}.storage) {
     std::error_code ignored;
-    std::filesystem::create_directory(default_storage_dir, ignored);
+    // Ours alone, whatever the umask: the database holds token values.
+    if (std::filesystem::create_directory(default_storage_dir, ignored))
+      std::filesystem::permissions(default_storage_dir,
+                                   std::filesystem::perms::owner_all,
+                                   ignored);
   }
   auto storage_backend = make_storage_backend(cfg.storage);
   if (!storage_backend) {

@@ -11,6 +11,19 @@
 
 namespace tlm {
 
+/// Pages are bounded in bytes as well as in count: a page of large leases
+/// would otherwise cost tens of megabytes per call (a `list` of 1000
+/// leases of 64 KiB), several at once hundreds.
+constexpr size_t max_list_page_bytes = 1024 * 1024;
+constexpr size_t max_load_page_bytes = 32 * 1024 * 1024;
+
+/// The bytes a lease takes in a page, near enough for the bound.
+inline size_t page_bytes(const lease& x) {
+  return 128 + x.id.size() + x.backend.size() + x.backend_id.size()
+         + x.value.size() + x.last_error.size()
+         + client_data_bytes(x.meta, x.description, x.tags);
+}
+
 /// One change to the stored leases or jobs: a save (insert or replace) or a
 /// removal (only the id is used).
 struct storage_write {
@@ -42,7 +55,8 @@ public:
   virtual caf::expected<lease> get(const std::string& id) = 0;
 
   /// Up to `max` leases after a position (all states, also expired ones:
-  /// the start-up load revokes those).
+  /// the start-up load revokes those), at most `max_load_page_bytes` of
+  /// them but at least one.
   virtual caf::expected<lease_page> load(const std::string& after,
                                          uint32_t max)
     = 0;
@@ -50,8 +64,10 @@ public:
   /// Every stored bulk revocation job.
   virtual caf::expected<std::vector<revoke_job>> load_jobs() = 0;
 
-  /// One page of unexpired leases matching the query. Pages follow one
-  /// stable order, so paging returns every lease present throughout once.
+  /// One page of unexpired leases matching the query, at most
+  /// `query.limit` and `max_list_page_bytes` of them but at least one.
+  /// Pages follow one stable order, so paging returns every lease present
+  /// throughout once.
   virtual caf::expected<lease_page> list(const list_query& query) = 0;
 };
 

@@ -91,7 +91,8 @@ public:
 
   caf::expected<lease_page> load(const std::string& after,
                                  uint32_t max) override {
-    return page(after, max, [](const packed_lease&) { return true; });
+    return page(after, max, max_load_page_bytes,
+                [](const packed_lease&) { return true; });
   }
 
   caf::expected<std::vector<revoke_job>> load_jobs() override {
@@ -102,7 +103,7 @@ public:
   }
 
   caf::expected<lease_page> list(const list_query& query) override {
-    return page(query.after, query.limit,
+    return page(query.after, query.limit, max_list_page_bytes,
                 [&](const packed_lease& x) { return matches(x, query); });
   }
 
@@ -114,7 +115,7 @@ private:
 
   template <class Predicate>
   caf::expected<lease_page> page(const std::string& after, uint32_t max,
-                                 Predicate keep) {
+                                 size_t max_bytes, Predicate keep) {
     uint64_t start = 0;
     if (!after.empty()) {
       auto parsed = std::strtoull(after.c_str(), nullptr, 10);
@@ -125,15 +126,19 @@ private:
     }
     lease_page result;
     uint64_t last = 0;
+    size_t bytes = 0;
     for (auto i = order_.upper_bound(start); i != order_.end(); ++i) {
       auto& record = by_id_.find(*i->second)->second.record;
       if (!keep(record))
         continue;
-      if (result.leases.size() == max) {
+      auto x = record.unpack(i->second->str());
+      bytes += page_bytes(x);
+      if (result.leases.size() == max
+          || (bytes > max_bytes && !result.leases.empty())) {
         result.next_after = std::to_string(last);
         break;
       }
-      result.leases.push_back(record.unpack(i->second->str()));
+      result.leases.push_back(std::move(x));
       last = i->first;
     }
     return result;

@@ -6,6 +6,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
@@ -61,6 +62,14 @@ constexpr const char* lease_columns
   = "id, backend, backend_id, value, ttl_ms, issued_ms, expires_ms, "
     "renewable, tags, meta, description, state, attempts, last_error";
 
+/// Makes a file we just created readable and writable by its owner only
+/// (`open`'s mode is masked by the umask; this is not).
+void private_file(int fd) {
+  struct stat st {};
+  if (::fstat(fd, &st) == 0 && st.st_size == 0)
+    ::fchmod(fd, S_IRUSR | S_IWUSR);
+}
+
 /// An exclusive lock on `<database>.lock`, held as long as the backend
 /// lives, so that two processes never serve (and revoke) the same leases.
 ///
@@ -89,10 +98,11 @@ public:
   /// process holding it.
   caf::error acquire(const std::string& db_path) {
     auto path = db_path + ".lock";
-    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd_ < 0)
       return make_error(ec::storage_error, "cannot open the lock file '" + path
                                              + "': " + std::strerror(errno));
+    private_file(fd_);
     if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
       auto reason = errno == EWOULDBLOCK
                       ? "in use by another process" + holder()
@@ -195,6 +205,18 @@ public:
     std::error_code missing;
     auto size = std::filesystem::file_size(path, missing);
     created_ = missing || size == 0;
+    // Token values live in it: readable by us alone, whatever the umask.
+    // SQLite gives its WAL and shared-memory files the database's mode.
+    if (missing) {
+      auto fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
+                       0600);
+      if (fd < 0)
+        return make_error(ec::storage_error, "cannot create the database '"
+                                               + path
+                                               + "': " + std::strerror(errno));
+      private_file(fd);
+      ::close(fd); // before SQLite opens it, so no lock of its own is lost
+    }
     if (sqlite3_open_v2(path.c_str(), &db_,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
                           | SQLITE_OPEN_NOMUTEX,
@@ -316,12 +338,13 @@ public:
   caf::expected<lease_page> load(const std::string& after,
                                  uint32_t max) override {
     load_.bind(1, after).bind(2, static_cast<int64_t>(max));
-    auto rows = read_rows(load_);
+    bool cut = false;
+    auto rows = read_rows(load_, max_load_page_bytes, &cut);
     if (!rows)
       return std::move(rows.error());
     lease_page page;
     page.leases = std::move(*rows);
-    if (page.leases.size() == max && max > 0)
+    if ((cut || page.leases.size() == max) && !page.leases.empty())
       page.next_after = page.leases.back().id;
     return page;
   }
@@ -354,15 +377,18 @@ public:
       .bind(4, q.tag)
       .bind(5, static_cast<int64_t>(q.limit) + 1)
       .bind(6, q.state);
-    auto rows = read_rows(list_);
+    bool cut = false;
+    auto rows = read_rows(list_, max_list_page_bytes, &cut);
     if (!rows)
       return std::move(rows.error());
     lease_page page;
     page.leases = std::move(*rows);
     if (page.leases.size() > q.limit) {
       page.leases.resize(q.limit);
-      page.next_after = page.leases.back().id;
+      cut = true;
     }
+    if (cut)
+      page.next_after = page.leases.back().id;
     return page;
   }
 
@@ -484,8 +510,12 @@ private:
     return step_done(remove_tags_, "cannot remove lease tags");
   }
 
-  caf::expected<std::vector<lease>> read_rows(statement& s) {
+  /// The rows of `s`, stopping before the one that would pass `max_bytes`
+  /// (then `*cut` is set), though never before the first.
+  caf::expected<std::vector<lease>>
+  read_rows(statement& s, size_t max_bytes = SIZE_MAX, bool* cut = nullptr) {
     std::vector<lease> rows;
+    size_t bytes = 0;
     int rc;
     while ((rc = s.step()) == SQLITE_ROW) {
       lease x;
@@ -507,6 +537,12 @@ private:
       x.state = s.text(11);
       x.attempts = static_cast<uint32_t>(s.number(12));
       x.last_error = s.text(13);
+      bytes += page_bytes(x);
+      if (bytes > max_bytes && !rows.empty()) {
+        *cut = true;
+        rc = SQLITE_DONE;
+        break;
+      }
       rows.push_back(std::move(x));
     }
     s.reset();

@@ -95,7 +95,7 @@ TEST_CASE("negative and zero ttls are invalid_request") {
 
 TEST_CASE("metadata over 64 KiB is invalid_request") {
   json msg{{"action", "create"},
-           {"meta", {{"x", std::string(max_meta_bytes, 'a')}}}};
+           {"meta", {{"x", std::string(max_client_data_bytes, 'a')}}}};
   auto req = parse_request(msg.dump());
   CHECK(code(req) == ec::invalid_request);
   CHECK(message(req).find("65536") != std::string::npos);
@@ -220,6 +220,29 @@ TEST_CASE("unknown fields are refused naming the field, for every action") {
   // A null counts as given: it is still a field we do not know.
   CHECK(code(parse_request(R"({"action":"get","token_id":"x","b":null})"))
         == ec::invalid_request);
+}
+
+TEST_CASE("description and tags are bounded, and so is a lease's client data "
+          "in all") {
+  auto refused = [](json msg, const char* words) {
+    msg["action"] = "create";
+    auto req = parse_request(msg.dump());
+    CHECK(code(req) == ec::invalid_request);
+    CHECK(message(req).find(words) != std::string::npos);
+  };
+  refused({{"description", std::string(1025, 'd')}}, "description");
+  refused({{"tags", std::vector<std::string>(65, "t")}}, "64 tags");
+  refused({{"tags", {std::string(129, 't')}}}, "tag");
+  refused({{"tags", {""}}}, "tag");
+  refused({{"meta", {{"x", std::string(60'000, 'm')}}},
+           {"description", std::string(1024, 'd')},
+           {"tags", std::vector<std::string>(64, std::string(128, 't'))}},
+          "together");
+  json fits{{"action", "create"},
+            {"description", std::string(1024, 'd')},
+            {"tags", std::vector<std::string>(64, std::string(128, 't'))},
+            {"meta", {{"x", std::string(50'000, 'm')}}}};
+  CHECK(code(parse_request(fits.dump())) == ec::none);
 }
 
 TEST_CASE("create takes ttl and role at the top level or in options") {
