@@ -124,8 +124,12 @@ def test_renew_racing_exchange_never_stores_the_used_value(tlmd_factory, tmp_pat
     finally:
         for conn in (a, b, c):
             conn.close()
+    used_shown = sum("get shows the used value" in p for p in problems)
+    used_accepted = sum("a used value" in p for p in problems)
     print(f"\n{ROUNDS} rounds in {time.monotonic() - t_start:.1f} s; the renew "
-          f"was applied first in {renew_first}; {len(problems)} problems")
+          f"was applied first in {renew_first}; {len(problems)} problems: get "
+          f"showed the used value in {used_shown} rounds, a used value was "
+          f"accepted after a restart {used_accepted} times")
     assert not problems, f"{len(problems)} problems in {ROUNDS} rounds:\n" + \
         "\n".join(problems[:20])
     # the used values stay burned across one more restart, too
