@@ -18,7 +18,7 @@ to SQLite lies in that window) and checks:
 
 The renew x renew, renew x revoke and exchange x revoke pairs run in
 test_crash.py (``test_crash_racing_pairs``) and, on simulated time, in
-tests/unit/lease_manager_test.cpp.  About 5 s.
+tests/unit/lease_manager_test.cpp.  About 2 s.
 """
 
 import os
