@@ -766,17 +766,19 @@ struct lease_manager_state {
       rp.deliver(overload_error());
       return rp;
     }
-    lease updated = record.unpack(id);
-    updated.ttl_ms = expires - now;
-    updated.expires_ms = expires;
+    auto term = expires - now;
     ++pending_requests;
     auto name = be->name;
     self
       ->request(be->actor, timeout_of(*be), atom::renew_v,
-                updated.backend_id, updated.ttl_ms)
+                std::string{record.backend_id(id)}, term)
       .then(
-        [this, rp, updated, capped](atom::ok) mutable {
-          store_update(std::move(updated), rp, ec::not_found, capped);
+        [this, rp, id, term, expires, capped](atom::ok) mutable {
+          auto extend = [term, expires](lease& x) {
+            x.ttl_ms = term;
+            x.expires_ms = expires;
+          };
+          store_update(id, extend, rp, ec::not_found, capped);
         },
         [this, rp, name](caf::error& err) mutable {
           --pending_requests;
@@ -785,29 +787,40 @@ struct lease_manager_state {
     return rp;
   }
 
-  /// Saves a changed lease and makes it current, unless it died meanwhile
-  /// (then the client gets `dead_code`); the reply is the lease and `more`.
-  template <class Promise, class... More>
-  void store_update(lease updated, Promise rp, ec dead_code, More... more) {
+  /// Applies an update to the lease as it is now and saves that, unless
+  /// the lease died meanwhile (then the client gets `dead_code`); the reply
+  /// is the lease as saved, and `more`. `change` sets only the fields its
+  /// operation owns, so racing updates of one lease never undo each other
+  /// (issue 9: a renew saved the copy it took before an exchange and
+  /// brought the used value back). The index takes the update when the
+  /// save is sent, not when it is confirmed: the next update starts from
+  /// it, and storage applies writes in order, so no save carries stale
+  /// fields. A failed save (its client is told) leaves the index ahead of
+  /// storage until the next write of the lease, which carries it all.
+  template <class Change, class Promise, class... More>
+  void store_update(const std::string& id, Change change, Promise rp,
+                    ec dead_code, More... more) {
     // A revoke may have begun while the backend answered; saving now would
     // bring the record back after the revoke's removal. Storage applies
     // writes in order, so one checked and sent here cannot pass a removal.
-    if (live(updated.id) == nullptr) {
+    auto* s = live(id);
+    if (s == nullptr) {
       --pending_requests;
       rp.deliver(make_error(dead_code, "the lease ended meanwhile"));
       return;
     }
+    auto updated = s->second.record.unpack(id);
+    change(updated);
+    s->second.record = packed_lease{updated};
+    schedule_at(*s, updated.expires_ms);
     self->request(cfg.storage, caf::infinite, atom::save_v, updated)
       .then(
         [this, rp, updated, dead_code, more...](atom::ok) mutable {
           --pending_requests;
-          auto* s = live(updated.id);
-          if (s == nullptr) {
+          if (live(updated.id) == nullptr) {
             rp.deliver(make_error(dead_code, "the lease ended meanwhile"));
             return;
           }
-          s->second.record = packed_lease{updated};
-          schedule_at(*s, updated.expires_ms);
           rp.deliver(std::move(updated), more...);
         },
         [this, rp](caf::error& err) mutable {
@@ -876,25 +889,30 @@ struct lease_manager_state {
             rp.deliver(invalid_token());
             return;
           }
-          lease updated = s->second.record.unpack(bid);
-          auto merged = merge_meta(updated, meta);
+          auto merged = merge_meta(s->second.record.unpack(bid), meta);
           if (!merged) {
             --pending_requests;
             rp.deliver(std::move(merged.error()));
             return;
           }
-          updated.meta = std::move(*merged);
           // Step 2: the atomic swap; of two racing exchanges one wins.
           self->request(actor, timeout, atom::exchange_v, bid, value)
             .then(
-              [this, rp, updated](cloud_token& token) mutable {
-                auto now = now_ms();
-                updated.value = std::move(token.value);
-                updated.expires_ms = std::min(now + updated.ttl_ms,
-                                              updated.issued_ms
-                                                + cfg.max_ttl_ms);
-                updated.ttl_ms = updated.expires_ms - now;
-                store_update(std::move(updated), rp, ec::invalid_token);
+              [this, rp, bid, merged = std::move(*merged)](
+                cloud_token& token) mutable {
+                // The new value gets a fresh term of the lease's current
+                // ttl, also when a renew changed it meanwhile. Only an
+                // exchange changes meta, and only one exchange of a value
+                // swaps, so the meta merged above is still current.
+                auto swap = [this, &token, &merged](lease& x) {
+                  auto now = now_ms();
+                  x.value = std::move(token.value);
+                  x.meta = std::move(merged);
+                  x.expires_ms = std::min(now + x.ttl_ms,
+                                          x.issued_ms + cfg.max_ttl_ms);
+                  x.ttl_ms = x.expires_ms - now;
+                };
+                store_update(bid, swap, rp, ec::invalid_token);
               },
               [this, rp, backend_name](caf::error& err) mutable {
                 --pending_requests;

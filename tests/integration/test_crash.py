@@ -52,8 +52,14 @@ renewable), renews (both backends), exchanges (local only: the new value
 replaces the old one, which must be dead) and revokes, each lease acted on
 by one client at a time.  A share of the leases is left alone until their
 expiry and then renewed, exchanged or revoked right at it, racing tlmd's own
-expiry.  ``test_crash_racing_revokes`` adds pipelined pairs that race inside
-tlmd: a renew (or exchange) and right behind it a revoke of the same lease.
+expiry.  ``test_crash_racing_pairs`` adds pairs of requests for one lease
+that race inside tlmd: a renew (or exchange) and right behind it a revoke of
+the same lease; and (issue 9) an exchange or renew followed 0-3 ms later (a
+second write on the connection, so it meets the first one's storage commit)
+by a renew of the same lease.  Their replies must say what was stored: the
+renew of an exchange+renew pair has the old value (applied first; the
+exchange then restarts the renewed term) or the new one (applied last), and
+a value once exchanged away is refused after every later restart.
 
 The random choices (operations, ttls, kill delays) come from a seed printed
 in the output, TLM_CRASH_SEED overrides it (thread timing still varies from
@@ -83,12 +89,14 @@ KILL_DELAY_MS = (50, 400)      # load time before the SIGKILL
 TTL_MS = (1000, 4000)          # create / renew ttls: expiries happen during the run
 MAX_OWNED = 250                # live leases per worker before it stops creating
 OPS = ["create_local", "create_redis", "renew", "exchange", "revoke",
-       "renew+revoke", "exchange+revoke"]
+       "renew+revoke", "exchange+revoke", "exchange+renew", "renew+renew"]
 #: the mixed load: no two requests for one lease in flight at once
-MIX = [24, 24, 22, 16, 14, 0, 0]
-#: with pipelined pairs (renew or exchange, then at once revoke of the same
-#: lease) that race each other inside tlmd
-RACING_MIX = [20, 20, 14, 10, 6, 20, 10]
+MIX = [24, 24, 22, 16, 14, 0, 0, 0, 0]
+#: with pairs that race each other inside tlmd: renew or exchange, then at
+#: once revoke of the same lease; exchange or renew, then a bit later renew
+RACING_MIX = [20, 20, 12, 8, 6, 14, 8, 8, 6]
+#: the second request of an update pair goes out this long after the batch
+LATE_GAP_MS = (0.0, 3.0)
 #: a renew / exchange / revoke goes, if there is one, to a lease that
 #: expires within this many ms of the request (racing its expiry) ...
 EXPIRY_RACE_MS = 25
@@ -132,6 +140,7 @@ class Lease:
         self.discovered = discovered
         self.reserved = False           # the owner waits for its expiry to act
         self.old_values = []            # exchanged away (acknowledged): dead
+        self.paired_exchange = None     # (ttl before, reply) of an exchange+renew
         self.probed_values = set()      # local values already probed as dead
         self.value_uncertain = False    # an exchange without reply
         self.pending = []               # uncertain renews / exchanges
@@ -176,7 +185,7 @@ class Model:
         self.uncertain = []          # leases with an op cut by the current kill
         self.epoch = 0
         self.c = dict(kills=0, creates_local=0, creates_redis=0, renews=0,
-                      exchanges=0, revokes=0, late_not_found=0, unknown_creates=0,
+                      exchanges=0, revokes=0, renews_before_exchange=0, late_not_found=0, unknown_creates=0,
                       unknown_ops=0, discovered=0, gets=0, auth_dead=0,
                       auth_live=0, exchange_dead=0, orphans=0, acl_polls=0, race_lost=0,
                       max_settle_ms=0, max_expiry_lag_ms=0)
@@ -231,7 +240,12 @@ class Worker:
                 batch = self.build(rng)
                 t_send = now_ms()
                 try:
-                    conn.send_many([item[2] for item in batch])
+                    early = [item[2] for item in batch if not item[4]]
+                    late = [item[2] for item in batch if item[4]]
+                    conn.send_many(early)
+                    if late:
+                        time.sleep(rng.uniform(*LATE_GAP_MS) / 1000.0)
+                        conn.send_many(late)
                 except OSError:
                     self.cut(batch, t_send, killed, "send")
                     return
@@ -248,9 +262,12 @@ class Worker:
             conn.close()
 
     def build(self, rng):
-        """A batch of (op, lease, request, racing).  Each lease gets at most
-        one request per batch, except the racing pairs (renew or exchange,
-        then revoke of the same lease, pipelined back to back)."""
+        """A batch of (op, lease, request, partner, late).  Each lease gets
+        at most one request per batch, except the racing pairs: renew or
+        exchange, then revoke of the same lease, pipelined back to back; and
+        exchange or renew, then renew (``late``: sent after a short gap, so
+        the batch puts the late requests last).  ``partner`` is the kind of
+        the pair's other request (None: no pair)."""
         now = now_ms()
         # leases that may still be live, and some just expired (their
         # requests race the expiry)
@@ -271,8 +288,10 @@ class Worker:
         for _ in range(BATCH):
             op = rng.choices(OPS, self.weights)[0]
             lease = None
-            if op in ("renew", "renew+revoke"):
+            if op in ("renew", "renew+revoke", "renew+renew"):
                 lease = take(lambda l: l.renewable)
+            elif op == "exchange+renew":
+                lease = take(lambda l: l.backend == "local" and l.renewable)
             elif op in ("exchange", "exchange+revoke"):
                 lease = take(lambda l: l.backend == "local")
             elif op == "revoke":
@@ -286,25 +305,31 @@ class Worker:
                 batch.append((op, None, {"action": "create", "backend": "local",
                                          "options": {"ttl": ttl},
                                          "renewable": rng.random() < 0.7,
-                                         "meta": {"w": self.idx}}, False))
+                                         "meta": {"w": self.idx}}, None, False))
             elif op == "create_redis":
                 batch.append((op, None, {"action": "create", "backend": "redis",
                                          "options": {"ttl": ttl},
-                                         "renewable": rng.random() < 0.9}, False))
+                                         "renewable": rng.random() < 0.9}, None, False))
             else:
-                racing = "+" in op
-                first = op.split("+")[0]
+                first, _, second = op.partition("+")
                 if first == "renew":
                     req = {"action": "renew", "token_id": lease.id, "ttl": ttl}
                 elif first == "exchange":
                     req = {"action": "exchange", "token": lease.value, "meta": {}}
                 else:
                     req = {"action": "revoke", "token_id": lease.id}
-                batch.append((first, lease, req, racing))
-                if racing:
+                batch.append((first, lease, req, second or None, False))
+                if second == "revoke":
                     batch.append(("revoke", lease, {"action": "revoke",
-                                                    "token_id": lease.id}, True))
-        return batch
+                                                    "token_id": lease.id}, first, False))
+                elif second == "renew":
+                    lease.paired_exchange = None
+                    # another ttl than the first, so the replies tell them apart
+                    other = rng.choice([t for t in range(TTL_MS[0], TTL_MS[1] + 1, 500)
+                                        if t != ttl])
+                    batch.append(("renew", lease, {"action": "renew", "token_id": lease.id,
+                                                   "ttl": other}, first, True))
+        return [b for b in batch if not b[4]] + [b for b in batch if b[4]]
 
     def cut(self, items, t_send, killed, how):
         """Requests whose replies the kill cut off: uncertain."""
@@ -312,7 +337,7 @@ class Worker:
         if not killed.is_set():
             m.error(f"worker {self.idx}: connection lost without a kill ({how}) "
                     f"with {len(items)} requests unanswered")
-        for op, lease, req, racing in items:
+        for op, lease, req, partner, late in items:
             if op.startswith("create"):
                 m.count("unknown_creates")
                 continue
@@ -328,7 +353,7 @@ class Worker:
             m.mark_uncertain(lease)
 
     def apply(self, item, reply, t_send, t_recv):
-        op, lease, req, racing = item
+        op, lease, req, partner, late_sent = item
         m = self.model
         ok = reply.get("result") == "success"
         err = reply.get("error")
@@ -357,6 +382,10 @@ class Worker:
                 got = reply["lease"]
                 expires = parse_ts(got["expires"])
                 ttl = req["ttl"] if op == "renew" else lease.ttl
+                if op == "exchange" and partner == "renew":
+                    # restarts the renewed term if the renew came first;
+                    # the renew's reply tells (see apply_paired_renew)
+                    ttl = got["ttl"]
                 lease.log(f"{op} ack expires={expires} ttl={got['ttl']} "
                           f"(sent {t_send}, answered {t_recv})")
                 if (got["id"] != lease.id or got["ttl"] != ttl
@@ -369,20 +398,31 @@ class Worker:
                 if op == "exchange":
                     if got["value"] == lease.value:
                         m.error("exchange returned the same value", lease)
+                    lease.paired_exchange = (lease.ttl, got) if partner == "renew" else None
                     lease.old_values.append(lease.value)
                     lease.value = got["value"]
                     m.count("exchanges")
+                elif partner == "exchange":
+                    self.apply_paired_renew(lease, req, got)
+                    return
                 else:
                     if got["value"] != lease.value:
                         m.error("renew changed the value", lease)
                     m.count("renews")
+                    if partner == "renew" and late_sent and lease.backend != "local":
+                        # a worker pool may answer the two renews in either
+                        # order: the later answered one set the term
+                        lease.ttl = got["ttl"]
+                        lease.exp_lo = min(lease.exp_lo, expires)
+                        lease.exp_hi = max(lease.exp_hi, expires)
+                        return
                 lease.ttl = got["ttl"]
                 lease.exp_lo = lease.exp_hi = expires
                 return
             expected = "not_found" if op == "renew" else "invalid_token"
             lease.log(f"{op} {'ttl=%d ' % req['ttl'] if op == 'renew' else ''}answered "
                       f"{err} (sent {t_send}, answered {t_recv})")
-            if err == expected and racing:
+            if err == expected and partner == "revoke":
                 # the revoke right behind it may have won; its own answer
                 # tells what became of the lease
                 m.count("race_lost")
@@ -407,6 +447,37 @@ class Worker:
             m.count("late_not_found")
             return
         m.error(f"revoke of a live lease answered {reply}", lease)
+
+    def apply_paired_renew(self, lease, req, got):
+        """The renew of an exchange+renew pair, answered after the exchange:
+        applied after the swap it has the new value and sets the term;
+        applied before, it has the old one, and the exchange restarted its
+        term.  Either way its reply must say what was stored then."""
+        m = self.model
+        m.count("renews")
+        pair, lease.paired_exchange = lease.paired_exchange, None
+        expires = parse_ts(got["expires"])
+        if pair is None:             # the exchange failed or was not answered
+            if got["value"] != lease.value:
+                m.error("renew changed the value", lease)
+            lease.ttl = got["ttl"]
+            lease.exp_lo = lease.exp_hi = expires
+            return
+        ttl_before, swapped = pair
+        if got["value"] == lease.value:
+            if swapped["ttl"] != ttl_before:
+                m.error(f"an exchange applied before a renew changed the term: "
+                        f"{swapped}", lease)
+            lease.ttl = got["ttl"]
+            lease.exp_lo = lease.exp_hi = expires
+        elif got["value"] == lease.old_values[-1]:
+            m.count("renews_before_exchange")
+            if swapped["ttl"] != req["ttl"]:
+                m.error(f"an exchange applied after a renew did not restart the "
+                        f"renewed term {req['ttl']}: {swapped}", lease)
+        else:
+            m.error(f"the renew of an exchanged lease answered another value: {got}",
+                    lease)
 
 
 # ---------------------------------------------------------------------------
@@ -622,19 +693,20 @@ class Checker:
 
     def probe_local_values(self):
         """An expired, revoked or exchanged-away local token must be
-        invalid_token (each value probed once)."""
+        invalid_token: the values of dead leases once, the used values of
+        leases that may live after every restart (a stale save would bring
+        them back then)."""
         m = self.m
         now = now_ms()
         todo = []
         for l in m.leases.values():
             if l.backend != "local":
                 continue
-            values = list(l.old_values)
             if l.dead(now):
-                values.append(l.value)
-            for v in values:
-                if v not in l.probed_values:
-                    todo.append((l, v))
+                todo += [(l, v) for v in l.old_values + [l.value]
+                         if v not in l.probed_values]
+            else:
+                todo += [(l, v) for v in l.old_values]
         answers = tlm_pipeline(self.d.tcp_port, [{"action": "exchange", "token": v,
                                                   "meta": {}} for _, v in todo])
         m.count("exchange_dead", len(todo))
@@ -826,6 +898,8 @@ def crash_run(tlmd_factory, tmp_path, redis_server, capsys, kills, weights, what
               f"{c['revokes']} revokes, {c['renews']} renews, {c['exchanges']} exchanges, "
               f"{c['late_not_found']} requests that met an expiry, "
               f"{c['race_lost']} renews/exchanges that lost to a racing revoke, "
+              f"{c['renews_before_exchange']} renews applied before the exchange "
+              f"of their pair, "
               f"{c['unknown_creates']} creates and {c['unknown_ops']} other requests cut "
               f"by a kill, {c['discovered']} unanswered creates found live, "
               f"{c['orphans']} orphans; checked {c['gets']} gets, {c['auth_dead']} dead "
@@ -839,11 +913,15 @@ def test_crash_mixed_load_random_kills(tlmd_factory, tmp_path, redis_server, cap
     crash_run(tlmd_factory, tmp_path, redis_server, capsys, KILLS, MIX, "crash test")
 
 
-def test_crash_racing_revokes(tlmd_factory, tmp_path, redis_server, capsys):
-    """The same with pipelined pairs: renew (or exchange), then at once
-    revoke, of the same lease.  This found a revoke that did not stick: the
-    renew's storage write (made whether or not the lease was still live)
-    landed after the revoke's delete and re-inserted the record, so the next
-    start brought the lease back; store_update now checks first."""
+def test_crash_racing_pairs(tlmd_factory, tmp_path, redis_server, capsys):
+    """The same with pairs of requests for one lease: renew (or exchange),
+    then at once revoke; exchange (or renew), then 0-3 ms later renew.  The
+    first found a revoke that did not stick: the renew's storage write (made
+    whether or not the lease was still live) landed after the revoke's
+    delete and re-inserted the record, so the next start brought the lease
+    back; store_update now checks first.  The second (issue 9): a renew
+    saved the copy of the record it took before an exchange was stored, so
+    the used value came back; an update now changes only its own fields of
+    the current record."""
     crash_run(tlmd_factory, tmp_path, redis_server, capsys, RACING_KILLS,
-              RACING_MIX, "crash test, racing revokes")
+              RACING_MIX, "crash test, racing pairs")

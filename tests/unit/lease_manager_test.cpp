@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <functional>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -853,4 +854,319 @@ TEST_CASE_FIXTURE(manager_fixture, "finished revoke jobs are kept a day, "
   REQUIRE(stored);
   REQUIRE(stored->size() == 1);
   CHECK(stored->front().id == new_job->id);
+}
+
+// -- updates of one lease that race each other --------------------------------
+
+namespace {
+
+/// The answers of a cloud actor, held back until the test releases them.
+/// The backend does its work when a request comes, as a remote one would;
+/// only the answer waits (a slow network), so a test picks the order in
+/// which the manager hears of each call.
+struct reply_gate {
+  std::set<std::string> holding; ///< "renew", "exchange", "revoke"
+  std::vector<std::function<void()>> held;
+
+  /// Runs in the gate actor: a promise delivered from outside an actor
+  /// crashes on the test coordinator.
+  void release(size_t i) {
+    auto answer = std::move(held.at(i));
+    held.erase(held.begin() + static_cast<std::ptrdiff_t>(i));
+    answer();
+  }
+
+  template <class T>
+  void answer(caf::event_based_actor* self, const char* kind,
+              caf::expected<T> x) {
+    auto rp = self->make_response_promise<T>();
+    auto reply = [rp, x]() mutable {
+      if (x)
+        rp.deliver(std::move(*x));
+      else
+        rp.deliver(x.error());
+    };
+    if (holding.count(kind) != 0)
+      held.push_back(reply);
+    else
+      reply();
+  }
+};
+
+caf::expected<atom::ok> ok_unless(caf::error err) {
+  if (err)
+    return err;
+  return atom::ok_v;
+}
+
+/// A `cloud_actor` (dynamically typed, for the extra `release` message).
+caf::behavior gated_cloud(caf::event_based_actor* self,
+                          std::shared_ptr<cloud_backend> be,
+                          std::shared_ptr<reply_gate> gate) {
+  return {
+    [=](atom::create, const std::string& id, int64_t ttl, const std::string&,
+        int64_t) {
+      gate->answer(self, "create",
+                   be->create(id, ttl, nlohmann::json::object()));
+    },
+    [=](atom::revoke, const std::string& id) {
+      gate->answer(self, "revoke", ok_unless(be->revoke(id)));
+    },
+    [=](atom::get, const std::string& id) {
+      gate->answer(self, "get", be->get(id));
+    },
+    [=](atom::renew, const std::string& id, int64_t ttl) {
+      gate->answer(self, "renew", ok_unless(be->renew(id, ttl)));
+    },
+    [=](atom::get_all) { gate->answer(self, "get_all", be->get_all()); },
+    [=](atom::lookup, const std::string& value) {
+      gate->answer(self, "lookup", be->lookup(value));
+    },
+    [=](atom::exchange, const std::string& id, const std::string& value) {
+      gate->answer(self, "exchange", be->exchange(id, value));
+    },
+    [=](atom::adopt, const std::vector<cloud_token>& tokens) {
+      be->adopt(tokens);
+    },
+    [=](atom::describe) { return be->describe(); },
+    // The test's release of the i-th held answer.
+    [=](atom::flush, uint64_t i) { gate->release(i); },
+  };
+}
+
+/// A manager with a `local` backend named "gated" whose answers the test
+/// holds and releases.
+struct race_fixture : manager_fixture {
+  std::shared_ptr<reply_gate> gate = std::make_shared<reply_gate>();
+  caf::actor gated;
+
+  race_fixture() {
+    mcfg.backends.push_back({"gated", gated_backend(), true});
+    restart();
+  }
+
+  cloud_actor gated_backend() {
+    gated = own(sys->spawn(
+      gated_cloud, *make_local_backend("gated", {{"type", "local"}}), gate));
+    return caf::actor_cast<cloud_actor>(gated);
+  }
+
+  /// Sends the i-th held answer (once the scheduler runs the gate).
+  void release(size_t i) {
+    caf::anon_send(gated, atom::flush_v, uint64_t{i});
+  }
+
+  /// A crash, then a new process over the same storage: the new backend
+  /// knows only the tokens it relearns from the stored records.
+  void restart() {
+    gate->holding.clear();
+    gate->held.clear();
+    caf::anon_send_exit(manager, caf::exit_reason::kill);
+    sched->run();
+    for (auto& be : mcfg.backends)
+      if (be.name == "gated")
+        be.actor = gated_backend();
+    start();
+  }
+
+  caf::expected<lease> exchange(const std::string& value,
+                                std::string meta = "{}") {
+    return call<lease>(manager, atom::exchange_v, std::string{"gated"}, value,
+                       meta);
+  }
+
+  /// The manager and the storage both hold what `want` says.
+  void check_stored(const lease& want) {
+    auto shown = call<lease>(manager, atom::get_v, want.id);
+    auto stored = call<lease>(storage, atom::get_v, want.id);
+    REQUIRE(shown);
+    REQUIRE(stored);
+    for (auto* x : {&*shown, &*stored}) {
+      CHECK(x->value == want.value);
+      CHECK(x->meta == want.meta);
+      CHECK(x->ttl_ms == want.ttl_ms);
+      CHECK(x->expires_ms == want.expires_ms);
+    }
+  }
+
+  /// After a restart only `fresh` is accepted; `used` stays burned.
+  void check_only_accepted_after_restart(const std::string& used,
+                                         const std::string& fresh) {
+    restart();
+    auto old = exchange(used);
+    REQUIRE(!old);
+    CHECK(code_of(old.error()) == ec::invalid_token);
+    CHECK(exchange(fresh));
+  }
+};
+
+} // namespace
+
+TEST_CASE_FIXTURE(race_fixture, "a renew answered after an exchange extends "
+                                "the exchanged lease and never stores the "
+                                "burned value") {
+  auto x = create_ttl(10'000, true, "gated");
+  gate->holding = {"renew"};
+  auto renewed = send_request<std::tuple<lease, bool>>(
+    manager, atom::renew_v, x.id, int64_t{30'000});
+  sched->run(); // renewed at the backend; the answer is on its way
+  REQUIRE(gate->held.size() == 1);
+  advance(1'000ms);
+  auto y = exchange(x.value, R"({"k":1})");
+  REQUIRE(y);
+  CHECK(y->value != x.value);
+  CHECK(y->expires_ms == start_ms + 11'000);
+  release(0);
+  sched->run();
+  REQUIRE(renewed->has_value());
+  REQUIRE(**renewed);
+  auto [r, capped] = ***renewed;
+  CHECK(!capped);
+  CHECK(r.value == y->value); // the reply says what is stored
+  CHECK(r.meta == y->meta);
+  CHECK(r.ttl_ms == 30'000);
+  CHECK(r.expires_ms == start_ms + 30'000);
+  check_stored(r);
+  check_only_accepted_after_restart(x.value, y->value);
+}
+
+TEST_CASE_FIXTURE(race_fixture, "an exchange answered after a renew keeps "
+                                "the renewed term and restarts it") {
+  auto x = create_ttl(10'000, true, "gated");
+  gate->holding = {"exchange"};
+  auto swapped = send_request<lease>(manager, atom::exchange_v,
+                                     std::string{"gated"}, x.value,
+                                     std::string{"{}"});
+  sched->run(); // swapped at the backend; the answer is on its way
+  REQUIRE(gate->held.size() == 1);
+  auto r = renew(x.id, 30'000);
+  REQUIRE(r);
+  CHECK(std::get<0>(*r).expires_ms == start_ms + 30'000);
+  advance(1'000ms);
+  release(0);
+  sched->run();
+  REQUIRE(swapped->has_value());
+  REQUIRE(**swapped);
+  auto y = ***swapped;
+  CHECK(y.value != x.value);
+  CHECK(y.ttl_ms == 30'000); // the renewed term, from the new value on
+  CHECK(y.expires_ms == start_ms + 31'000);
+  check_stored(y);
+  check_only_accepted_after_restart(x.value, y.value);
+}
+
+TEST_CASE_FIXTURE(race_fixture, "a renew answered between an exchange's save "
+                                "and its commit starts from the exchange") {
+  auto x = create_ttl(10'000, true, "gated");
+  gate->holding = {"exchange", "renew"};
+  auto swapped = send_request<lease>(manager, atom::exchange_v,
+                                     std::string{"gated"}, x.value,
+                                     std::string{R"({"k":2})"});
+  sched->run();
+  auto renewed = send_request<std::tuple<lease, bool>>(
+    manager, atom::renew_v, x.id, int64_t{30'000});
+  sched->run();
+  REQUIRE(gate->held.size() == 2);
+  // Both answers wait in the manager's mailbox: the renew's is handled
+  // after the exchange's save went out and before storage confirmed it.
+  release(0);
+  release(0);
+  sched->run();
+  REQUIRE(swapped->has_value());
+  REQUIRE(**swapped);
+  REQUIRE(renewed->has_value());
+  REQUIRE(**renewed);
+  auto y = ***swapped;
+  auto r = std::get<0>(***renewed);
+  CHECK(y.value != x.value);
+  CHECK(r.value == y.value);
+  CHECK(r.meta == R"({"k":2})");
+  CHECK(r.expires_ms == start_ms + 30'000);
+  check_stored(r);
+  check_only_accepted_after_restart(x.value, y.value);
+}
+
+TEST_CASE_FIXTURE(race_fixture, "two renews set the term in the order the "
+                                "backend answers, around an exchange") {
+  auto x = create_ttl(10'000, true, "gated");
+  gate->holding = {"renew"};
+  auto first = send_request<std::tuple<lease, bool>>(
+    manager, atom::renew_v, x.id, int64_t{30'000});
+  sched->run();
+  advance(1'000ms);
+  auto second = send_request<std::tuple<lease, bool>>(
+    manager, atom::renew_v, x.id, int64_t{20'000});
+  sched->run();
+  REQUIRE(gate->held.size() == 2);
+  auto y = exchange(x.value);
+  REQUIRE(y);
+  release(1); // the second renew is answered first ...
+  sched->run();
+  REQUIRE(second->has_value());
+  REQUIRE(**second);
+  auto b = std::get<0>(***second);
+  CHECK(b.value == y->value);
+  CHECK(b.expires_ms == start_ms + 21'000);
+  check_stored(b);
+  release(0); // ... and the first one last: its term counts
+  sched->run();
+  REQUIRE(first->has_value());
+  REQUIRE(**first);
+  auto a = std::get<0>(***first);
+  CHECK(a.value == y->value);
+  CHECK(a.ttl_ms == 30'000);
+  CHECK(a.expires_ms == start_ms + 30'000);
+  check_stored(a);
+  check_only_accepted_after_restart(x.value, y->value);
+}
+
+TEST_CASE_FIXTURE(race_fixture, "a renew answered after a revoke is refused "
+                                "and stores nothing") {
+  auto x = create_ttl(10'000, true, "gated");
+  gate->holding = {"renew"};
+  auto renewed = send_request<std::tuple<lease, bool>>(
+    manager, atom::renew_v, x.id, int64_t{30'000});
+  sched->run();
+  REQUIRE(call<atom::ok>(manager, atom::revoke_v, x.id, false));
+  release(0);
+  sched->run();
+  REQUIRE(renewed->has_value());
+  REQUIRE(!**renewed);
+  CHECK(code_of((**renewed).error()) == ec::not_found);
+  CHECK(!call<lease>(storage, atom::get_v, x.id));
+  restart();
+  CHECK(code_of_get(x.id) == ec::not_found);
+  CHECK(code_of(exchange(x.value).error()) == ec::invalid_token);
+}
+
+TEST_CASE_FIXTURE(race_fixture, "a revoke right after an exchange's answer "
+                                "stores the exchanged value as revoking") {
+  auto x = create_ttl(10'000, true, "gated");
+  gate->holding = {"exchange", "revoke"};
+  auto swapped = send_request<lease>(manager, atom::exchange_v,
+                                     std::string{"gated"}, x.value,
+                                     std::string{R"({"k":3})"});
+  sched->run();
+  REQUIRE(gate->held.size() == 1);
+  release(0);
+  sched->run_once(); // the gate answers
+  // The revoke waits right behind the answer, so it comes before storage
+  // confirms the exchange's save (its own reply is of no interest here).
+  caf::anon_send(manager, atom::revoke_v, x.id, false);
+  sched->run(); // the revoke is stored, its backend's answer held
+  REQUIRE(gate->held.size() == 1);
+  auto stored = call<lease>(storage, atom::get_v, x.id);
+  REQUIRE(stored);
+  CHECK(stored->state == state_revoking);
+  CHECK(stored->value != x.value);
+  CHECK(stored->meta == R"({"k":3})");
+  REQUIRE(swapped->has_value());
+  if (**swapped) // the swap is stored, whichever answer its client got
+    CHECK((**swapped)->value == stored->value);
+  // A crash with the revocation in flight: it is finished at the start.
+  restart();
+  CHECK(code_of_get(x.id) == ec::not_found);
+  CHECK(!call<lease>(storage, atom::get_v, x.id));
+  CHECK(code_of(exchange(x.value).error()) == ec::invalid_token);
+  CHECK(code_of(exchange(stored->value).error()) == ec::invalid_token);
 }
