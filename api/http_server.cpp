@@ -340,11 +340,12 @@ struct http_server::impl {
 
   /// How long a reading connection runs before it may be shed: enough for
   /// a normal client's request to arrive whole.
-  static constexpr int64_t shed_after_ms = 100;
-  static constexpr auto sweep_interval = std::chrono::milliseconds(50);
+  static constexpr int64_t shed_after_ms = 25;
+  static constexpr auto sweep_interval = std::chrono::milliseconds(20);
 
   dispatcher& disp;
   http_limits limits;
+  int workers;
   /// Connections waiting for a worker beyond this are refused (503).
   int max_queued;
   Poco::ThreadPool pool;
@@ -619,7 +620,7 @@ private:
 
 http_server::impl::impl(dispatcher& d, Poco::Net::ServerSocket socket,
                         int threads, http_limits lim)
-  : disp(d), limits(lim), max_queued(std::max(1024, threads * 4)),
+  : disp(d), limits(lim), workers(threads), max_queued(std::max(1024, threads * 4)),
     pool(2, threads + 1), peers(lim.max_per_peer) {
   params = new Poco::Net::HTTPServerParams;
   params->setMaxThreads(threads);
@@ -637,15 +638,15 @@ http_server::impl::impl(dispatcher& d, Poco::Net::ServerSocket socket,
 }
 
 void http_server::impl::watch() {
-  size_t queued_before = 0;
   std::unique_lock<std::mutex> guard{mtx};
   while (!stopping) {
     cv.wait_for(guard, sweep_interval);
-    // Connections queued at two sweeps in a row wait for a worker, not
+    // Connections queued while every worker runs wait for a worker, not
     // for a thread that is just starting.
-    auto queued = static_cast<size_t>(server->queuedConnections());
-    registry.sweep(now(), std::min(queued, queued_before), shed_after_ms);
-    queued_before = queued;
+    size_t waiting = 0;
+    if (server->currentThreads() >= workers)
+      waiting = static_cast<size_t>(server->queuedConnections());
+    registry.sweep(now(), waiting, shed_after_ms);
   }
 }
 

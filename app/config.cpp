@@ -322,8 +322,12 @@ command_line parse_command_line(int argc, char** argv) {
                                "TCP connections served at once (default "
                                "1024)");
   auto* threads = app.add_option("--http-threads", flags.http_threads,
-                                 "HTTP connections served at once (default "
-                                 "64)");
+                                 "HTTP connections served at once; beyond "
+                                 "them, connections wait and those waiting "
+                                 "longest on their client are shed (default "
+                                   + std::to_string(
+                                     daemon_config{}.http_threads)
+                                   + ")");
   auto apply_http_flags = add_http_flags(app, flags.http);
   try {
     app.parse(argc, argv);
