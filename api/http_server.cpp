@@ -1,49 +1,50 @@
 #include "api/http_server.hpp"
 
 #include <algorithm>
+#include <condition_variable>
 #include <initializer_list>
-#include <istream>
+#include <mutex>
+#include <thread>
 
-#include <Poco/Net/HTTPRequestHandler.h>
-#include <Poco/Net/HTTPRequestHandlerFactory.h>
+#include <Poco/Net/HTTPChunkedStream.h>
+#include <Poco/Net/HTTPFixedLengthStream.h>
+#include <Poco/Net/HTTPHeaderStream.h>
+#include <Poco/Net/HTTPRequest.h>
+#include <Poco/Net/HTTPResponse.h>
 #include <Poco/Net/HTTPServerParams.h>
-#include <Poco/Net/HTTPServerRequest.h>
-#include <Poco/Net/HTTPServerResponse.h>
-#include <Poco/Net/ServerSocket.h>
-#include <Poco/URI.h>
+#include <Poco/Net/HTTPServerSession.h>
+#include <Poco/Net/NetException.h>
+#include <Poco/Net/TCPServer.h>
+#include <Poco/Net/TCPServerConnection.h>
+#include <Poco/Net/TCPServerConnectionFactory.h>
+#include <Poco/ThreadPool.h>
+
+#include "api/http_framing.hpp"
 
 namespace tlm {
 
 namespace {
 
 using json = nlohmann::json;
-using Poco::Net::HTTPServerRequest;
-using Poco::Net::HTTPServerResponse;
+using Poco::Net::HTTPRequest;
 
-struct route_error {
-  ec code;
-  std::string message;
+/// An answer ready to write.
+struct http_answer {
+  int status = 200;
+  std::string body;
+  /// The `Allow` header of a 405.
+  std::string allow;
+  /// Close the connection after this answer.
+  bool close = false;
 };
 
-/// Reads the body, refusing more than `max_message_bytes`.
-std::optional<std::string> read_body(HTTPServerRequest& req) {
-  // Without a length and without chunks a request has no body (RFC 9112,
-  // 6.3); Poco would read until the client closes.
-  if (!req.hasContentLength() && !req.getChunkedTransferEncoding())
-    return std::string{};
-  if (req.hasContentLength()
-      && req.getContentLength64() > static_cast<int64_t>(max_message_bytes))
-    return std::nullopt;
-  std::string body;
-  std::vector<char> buf(64 * 1024);
-  auto& in = req.stream();
-  while (in) {
-    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-    body.append(buf.data(), static_cast<size_t>(in.gcount()));
-    if (body.size() > max_message_bytes)
-      return std::nullopt;
-  }
-  return body;
+/// A failure object with a status the transport chose (405, 408, 505...).
+http_answer transport_failure(int status, std::string message,
+                              ec code = ec::invalid_request) {
+  return {status,
+          dispatcher::failure(std::nullopt, make_error(code, std::move(message)))
+            .body,
+          {}, true};
 }
 
 /// A body that must hold a JSON object, or nothing (then `{}`).
@@ -55,6 +56,12 @@ json object_body(const std::string& body, api_request& failed) {
                               "the body nests deeper than "
                                 + std::to_string(max_message_depth)
                                 + " levels");
+    return json::object();
+  }
+  // nlohmann's parser takes a NUL byte for the end of the input.
+  if (body.find('\0') != std::string::npos) {
+    failed.error = make_error(ec::invalid_request,
+                              "the body must not contain a NUL byte");
     return json::object();
   }
   auto parsed = json::parse(body, nullptr, false);
@@ -69,7 +76,7 @@ json object_body(const std::string& body, api_request& failed) {
 
 /// Refuses query parameters a route does not take: one we ignored would be
 /// a wish silently not granted.
-bool query_ok(const Poco::URI::QueryParameters& query,
+bool query_ok(const std::vector<std::pair<std::string, std::string>>& query,
               std::initializer_list<std::string_view> allowed,
               const std::string& route_name, api_request& failed) {
   for (auto& [key, _] : query)
@@ -101,182 +108,552 @@ json body_message(const std::string& body, const char* verb,
   return message;
 }
 
-/// Maps a REST call onto an action message.
-api_request route(HTTPServerRequest& req, const std::string& body,
-                  bool& created) {
-  Poco::URI uri(req.getURI());
-  const auto& path = uri.getPath();
-  const auto& method = req.getMethod();
-  auto query = uri.getQueryParameters();
-  api_request failed;
-  auto no_query = [&](const std::string& name) {
-    return query_ok(query, {}, name, failed);
-  };
-  constexpr std::string_view leases = "/v1/leases";
-  if (path == "/v1/actions" && method == "POST")
-    return no_query("POST /v1/actions") ? parse_request(body) : failed;
-  if (path == "/healthz" && method == "GET")
-    return no_query("GET /healthz")
-             ? parse_message(json{{"action", "health"}})
-             : failed;
-  if (path == leases && method == "POST") {
-    auto message = body_message(body, "create", failed);
-    if (failed.error || !no_query("POST /v1/leases"))
-      return failed;
-    created = true;
-    return parse_message(message);
-  }
-  if (path == leases && method == "GET") {
-    if (!query_ok(query, {"limit", "backend", "tag", "cursor", "state"},
-                  "GET /v1/leases", failed))
-      return failed;
-    json message{{"action", "list"}};
-    for (auto& [key, value] : query) {
-      if (key == "limit") {
-        try {
-          size_t used = 0;
-          auto n = std::stoll(value, &used);
-          if (used != value.size())
-            throw std::invalid_argument("limit");
-          message["limit"] = n;
-        } catch (...) {
-          failed.error = make_error(ec::invalid_request,
-                                    "limit must be an integer");
-          return failed;
-        }
-      } else if (!value.empty()) {
-        message[key] = value;
-      }
-    }
-    return parse_message(message);
-  }
-  constexpr std::string_view jobs = "/v1/jobs";
-  if (path == jobs && method == "POST") {
-    auto message = body_message(body, "revoke_prefix", failed);
-    if (failed.error || !no_query("POST /v1/jobs"))
-      return failed;
-    created = true;
-    return parse_message(message);
-  }
-  if (path.rfind(std::string{jobs} + "/", 0) == 0 && method == "GET") {
-    auto id = path.substr(jobs.size() + 1);
-    if (!id.empty() && id.find('/') == std::string::npos)
-      return no_query("GET /v1/jobs/{id}")
-               ? parse_message(json{{"action", "job"}, {"job_id", id}})
-               : failed;
-  }
-  if (path.rfind(std::string{leases} + "/", 0) == 0) {
-    auto rest = path.substr(leases.size() + 1);
-    auto slash = rest.find('/');
-    auto id = rest.substr(0, slash);
-    auto tail = slash == std::string::npos ? "" : rest.substr(slash);
-    if (!id.empty() && tail.empty() && method == "GET")
-      return no_query("GET /v1/leases/{id}")
-               ? parse_message(json{{"action", "get"}, {"token_id", id}})
-               : failed;
-    if (!id.empty() && tail.empty() && method == "DELETE") {
-      if (!query_ok(query, {"force"}, "DELETE /v1/leases/{id}", failed))
-        return failed;
-      json message{{"action", "revoke"}, {"token_id", id}};
-      for (auto& [key, value] : query) {
-        if (value != "true" && value != "1" && value != "false"
-            && value != "0") {
-          failed.error = make_error(ec::invalid_request,
-                                    "force must be true or false");
-          return failed;
-        }
-        message["force"] = value == "true" || value == "1";
-      }
-      return parse_message(message);
-    }
-    if (!id.empty() && tail == "/renew" && method == "POST") {
-      auto message = body_message(body, "renew", failed);
-      if (failed.error || !no_query("POST /v1/leases/{id}/renew"))
-        return failed;
-      for (auto key : {"token_id", "lease_id"})
-        if (auto i = message.find(key); i != message.end() && *i != id) {
-          failed.error = make_error(ec::invalid_request,
-                                    std::string{key}
-                                      + " in the body differs from the "
-                                        "lease id in the path");
-          return failed;
-        }
-      message["token_id"] = id;
-      message.erase("lease_id");
-      return parse_message(message);
-    }
-  }
-  failed.error = make_error(ec::not_found, "no route for " + method + " "
-                                             + path.substr(0, 200));
-  return failed;
-}
+/// The resources of the REST API, by path.
+enum class resource { none, actions, healthz, leases, lease, renew, jobs, job };
 
-class api_handler : public Poco::Net::HTTPRequestHandler {
-public:
-  explicit api_handler(dispatcher& d) : dispatcher_(d) {
-    // nop
-  }
-
-  void handleRequest(HTTPServerRequest& req,
-                     HTTPServerResponse& resp) override {
-    auto reply = answer(req, resp);
-    resp.setStatus(static_cast<HTTPServerResponse::HTTPStatus>(
-      reply.code == ec::none && created_ ? 201 : http_status(reply.code)));
-    resp.setContentType("application/json");
-    resp.setContentLength64(static_cast<int64_t>(reply.body.size()));
-    resp.send().write(reply.body.data(),
-                      static_cast<std::streamsize>(reply.body.size()));
-  }
-
-private:
-  api_reply answer(HTTPServerRequest& req, HTTPServerResponse& resp) {
-    auto body = read_body(req);
-    if (!body) {
-      resp.setKeepAlive(false); // the rest of the body stays unread
-      return dispatcher::failure(
-        std::nullopt, make_error(ec::too_large, "a message must be at most "
-                                                "1 MiB"));
-    }
-    if (!dispatcher_.keys().allows_header(req.get("Authorization", "")))
-      return dispatcher::failure(
-        std::nullopt, make_error(ec::unauthorized,
-                                 "send the header 'Authorization: Bearer "
-                                 "<api key>'"));
-    return dispatcher_.call_and_wait(route(req, *body, created_));
-  }
-
-  dispatcher& dispatcher_;
-  bool created_ = false;
+struct matched {
+  resource what = resource::none;
+  std::string id;
 };
 
-class handler_factory : public Poco::Net::HTTPRequestHandlerFactory {
+/// Which resource a path names; an id is exactly one non-empty segment.
+matched match(const std::vector<std::string>& s) {
+  auto is = [&](std::initializer_list<std::string_view> names) {
+    return s.size() == names.size()
+           && std::equal(names.begin(), names.end(), s.begin(),
+                         [](std::string_view a, const std::string& b) {
+                           return a.empty() ? !b.empty() : a == b;
+                         });
+  };
+  // "" stands for an id.
+  if (is({"v1", "actions"}))
+    return {resource::actions, {}};
+  if (is({"healthz"}))
+    return {resource::healthz, {}};
+  if (is({"v1", "leases"}))
+    return {resource::leases, {}};
+  if (is({"v1", "leases", ""}))
+    return {resource::lease, s[2]};
+  if (is({"v1", "leases", "", "renew"}))
+    return {resource::renew, s[2]};
+  if (is({"v1", "jobs"}))
+    return {resource::jobs, {}};
+  if (is({"v1", "jobs", ""}))
+    return {resource::job, s[2]};
+  return {};
+}
+
+/// The methods a resource has, as the `Allow` header lists them.
+std::vector<std::string> methods_of(resource r) {
+  switch (r) {
+    case resource::actions:
+    case resource::renew:
+    case resource::jobs:
+      return {"POST"};
+    case resource::healthz:
+    case resource::job:
+      return {"GET"};
+    case resource::leases:
+      return {"GET", "POST"};
+    case resource::lease:
+      return {"GET", "DELETE"};
+    case resource::none:
+      break;
+  }
+  return {};
+}
+
+/// A REST call as an action message, or why not.
+struct routed {
+  api_request req;
+  bool created = false;
+  /// A status of the route itself (405); 0: the reply's code decides.
+  int status = 0;
+  std::string allow;
+};
+
+/// `GET /v1/leases` query parameters as a list message.
+api_request list_request(const http_target& target) {
+  api_request failed;
+  if (!query_ok(target.query, {"limit", "backend", "tag", "cursor", "state"},
+                "GET /v1/leases", failed))
+    return failed;
+  json message{{"action", "list"}};
+  for (auto& [key, value] : target.query) {
+    if (key == "limit") {
+      try {
+        size_t used = 0;
+        auto n = std::stoll(value, &used);
+        if (used != value.size())
+          throw std::invalid_argument("limit");
+        message["limit"] = n;
+      } catch (...) {
+        failed.error = make_error(ec::invalid_request,
+                                  "limit must be an integer");
+        return failed;
+      }
+    } else if (!value.empty()) {
+      message[key] = value;
+    }
+  }
+  return parse_message(message);
+}
+
+/// `DELETE /v1/leases/{id}[?force=...]` as a revoke message.
+api_request revoke_request(const http_target& target, const std::string& id) {
+  api_request failed;
+  if (!query_ok(target.query, {"force"}, "DELETE /v1/leases/{id}", failed))
+    return failed;
+  json message{{"action", "revoke"}, {"token_id", id}};
+  for (auto& [key, value] : target.query) {
+    if (value != "true" && value != "1" && value != "false" && value != "0") {
+      failed.error = make_error(ec::invalid_request,
+                                "force must be true or false");
+      return failed;
+    }
+    message["force"] = value == "true" || value == "1";
+  }
+  return parse_message(message);
+}
+
+/// `POST /v1/leases/{id}/renew` as a renew message.
+api_request renew_request(const http_target& target, const std::string& id,
+                          const std::string& body) {
+  api_request failed;
+  auto message = body_message(body, "renew", failed);
+  if (failed.error
+      || !query_ok(target.query, {}, "POST /v1/leases/{id}/renew", failed))
+    return failed;
+  for (auto key : {"token_id", "lease_id"})
+    if (auto i = message.find(key); i != message.end() && *i != id) {
+      failed.error = make_error(ec::invalid_request,
+                                std::string{key}
+                                  + " in the body differs from the lease id "
+                                    "in the path");
+      return failed;
+    }
+  message["token_id"] = id;
+  message.erase("lease_id");
+  return parse_message(message);
+}
+
+/// Maps a REST call onto an action message.
+routed route(const std::string& method, const http_target& target,
+             const std::string& body) {
+  routed out;
+  auto [what, id] = match(target.segments);
+  auto methods = methods_of(what);
+  if (methods.empty()) {
+    std::string path;
+    for (auto& s : target.segments)
+      path += "/" + s;
+    out.req.error = make_error(ec::not_found, "no route for " + method + " "
+                                                + path.substr(0, 200));
+    return out;
+  }
+  if (std::find(methods.begin(), methods.end(), method) == methods.end()) {
+    for (auto& m : methods)
+      out.allow += (out.allow.empty() ? "" : ", ") + m;
+    out.status = 405;
+    out.req.error = make_error(ec::invalid_request,
+                               "this route takes only " + out.allow);
+    return out;
+  }
+  auto no_query = [&](const char* name) {
+    return query_ok(target.query, {}, name, out.req);
+  };
+  auto with_body = [&](const char* verb, const char* name) {
+    auto message = body_message(body, verb, out.req);
+    if (out.req.error || !no_query(name))
+      return;
+    out.created = true;
+    out.req = parse_message(message);
+  };
+  switch (what) {
+    case resource::actions:
+      if (no_query("POST /v1/actions"))
+        out.req = parse_request(body);
+      break;
+    case resource::healthz:
+      if (no_query("GET /healthz"))
+        out.req = parse_message(json{{"action", "health"}});
+      break;
+    case resource::leases:
+      if (method == "POST")
+        with_body("create", "POST /v1/leases");
+      else
+        out.req = list_request(target);
+      break;
+    case resource::jobs:
+      with_body("revoke_prefix", "POST /v1/jobs");
+      break;
+    case resource::job:
+      if (no_query("GET /v1/jobs/{id}"))
+        out.req = parse_message(json{{"action", "job"}, {"job_id", id}});
+      break;
+    case resource::lease:
+      if (method == "DELETE")
+        out.req = revoke_request(target, id);
+      else if (no_query("GET /v1/leases/{id}"))
+        out.req = parse_message(json{{"action", "get"}, {"token_id", id}});
+      break;
+    case resource::renew:
+      out.req = renew_request(target, id, body);
+      break;
+    case resource::none:
+      break;
+  }
+  return out;
+}
+
+/// Answers one request whose header and body have been read.
+http_answer answer(dispatcher& d, const HTTPRequest& req,
+                   const http_target& target, const std::string& body) {
+  if (!d.keys().allows_header(req.get("Authorization", "")))
+    return {401,
+            dispatcher::failure(std::nullopt,
+                                make_error(ec::unauthorized,
+                                           "send the header 'Authorization: "
+                                           "Bearer <api key>'"))
+              .body,
+            {}, false};
+  auto r = route(req.getMethod(), target, body);
+  auto reply = d.call_and_wait(std::move(r.req));
+  http_answer out;
+  out.status = r.status != 0                           ? r.status
+               : reply.code == ec::none && r.created ? 201
+                                                       : http_status(reply.code);
+  out.body = std::move(reply.body);
+  out.allow = std::move(r.allow);
+  return out;
+}
+
+} // namespace
+
+// -- the server ---------------------------------------------------------------
+
+struct http_server::impl {
+  impl(dispatcher& d, Poco::Net::ServerSocket socket, int threads,
+       http_limits lim);
+
+  void watch();
+
+  /// How long a reading connection runs before it may be shed: enough for
+  /// a normal client's request to arrive whole.
+  static constexpr int64_t shed_after_ms = 25;
+  static constexpr auto sweep_interval = std::chrono::milliseconds(20);
+
+  dispatcher& disp;
+  http_limits limits;
+  int workers;
+  /// Connections waiting for a worker beyond this are refused (503).
+  int max_queued;
+  Poco::ThreadPool pool;
+  peer_limiter peers;
+  connection_registry registry;
+  Poco::Net::HTTPServerParams::Ptr params;
+  std::unique_ptr<Poco::Net::TCPServer> server;
+  std::mutex mtx;
+  std::condition_variable cv;
+  bool stopping = false;
+  std::thread watchdog;
+};
+
+namespace {
+
+steady_time now() {
+  return std::chrono::steady_clock::now();
+}
+
+/// Writes all of `text`; false when the client is gone or too slow.
+bool send_all(Poco::Net::StreamSocket& socket, const std::string& text) {
+  try {
+    size_t sent = 0;
+    while (sent < text.size()) {
+      int n = socket.sendBytes(text.data() + sent,
+                               static_cast<int>(text.size() - sent));
+      if (n <= 0)
+        return false;
+      sent += static_cast<size_t>(n);
+    }
+    return true;
+  } catch (const Poco::Exception&) {
+    return false;
+  }
+}
+
+std::string render(const http_answer& a, bool keep_alive) {
+  Poco::Net::HTTPResponse resp(
+    static_cast<Poco::Net::HTTPResponse::HTTPStatus>(a.status));
+  resp.setVersion(Poco::Net::HTTPMessage::HTTP_1_1);
+  resp.setContentType("application/json");
+  resp.setContentLength64(static_cast<int64_t>(a.body.size()));
+  resp.setKeepAlive(keep_alive);
+  if (!a.allow.empty())
+    resp.set("Allow", a.allow);
+  std::ostringstream out;
+  resp.write(out);
+  out << a.body;
+  return out.str();
+}
+
+/// One client connection: reads requests under the deadlines, answers them
+/// in order, keeps the connection alive between them.
+class http_connection : public Poco::Net::TCPServerConnection {
 public:
-  explicit handler_factory(dispatcher& d) : dispatcher_(d) {
+  http_connection(const Poco::Net::StreamSocket& socket,
+                  http_server::impl& srv)
+    : TCPServerConnection(socket), srv_(srv),
+      fd_(static_cast<int64_t>(socket.impl()->sockfd())) {
     // nop
   }
 
-  Poco::Net::HTTPRequestHandler*
-  createRequestHandler(const HTTPServerRequest&) override {
-    return new api_handler(dispatcher_);
+  ~http_connection() override {
+    srv_.peers.release(fd_);
+  }
+
+  void run() override {
+    auto& lim = srv_.limits;
+    conn_ = srv_.registry.add(socket(), now(), lim.read_timeout_ms);
+    try {
+      Poco::Net::HTTPServerSession session(socket(), srv_.params);
+      // A reply that cannot be written for this long is given up.
+      socket().setSendTimeout(Poco::Timespan(lim.idle_timeout_ms * 1000));
+      bool first = true;
+      for (;;) {
+        // Keep-alive: the idle timeout runs until the next request begins,
+        // then its read deadline.
+        if (!first
+            && !srv_.registry.enter(conn_, conn_phase::idle, now(),
+                                    lim.idle_timeout_ms))
+          break;
+        if (!session.hasMoreRequests())
+          break;
+        if (!first
+            && !srv_.registry.enter(conn_, conn_phase::reading, now(),
+                                    lim.read_timeout_ms))
+          break;
+        first = false;
+        if (!serve_one(session))
+          break;
+      }
+    } catch (...) {
+      // A reset or failed socket ends the connection, nothing else.
+    }
+    srv_.registry.remove(conn_);
   }
 
 private:
-  dispatcher& dispatcher_;
+  /// Answers `a` and tells whether to keep the connection.
+  bool reply(const http_answer& a, bool keep_alive) {
+    keep_alive = keep_alive && !a.close;
+    return send_all(socket(), render(a, keep_alive)) && keep_alive;
+  }
+
+  /// A request the watchdog cut off gets 408; one the client broke, 400.
+  bool refuse_unread(const std::string& what) {
+    if (srv_.registry.cut(conn_))
+      return reply(transport_failure(408, "the request did not arrive within "
+                                          + std::to_string(
+                                            srv_.limits.read_timeout_ms)
+                                          + " ms"),
+                   false);
+    return reply(transport_failure(400, what), false);
+  }
+
+  /// Reads, checks and answers one request; false closes the connection.
+  bool serve_one(Poco::Net::HTTPServerSession& session) {
+    HTTPRequest req;
+    try {
+      Poco::Net::HTTPHeaderInputStream header(session);
+      req.read(header);
+    } catch (const Poco::Net::NoMessageException&) {
+      return false; // closed between requests, or cut before a byte came
+    } catch (const Poco::Net::MessageException&) {
+      return refuse_unread("the request header is malformed or too long");
+    } catch (const Poco::TimeoutException&) {
+      srv_.registry.enter(conn_, conn_phase::reading, now(), 0);
+      return refuse_unread("the request did not arrive in time");
+    }
+    if (srv_.registry.cut(conn_))
+      return refuse_unread("");
+    if (auto err = check_version(req.getVersion()))
+      return reply(transport_failure(err->status, err->message), false);
+    auto framing = read_framing(req);
+    if (framing.error)
+      return reply(transport_failure(framing.error->status,
+                                     framing.error->message),
+                   false);
+    if (framing.length && *framing.length > max_message_bytes)
+      return reply(transport_failure(413, "a message must be at most 1 MiB",
+                                     ec::too_large),
+                   false);
+    auto target = parse_target(req.getURI());
+    if (target.error)
+      return reply(transport_failure(400, *target.error), false);
+    if (req.getExpectContinue() && (framing.length || framing.chunked)
+        && !send_all(socket(), "HTTP/1.1 100 Continue\r\n\r\n"))
+      return false;
+    std::string body;
+    if (!read_body(session, framing, body))
+      return false;
+    // A request read whole is answered even if it was just shed.
+    srv_.registry.enter(conn_, conn_phase::busy, now(), 0);
+    auto a = answer(srv_.disp, req, target, body);
+    return reply(a, req.getKeepAlive() && !srv_.registry.cut(conn_));
+  }
+
+  /// Reads the body `framing` announces; false when it does not arrive
+  /// whole (after answering when there is someone to answer).
+  bool read_body(Poco::Net::HTTPServerSession& session,
+                 const body_framing& framing, std::string& body) {
+    // Without a length and without chunks a request has no body (RFC 9112,
+    // 6.3).
+    if (!framing.length && !framing.chunked)
+      return true;
+    std::unique_ptr<std::istream> in;
+    if (framing.chunked)
+      in = std::make_unique<Poco::Net::HTTPChunkedInputStream>(session);
+    else
+      in = std::make_unique<Poco::Net::HTTPFixedLengthInputStream>(
+        session, static_cast<Poco::Net::HTTPFixedLengthStreamBuf::ContentLength>(
+                   *framing.length));
+    std::vector<char> buf(64 * 1024);
+    try {
+      while (*in) {
+        in->read(buf.data(), static_cast<std::streamsize>(buf.size()));
+        body.append(buf.data(), static_cast<size_t>(in->gcount()));
+        if (body.size() > max_message_bytes) {
+          reply(transport_failure(413, "a message must be at most 1 MiB",
+                                  ec::too_large),
+                false);
+          return false;
+        }
+      }
+    } catch (const Poco::TimeoutException&) {
+      srv_.registry.enter(conn_, conn_phase::reading, now(), 0);
+      refuse_unread("");
+      return false;
+    } catch (const Poco::Net::MessageException&) {
+      refuse_unread("the chunked body is malformed");
+      return false;
+    }
+    if (srv_.registry.cut(conn_)) {
+      refuse_unread("");
+      return false;
+    }
+    // The client closed before its body was complete: nobody to answer.
+    return !framing.length || body.size() == *framing.length;
+  }
+
+  http_server::impl& srv_;
+  int64_t fd_;
+  connection_registry::id conn_ = 0;
+};
+
+class connection_factory : public Poco::Net::TCPServerConnectionFactory {
+public:
+  explicit connection_factory(http_server::impl& srv) : srv_(srv) {
+    // nop
+  }
+
+  Poco::Net::TCPServerConnection*
+  createConnection(const Poco::Net::StreamSocket& socket) override {
+    return new http_connection(socket, srv_);
+  }
+
+private:
+  http_server::impl& srv_;
+};
+
+/// Refuses, at accept, connections over the per-peer limit or beyond the
+/// queue, with a 503 failure object: the accept thread never waits on a
+/// client, and a refused client learns why.
+class admission : public Poco::Net::TCPServerConnectionFilter {
+public:
+  explicit admission(http_server::impl& srv) : srv_(srv) {
+    // nop
+  }
+
+  bool accept(const Poco::Net::StreamSocket& socket) override {
+    std::string peer;
+    try {
+      peer = socket.peerAddress().host().toString();
+    } catch (const Poco::Exception&) {
+      return false; // reset before we got to it
+    }
+    if (srv_.server && srv_.server->queuedConnections() >= srv_.max_queued)
+      return refuse(socket, "the server is busy; try again later");
+    auto fd = static_cast<int64_t>(socket.impl()->sockfd());
+    if (!srv_.peers.try_acquire(peer, fd))
+      return refuse(socket,
+                    "too many connections from " + peer + " (at most "
+                      + std::to_string(srv_.limits.max_per_peer) + ")");
+    return true;
+  }
+
+private:
+  static bool refuse(const Poco::Net::StreamSocket& accepted,
+                     const std::string& why) {
+    auto socket = accepted;
+    try {
+      // A fresh socket's send buffer takes the few bytes without waiting.
+      socket.setBlocking(false);
+      send_all(socket, render(transport_failure(503, why, ec::overloaded),
+                              false));
+      socket.shutdownSend();
+      // Unread input would turn the close into a reset that can destroy
+      // the answer before the client reads it.
+      char drain[4096];
+      while (socket.available() > 0 && socket.receiveBytes(drain, 4096) > 0) {
+      }
+    } catch (...) {
+      // The client is gone: nothing to tell.
+    }
+    return false;
+  }
+
+  http_server::impl& srv_;
 };
 
 } // namespace
 
-http_server::http_server(dispatcher& d, Poco::Net::ServerSocket socket,
-                         int threads)
-  : pool_(2, threads + 1) {
-  auto params = new Poco::Net::HTTPServerParams;
+http_server::impl::impl(dispatcher& d, Poco::Net::ServerSocket socket,
+                        int threads, http_limits lim)
+  : disp(d), limits(lim), workers(threads), max_queued(std::max(1024, threads * 4)),
+    pool(2, threads + 1), peers(lim.max_per_peer) {
+  params = new Poco::Net::HTTPServerParams;
   params->setMaxThreads(threads);
-  params->setMaxQueued(1024);
+  // The admission filter refuses first, with an answer; Poco's own refusal
+  // would close without one.
+  params->setMaxQueued(max_queued + 1);
   params->setKeepAlive(true);
   params->setMaxKeepAliveRequests(0); // unlimited
-  params->setKeepAliveTimeout(Poco::Timespan(10, 0));
-  server_ = std::make_unique<Poco::Net::HTTPServer>(new handler_factory(d),
-                                                    pool_, socket, params);
+  params->setKeepAliveTimeout(Poco::Timespan(lim.idle_timeout_ms * 1000));
+  // Bounds each single read as well; the watchdog bounds the request.
+  params->setTimeout(Poco::Timespan(lim.read_timeout_ms * 1000));
+  server = std::make_unique<Poco::Net::TCPServer>(
+    new connection_factory(*this), pool, socket, params);
+  server->setConnectionFilter(new admission(*this));
+}
+
+void http_server::impl::watch() {
+  std::unique_lock<std::mutex> guard{mtx};
+  while (!stopping) {
+    cv.wait_for(guard, sweep_interval);
+    // Connections queued while every worker runs wait for a worker, not
+    // for a thread that is just starting.
+    size_t waiting = 0;
+    if (server->currentThreads() >= workers)
+      waiting = static_cast<size_t>(server->queuedConnections());
+    registry.sweep(now(), waiting, shed_after_ms);
+  }
+}
+
+http_server::http_server(dispatcher& d, Poco::Net::ServerSocket socket,
+                         int threads, http_limits limits)
+  : impl_(std::make_unique<impl>(d, std::move(socket), threads, limits)) {
+  // nop
 }
 
 http_server::~http_server() {
@@ -284,19 +661,27 @@ http_server::~http_server() {
 }
 
 uint16_t http_server::port() const {
-  return server_->port();
+  return impl_->server->port();
 }
 
 void http_server::start() {
-  server_->start();
+  impl_->server->start();
+  impl_->watchdog = std::thread([this] { impl_->watch(); });
 }
 
 void http_server::stop() {
-  if (stopped_)
+  auto& s = *impl_;
+  if (!s.watchdog.joinable())
     return;
-  stopped_ = true;
-  server_->stopAll(false);
-  pool_.joinAll();
+  s.server->stop();
+  s.registry.stop();
+  s.pool.joinAll();
+  {
+    std::lock_guard<std::mutex> guard{s.mtx};
+    s.stopping = true;
+  }
+  s.cv.notify_all();
+  s.watchdog.join();
 }
 
 } // namespace tlm

@@ -260,6 +260,13 @@ api_request parse_request(std::string_view text) {
                         + std::to_string(max_message_depth) + " levels");
     return req;
   }
+  // nlohmann's parser takes a NUL byte for the end of the input, so
+  // `{...}\0junk` would pass; a NUL is never valid JSON text.
+  if (text.find('\0') != std::string_view::npos) {
+    api_request req;
+    req.error = invalid("the message must not contain a NUL byte");
+    return req;
+  }
   auto message = json::parse(text.begin(), text.end(), nullptr, false);
   if (message.is_discarded()) {
     api_request req;

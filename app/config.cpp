@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <fstream>
+#include <functional>
+#include <optional>
 #include <limits>
 #include <sstream>
 
@@ -93,6 +95,59 @@ caf::expected<json> read_file(const std::string& path) {
   }
 }
 
+// -- HTTP limits (issue 9) ----------------------------------------------------
+
+/// Reads an HTTP limit from the config file; nothing when `key` is not one.
+std::optional<caf::error> read_http_key(const std::string& key,
+                                        const json& value, http_limits& out) {
+  if (key == "http_read_timeout_ms")
+    return read_key(value, key, out.read_timeout_ms);
+  if (key == "http_idle_timeout_ms")
+    return read_key(value, key, out.idle_timeout_ms);
+  if (key == "http_max_per_peer")
+    return read_key(value, key, out.max_per_peer);
+  return std::nullopt;
+}
+
+caf::error validate_http(const http_limits& http) {
+  if (http.read_timeout_ms < 1 || http.read_timeout_ms > 3'600'000)
+    return config_error("http_read_timeout_ms must be 1 to 3600000");
+  if (http.idle_timeout_ms < 1 || http.idle_timeout_ms > 3'600'000)
+    return config_error("http_idle_timeout_ms must be 1 to 3600000");
+  if (http.max_per_peer < 1)
+    return config_error("http_max_per_peer must be positive");
+  return caf::none;
+}
+
+/// The HTTP limit flags; `apply` copies the ones given into a config.
+std::function<void(http_limits&)> add_http_flags(CLI::App& app,
+                                                 http_limits& flags) {
+  const http_limits defaults;
+  auto* read = app.add_option(
+    "--http-read-timeout-ms", flags.read_timeout_ms,
+    "ms within which a request's header and body must arrive, counted from "
+    "its connection being served or, on keep-alive, from its first byte; "
+    "later: 408 and close (default "
+      + std::to_string(defaults.read_timeout_ms) + ")");
+  auto* idle = app.add_option(
+    "--http-idle-timeout-ms", flags.idle_timeout_ms,
+    "ms a keep-alive connection may wait for its next request (default "
+      + std::to_string(defaults.idle_timeout_ms) + ")");
+  auto* peer = app.add_option(
+    "--http-max-per-peer", flags.max_per_peer,
+    "HTTP connections one client address may have open or queued; more "
+    "get 503 (default "
+      + std::to_string(defaults.max_per_peer) + ")");
+  return [=, &flags](http_limits& cfg) {
+    if (read->count() > 0)
+      cfg.read_timeout_ms = flags.read_timeout_ms;
+    if (idle->count() > 0)
+      cfg.idle_timeout_ms = flags.idle_timeout_ms;
+    if (peer->count() > 0)
+      cfg.max_per_peer = flags.max_per_peer;
+  };
+}
+
 /// Applies a JSON config file; every key must be known.
 caf::error apply_file(const std::string& path, daemon_config& cfg) {
   auto doc = read_file(path);
@@ -132,6 +187,8 @@ caf::error apply_file(const std::string& path, daemon_config& cfg) {
       err = read_key(value, key, cfg.tcp_max_connections);
     else if (key == "http_threads")
       err = read_key(value, key, cfg.http_threads);
+    else if (auto http = read_http_key(key, value, cfg.http))
+      err = *http;
     else if (key == "backends") {
       if (!value.is_object() || value.empty())
         err = config_error("config key 'backends' must be a non-empty "
@@ -198,6 +255,8 @@ caf::error validate(const daemon_config& cfg) {
   if (cfg.tcp_max_connections < 1 || cfg.http_threads < 1)
     return config_error("tcp_max_connections and http_threads must be "
                         "positive");
+  if (auto err = validate_http(cfg.http))
+    return err;
   if (auto err = check_backend_types(cfg.backends))
     return err;
   if (!cfg.backends.contains(cfg.default_backend))
@@ -220,7 +279,8 @@ command_line parse_command_line(int argc, char** argv) {
                  "JSON config file; flags override its values. Keys: bind, "
                  "http_port, tcp_port, storage, default_backend, "
                  "default_ttl_ms, min_ttl_ms, max_ttl_ms, api_key_file, "
-                 "retry_base_ms, retry_max_ms, max_revoke_attempts, tcp_max_connections, http_threads, backends "
+                 "retry_base_ms, retry_max_ms, max_revoke_attempts, tcp_max_connections, http_threads, "
+                 "http_read_timeout_ms, http_idle_timeout_ms, http_max_per_peer, backends "
                  "({\"<name>\":{\"type\":\"local\"}})");
   auto* bind = app.add_option("--bind", flags.bind,
                               "address to listen on (default 127.0.0.1); a "
@@ -262,8 +322,13 @@ command_line parse_command_line(int argc, char** argv) {
                                "TCP connections served at once (default "
                                "1024)");
   auto* threads = app.add_option("--http-threads", flags.http_threads,
-                                 "HTTP connections served at once (default "
-                                 "64)");
+                                 "HTTP connections served at once; beyond "
+                                 "them, connections wait and those waiting "
+                                 "longest on their client are shed (default "
+                                   + std::to_string(
+                                     daemon_config{}.http_threads)
+                                   + ")");
+  auto apply_http_flags = add_http_flags(app, flags.http);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -297,6 +362,7 @@ command_line parse_command_line(int argc, char** argv) {
   override_with(attempts, cfg.max_revoke_attempts, flags.max_revoke_attempts);
   override_with(conns, cfg.tcp_max_connections, flags.tcp_max_connections);
   override_with(threads, cfg.http_threads, flags.http_threads);
+  apply_http_flags(cfg.http);
   // An unset default follows narrowed bounds instead of contradicting them.
   if (def_ttl->count() == 0 && cfg.default_ttl_ms == daemon_config{}.default_ttl_ms)
     cfg.default_ttl_ms = std::clamp(cfg.default_ttl_ms, cfg.min_ttl_ms,

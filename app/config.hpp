@@ -6,6 +6,8 @@
 #include <caf/expected.hpp>
 #include <nlohmann/json.hpp>
 
+#include "api/http_guard.hpp"
+
 namespace tlm {
 
 /// The folder of the default storage: the only folder tlmd ever creates.
@@ -30,7 +32,11 @@ struct daemon_config {
   int64_t retry_max_ms = 300'000;
   int64_t max_revoke_attempts = 10;
   int tcp_max_connections = 1024;
-  int http_threads = 64;
+  /// More workers than a flood's slow connections keeps the others' latency
+  /// (bench/http_slowloris.py: p99 16 ms at 256, 140 ms at 64, shedding).
+  int http_threads = 256;
+  // -- HTTP limits (issue 9): defaults in `http_limits` ----------------------
+  http_limits http;
 };
 
 /// The outcome of reading the command line: a config to run, or a text to

@@ -208,7 +208,7 @@ int serve(const daemon_config& cfg, const sigset_t& stop_signals) {
 
   dispatcher disp{gw, manager, keys, 60s};
   auto http = std::make_unique<http_server>(disp, std::move(*http_socket),
-                                            cfg.http_threads);
+                                            cfg.http_threads, cfg.http);
   auto tcp = std::make_unique<tcp_server>(disp, std::move(*tcp_socket),
                                           cfg.tcp_max_connections);
   http->start();
