@@ -244,9 +244,13 @@ routed route(const std::string& method, const http_target& target,
   auto [what, id] = match(target.segments);
   auto methods = methods_of(what);
   if (methods.empty()) {
+    // The id segment is never echoed: it may be a token sent by mistake.
+    auto& segs = target.segments;
+    bool has_id = segs.size() > 2 && segs[0] == "v1"
+                  && (segs[1] == "leases" || segs[1] == "jobs");
     std::string path;
-    for (auto& s : target.segments)
-      path += "/" + s;
+    for (size_t i = 0; i < segs.size(); ++i)
+      path += "/" + (has_id && i == 2 ? std::string{"{id}"} : segs[i]);
     out.req.error = make_error(ec::not_found, "no route for " + method + " "
                                                 + path.substr(0, 200));
     return out;

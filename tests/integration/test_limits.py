@@ -15,7 +15,7 @@ import os
 import stat
 import threading
 
-from tlmd_harness import TcpClient, assert_success, wait_until
+from tlmd_harness import TcpClient, assert_success, http_request, wait_until
 
 KIB = 1024
 
@@ -128,6 +128,10 @@ def test_messages_name_the_field_not_the_value(api):
         r = api.fail(req, "not_found")
         assert value not in r["message"] and lease["id"] not in r["message"], r
         assert ("token_id" if "token_id" in req else "job_id") in r["message"], r
+    # nor does a REST route that does not exist
+    r = http_request(api.tlmd.http_port, "GET", f"/v1/leases/{value}/colour")
+    assert r.status == 404 and value not in r.json["message"], r
+    assert "/v1/leases/{id}/colour" in r.json["message"], r
 
 
 # -- files on disk -----------------------------------------------------------
