@@ -6,6 +6,8 @@
 #include <caf/expected.hpp>
 #include <nlohmann/json.hpp>
 
+#include "api/tcp_limits.hpp"
+
 namespace tlm {
 
 /// The folder of the default storage: the only folder tlmd ever creates.
@@ -31,6 +33,8 @@ struct daemon_config {
   int64_t max_revoke_attempts = 10;
   int tcp_max_connections = 1024;
   int http_threads = 64;
+  // -- TCP hardening (issue 9): timeouts and reply budgets ---------------------
+  tcp_limits tcp;
 };
 
 /// The outcome of reading the command line: a config to run, or a text to
