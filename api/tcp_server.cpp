@@ -97,6 +97,12 @@ private:
   size_t limit_;
 };
 
+/// A batch whose replies may need at most this many bytes never waits for
+/// the shared reply budget (it is still counted): clients that read their
+/// replies keep being served while non-reading ones fill the budget, and
+/// all connections together can add at most this much each.
+constexpr int64_t small_batch_bytes = 64 * 1024;
+
 /// The reply bytes all connections hold. A batch reserves what its replies
 /// may need before it is sent to the manager and gives the bytes back as
 /// its client reads them; whatever holds bytes is a batch being answered or
@@ -111,7 +117,7 @@ public:
   /// than the whole budget then runs alone); false when stopping.
   bool acquire(int64_t n, const std::atomic<bool>& stopping) {
     std::unique_lock<std::mutex> guard{mtx_};
-    while (used_ > 0 && used_ + n > limit_) {
+    while (n > small_batch_bytes && used_ > 0 && used_ + n > limit_) {
       if (stopping)
         return false;
       free_.wait_for(guard, std::chrono::milliseconds(poll_ms));

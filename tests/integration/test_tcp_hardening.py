@@ -286,6 +286,41 @@ def test_unread_replies_bounded(tlmd_factory):
         _close_all(attackers)
 
 
+def test_unread_replies_bounded_in_total(tlmd_factory):
+    """With a 16 MiB total budget, six non-reading clients hold at most
+    about that much, and a client that reads its replies is still served."""
+    d = tlmd_factory(args=["--tcp-reply-buffer-total-bytes", str(16 * MIB)])
+    ids = []
+    with d.tcp() as c:
+        for i in range(8):
+            lease = assert_success(c.request(
+                {"action": "create", "meta": {"pad": "y" * 60_000}}))["lease"]
+            ids.append(lease["id"])
+    peak0 = _peak_rss(d)
+    gets = b"".join(json.dumps({"action": "get", "token_id": ids[i % 8]})
+                    .encode() + b"\n" for i in range(3000))
+    attackers = []
+    try:
+        for _ in range(6):
+            s = socket.create_connection(("127.0.0.1", d.tcp_port), timeout=5)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+            attackers.append(s)
+            threading.Thread(target=_sendall_quietly, args=(s, gets),
+                             daemon=True).start()
+        time.sleep(3)
+        growth = _peak_rss(d) - peak0
+        print(f"peak RSS growth {growth / MIB:.1f} MiB")
+        assert growth < 48 * MIB, f"peak RSS grew {growth / MIB:.0f} MiB"
+        with TcpClient(d.tcp_port, timeout=5) as c:
+            t0 = time.monotonic()
+            for i in range(20):
+                assert_success(c.request({"action": "get",
+                                          "token_id": ids[i % 8]}))
+            assert time.monotonic() - t0 < 2
+    finally:
+        _close_all(attackers)
+
+
 def _sendall_quietly(sock, data):
     try:
         sock.sendall(data)
