@@ -545,9 +545,13 @@ private:
     }
     req = parse_request(line);
     if (!req.error && req.verb == action::auth) {
+      auto was = authenticated_;
       authenticated_ = shared_->disp.keys().allows(req.api_key);
       if (!authenticated_)
         req.error = make_error(ec::unauthorized, "the API key is not valid");
+      // A connection that loses its auth gets a fresh deadline to redo it.
+      if (was && !authenticated_)
+        auth_deadline_ms_ = now_ms() + shared_->limits.auth_timeout_ms;
     }
     result.kind = kind_of(req);
     return result;
