@@ -254,27 +254,35 @@ def _send_quietly(client, data):
         pass  # the server closed first
 
 
+def _unread_gets(d, pad, connections=6, gets_each=3000):
+    """Makes 8 leases of about 60 KB, then opens `connections` clients that
+    pipeline `gets_each` gets of them and never read; returns the lease
+    ids, the peak RSS before the attack and the attacking sockets."""
+    ids = []
+    with d.tcp() as c:
+        for _ in range(8):
+            lease = assert_success(c.request(
+                {"action": "create", "meta": {"pad": pad * 60_000}}))["lease"]
+            ids.append(lease["id"])
+    peak0 = _peak_rss(d)
+    gets = b"".join(json.dumps({"action": "get", "token_id": ids[i % 8]})
+                    .encode() + b"\n" for i in range(gets_each))
+    attackers = []
+    for _ in range(connections):
+        s = socket.create_connection(("127.0.0.1", d.tcp_port), timeout=5)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        attackers.append(s)
+        threading.Thread(target=_sendall_quietly, args=(s, gets),
+                         daemon=True).start()
+    return ids, peak0, attackers
+
+
 def test_unread_replies_bounded(tlmd_factory):
     """Clients pipelining gets of 60 KB leases and never reading: the
     replies held wait within the per-connection budget (8 MiB)."""
     d = tlmd_factory()
-    ids = []
-    with d.tcp() as c:
-        for i in range(8):
-            lease = assert_success(c.request(
-                {"action": "create", "meta": {"pad": "x" * 60_000}}))["lease"]
-            ids.append(lease["id"])
-    peak0 = _peak_rss(d)
-    gets = b"".join(json.dumps({"action": "get", "token_id": ids[i % 8]})
-                    .encode() + b"\n" for i in range(3000))
-    attackers = []
+    ids, peak0, attackers = _unread_gets(d, "x")
     try:
-        for _ in range(6):
-            s = socket.create_connection(("127.0.0.1", d.tcp_port), timeout=5)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-            attackers.append(s)
-            threading.Thread(target=_sendall_quietly, args=(s, gets),
-                             daemon=True).start()
         time.sleep(3)
         growth = _peak_rss(d) - peak0
         print(f"peak RSS growth {growth / MIB:.1f} MiB")
@@ -290,23 +298,8 @@ def test_unread_replies_bounded_in_total(tlmd_factory):
     """With a 16 MiB total budget, six non-reading clients hold at most
     about that much, and a client that reads its replies is still served."""
     d = tlmd_factory(args=["--tcp-reply-buffer-total-bytes", str(16 * MIB)])
-    ids = []
-    with d.tcp() as c:
-        for i in range(8):
-            lease = assert_success(c.request(
-                {"action": "create", "meta": {"pad": "y" * 60_000}}))["lease"]
-            ids.append(lease["id"])
-    peak0 = _peak_rss(d)
-    gets = b"".join(json.dumps({"action": "get", "token_id": ids[i % 8]})
-                    .encode() + b"\n" for i in range(3000))
-    attackers = []
+    ids, peak0, attackers = _unread_gets(d, "y")
     try:
-        for _ in range(6):
-            s = socket.create_connection(("127.0.0.1", d.tcp_port), timeout=5)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-            attackers.append(s)
-            threading.Thread(target=_sendall_quietly, args=(s, gets),
-                             daemon=True).start()
         time.sleep(3)
         growth = _peak_rss(d) - peak0
         print(f"peak RSS growth {growth / MIB:.1f} MiB")
