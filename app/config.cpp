@@ -148,6 +148,85 @@ std::function<void(http_limits&)> add_http_flags(CLI::App& app,
   };
 }
 
+// -- TCP hardening (issue 9): timeouts and reply budgets ---------------------
+
+/// Reads `key` into `limits` if it is a TCP limit; false if it is not one.
+bool apply_tcp_key(const std::string& key, const json& value,
+                   tcp_limits& limits, caf::error& err) {
+  if (key == "tcp_idle_timeout_ms")
+    err = read_key(value, key, limits.idle_timeout_ms);
+  else if (key == "tcp_auth_timeout_ms")
+    err = read_key(value, key, limits.auth_timeout_ms);
+  else if (key == "tcp_reply_buffer_bytes")
+    err = read_key(value, key, limits.reply_bytes_per_connection);
+  else if (key == "tcp_reply_buffer_total_bytes")
+    err = read_key(value, key, limits.reply_bytes_total);
+  else
+    return false;
+  return true;
+}
+
+caf::error validate_tcp(const tcp_limits& limits) {
+  if (limits.idle_timeout_ms < 0)
+    return config_error("tcp_idle_timeout_ms must be 0 (never) or more");
+  if (limits.auth_timeout_ms < 1)
+    return config_error("tcp_auth_timeout_ms must be at least 1");
+  if (limits.reply_bytes_per_connection < 1024)
+    return config_error("tcp_reply_buffer_bytes must be at least 1024");
+  if (limits.reply_bytes_total < limits.reply_bytes_per_connection)
+    return config_error("tcp_reply_buffer_total_bytes must be at least "
+                        "tcp_reply_buffer_bytes");
+  return caf::none;
+}
+
+/// The TCP limit flags, each overriding the config file when given.
+class tcp_flags {
+public:
+  void add_to(CLI::App& app) {
+    tcp_limits d;
+    idle_ = app.add_option(
+      "--tcp-idle-timeout-ms", flags_.idle_timeout_ms,
+      "close a TCP connection after this long without a byte either way "
+      "and no request in flight; a write its client does not read counts "
+      "as idle (default " + std::to_string(d.idle_timeout_ms) + "; 0: never)");
+    auth_ = app.add_option(
+      "--tcp-auth-timeout-ms", flags_.auth_timeout_ms,
+      "with API keys, close a TCP connection that has not authenticated "
+      "after this long (default " + std::to_string(d.auth_timeout_ms)
+        + "); before auth a line may have "
+        + std::to_string(max_pre_auth_line_bytes) + " bytes");
+    per_conn_ = app.add_option(
+      "--tcp-reply-buffer-bytes", flags_.reply_bytes_per_connection,
+      "reply bytes a TCP connection may hold unread; then it reads no more "
+      "requests until its client reads (default "
+        + std::to_string(d.reply_bytes_per_connection) + ", 8 MiB)");
+    total_ = app.add_option(
+      "--tcp-reply-buffer-total-bytes", flags_.reply_bytes_total,
+      "reply bytes all TCP connections together may hold unread (default "
+        + std::to_string(d.reply_bytes_total) + ", 256 MiB)");
+  }
+
+  void override(tcp_limits& limits) const {
+    if (idle_->count() > 0)
+      limits.idle_timeout_ms = flags_.idle_timeout_ms;
+    if (auth_->count() > 0)
+      limits.auth_timeout_ms = flags_.auth_timeout_ms;
+    if (per_conn_->count() > 0)
+      limits.reply_bytes_per_connection = flags_.reply_bytes_per_connection;
+    if (total_->count() > 0)
+      limits.reply_bytes_total = flags_.reply_bytes_total;
+  }
+
+private:
+  tcp_limits flags_;
+  CLI::Option* idle_ = nullptr;
+  CLI::Option* auth_ = nullptr;
+  CLI::Option* per_conn_ = nullptr;
+  CLI::Option* total_ = nullptr;
+};
+
+// -- end of TCP hardening ----------------------------------------------------
+
 /// Applies a JSON config file; every key must be known.
 caf::error apply_file(const std::string& path, daemon_config& cfg) {
   auto doc = read_file(path);
@@ -189,7 +268,9 @@ caf::error apply_file(const std::string& path, daemon_config& cfg) {
       err = read_key(value, key, cfg.http_threads);
     else if (auto http = read_http_key(key, value, cfg.http))
       err = *http;
-    else if (key == "backends") {
+    else if (apply_tcp_key(key, value, cfg.tcp, err)) {
+      // a TCP limit, read (or refused) there
+    } else if (key == "backends") {
       if (!value.is_object() || value.empty())
         err = config_error("config key 'backends' must be a non-empty "
                            "object of name -> settings");
@@ -257,6 +338,8 @@ caf::error validate(const daemon_config& cfg) {
                         "positive");
   if (auto err = validate_http(cfg.http))
     return err;
+  if (auto err = validate_tcp(cfg.tcp))
+    return err;
   if (auto err = check_backend_types(cfg.backends))
     return err;
   if (!cfg.backends.contains(cfg.default_backend))
@@ -280,7 +363,9 @@ command_line parse_command_line(int argc, char** argv) {
                  "http_port, tcp_port, storage, default_backend, "
                  "default_ttl_ms, min_ttl_ms, max_ttl_ms, api_key_file, "
                  "retry_base_ms, retry_max_ms, max_revoke_attempts, tcp_max_connections, http_threads, "
-                 "http_read_timeout_ms, http_idle_timeout_ms, http_max_per_peer, backends "
+                 "http_read_timeout_ms, http_idle_timeout_ms, http_max_per_peer, "
+                 "tcp_idle_timeout_ms, tcp_auth_timeout_ms, "
+                 "tcp_reply_buffer_bytes, tcp_reply_buffer_total_bytes, backends "
                  "({\"<name>\":{\"type\":\"local\"}})");
   auto* bind = app.add_option("--bind", flags.bind,
                               "address to listen on (default 127.0.0.1); a "
@@ -319,8 +404,9 @@ command_line parse_command_line(int argc, char** argv) {
     "retried every --retry-max; default 10)");
   auto* conns = app.add_option("--tcp-max-connections",
                                flags.tcp_max_connections,
-                               "TCP connections served at once (default "
-                               "1024)");
+                               "TCP connections served at once; at the "
+                               "limit a new client takes the place of the "
+                               "longest-idle one (default 1024)");
   auto* threads = app.add_option("--http-threads", flags.http_threads,
                                  "HTTP connections served at once; beyond "
                                  "them, connections wait and those waiting "
@@ -329,6 +415,8 @@ command_line parse_command_line(int argc, char** argv) {
                                      daemon_config{}.http_threads)
                                    + ")");
   auto apply_http_flags = add_http_flags(app, flags.http);
+  tcp_flags tcp_limit_flags;
+  tcp_limit_flags.add_to(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -363,6 +451,7 @@ command_line parse_command_line(int argc, char** argv) {
   override_with(conns, cfg.tcp_max_connections, flags.tcp_max_connections);
   override_with(threads, cfg.http_threads, flags.http_threads);
   apply_http_flags(cfg.http);
+  tcp_limit_flags.override(cfg.tcp);
   // An unset default follows narrowed bounds instead of contradicting them.
   if (def_ttl->count() == 0 && cfg.default_ttl_ms == daemon_config{}.default_ttl_ms)
     cfg.default_ttl_ms = std::clamp(cfg.default_ttl_ms, cfg.min_ttl_ms,

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/http_guard.hpp"
+#include "api/tcp_limits.hpp"
 
 namespace tlm {
 
@@ -37,6 +38,8 @@ struct daemon_config {
   int http_threads = 256;
   // -- HTTP limits (issue 9): defaults in `http_limits` ----------------------
   http_limits http;
+  // -- TCP hardening (issue 9): timeouts and reply budgets ---------------------
+  tcp_limits tcp;
 };
 
 /// The outcome of reading the command line: a config to run, or a text to

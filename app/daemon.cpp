@@ -210,7 +210,7 @@ int serve(const daemon_config& cfg, const sigset_t& stop_signals) {
   auto http = std::make_unique<http_server>(disp, std::move(*http_socket),
                                             cfg.http_threads, cfg.http);
   auto tcp = std::make_unique<tcp_server>(disp, std::move(*tcp_socket),
-                                          cfg.tcp_max_connections);
+                                          cfg.tcp_max_connections, cfg.tcp);
   http->start();
   tcp->start();
   log("info", "listening on " + cfg.bind + ": http " + std::to_string(http->port())

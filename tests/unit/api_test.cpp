@@ -34,7 +34,8 @@ struct api_fixture {
   std::unique_ptr<http_server> http;
   std::vector<caf::actor> actors;
 
-  explicit api_fixture(api_keys k = {}) : keys(std::move(k)) {
+  explicit api_fixture(api_keys k = {}, tcp_limits limits = {})
+    : keys(std::move(k)) {
     cfg.add_message_types<caf::id_block::tlm>();
     sys = std::make_unique<caf::actor_system>(cfg);
     gw = std::make_unique<gateway>(*sys, 2);
@@ -51,7 +52,8 @@ struct api_fixture {
     disp = std::make_unique<dispatcher>(*gw, manager, keys,
                                         std::chrono::seconds(10));
     Poco::Net::SocketAddress any("127.0.0.1", 0);
-    tcp = std::make_unique<tcp_server>(*disp, listen_exclusively(any), 16);
+    tcp = std::make_unique<tcp_server>(*disp, listen_exclusively(any), 16,
+                                       limits);
     http = std::make_unique<http_server>(*disp, listen_exclusively(any), 4);
     tcp->start();
     http->start();
@@ -211,4 +213,44 @@ TEST_CASE("HTTP: statuses mirror results; bodies over 1 MiB get 413") {
                     static_cast<std::streamsize>(max_message_bytes + 1));
   CHECK(big.first == 413);
   CHECK(big.second["error"] == "too_large");
+}
+
+TEST_CASE("TCP: batches cut by reply bytes still answer every line in "
+          "order") {
+  tcp_limits limits;
+  limits.reply_bytes_per_connection = 4096;
+  limits.reply_bytes_total = 8192;
+  api_fixture f{{}, limits};
+  auto s = f.connect_tcp();
+  std::string batch;
+  // Creates reserve their line plus 1 KiB: two or three fit a batch, and a
+  // line larger than the budget still goes out alone.
+  for (int i = 0; i < 300; ++i) {
+    json req{{"action", "create"}, {"request_id", i}};
+    if (i % 50 == 0)
+      req["meta"] = {{"pad", std::string(6000, 'x')}};
+    batch += req.dump() + "\n";
+  }
+  f.send_all(s, batch);
+  auto replies = f.read_lines(s, 300);
+  REQUIRE(replies.size() == 300);
+  for (int i = 0; i < 300; ++i) {
+    CHECK(replies[i]["request_id"] == i);
+    CHECK(replies[i]["result"] == "success");
+  }
+}
+
+TEST_CASE("TCP auth: a line over 4 KiB before auth gets too_large and "
+          "closes") {
+  api_fixture f{api_keys::of({"secret-key"})};
+  auto s = f.connect_tcp();
+  f.send_all(s, R"({"action":"health","request_id":1})" "\n"
+                + json{{"action", "auth"},
+                       {"api_key", std::string(5000, 'k')}}.dump()
+                + "\n");
+  auto replies = f.read_lines(s, 3);
+  REQUIRE(replies.size() == 2);
+  CHECK(replies[0]["error"] == "unauthorized");
+  CHECK(replies[0]["request_id"] == 1);
+  CHECK(replies[1]["error"] == "too_large");
 }
