@@ -9,19 +9,13 @@
 #include "actors/error.hpp"
 #include "api/api_keys.hpp"
 #include "app/config.hpp"
+#include "tests/unit/command_line.hpp"
 #include "cloud_backends/registry.hpp"
 
 using namespace tlm;
+using tlm::test::parse;
 
 namespace {
-
-command_line parse(std::vector<std::string> args) {
-  args.insert(args.begin(), "tlmd");
-  std::vector<char*> argv;
-  for (auto& a : args)
-    argv.push_back(a.data());
-  return parse_command_line(static_cast<int>(argv.size()), argv.data());
-}
 
 std::string write_temp(const std::string& text) {
   char name[] = "/tmp/tlm-config-XXXXXX";

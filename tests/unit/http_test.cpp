@@ -8,8 +8,10 @@
 #include "api/http_guard.hpp"
 #include "api/protocol.hpp"
 #include "app/config.hpp"
+#include "tests/unit/command_line.hpp"
 
 using namespace tlm;
+using tlm::test::parse;
 using namespace std::chrono_literals;
 
 namespace {
@@ -24,14 +26,6 @@ body_framing framing(std::initializer_list<std::pair<const char*, const char*>>
 
 int status(const body_framing& f) {
   return f.error ? f.error->status : 0;
-}
-
-command_line parse(std::vector<std::string> args) {
-  args.insert(args.begin(), "tlmd");
-  std::vector<char*> argv;
-  for (auto& a : args)
-    argv.push_back(a.data());
-  return parse_command_line(static_cast<int>(argv.size()), argv.data());
 }
 
 } // namespace

@@ -6,21 +6,11 @@
 #include "actors/error.hpp"
 #include "api/envelope.hpp"
 #include "app/config.hpp"
+#include "tests/unit/command_line.hpp"
 
 using namespace tlm;
+using tlm::test::parse;
 using json = nlohmann::json;
-
-namespace {
-
-command_line parse(std::vector<std::string> args) {
-  args.insert(args.begin(), "tlmd");
-  std::vector<char*> argv;
-  for (auto& a : args)
-    argv.push_back(a.data());
-  return parse_command_line(static_cast<int>(argv.size()), argv.data());
-}
-
-} // namespace
 
 TEST_CASE("peek_envelope finds the top-level action and request id") {
   auto e = peek_envelope(R"({"meta":{"action":"x","request_id":1},)"
