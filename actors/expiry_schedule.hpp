@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "actors/lease_key.hpp"
+#include "core/lease_key.hpp"
 
 namespace tlm {
 

@@ -10,7 +10,7 @@
 #include <caf/replies_to.hpp>
 #include <caf/typed_actor.hpp>
 
-#include "actors/lease.hpp"
+#include "core/lease.hpp"
 #include "actors/type_ids.hpp"
 
 namespace tlm {

@@ -10,12 +10,12 @@
 #include <caf/all.hpp>
 #include <nlohmann/json.hpp>
 
-#include "actors/error.hpp"
+#include "core/error.hpp"
 #include "actors/expiry_schedule.hpp"
-#include "actors/lease_key.hpp"
-#include "actors/log.hpp"
-#include "actors/packed_lease.hpp"
-#include "actors/secrets.hpp"
+#include "core/lease_key.hpp"
+#include "core/log.hpp"
+#include "core/packed_lease.hpp"
+#include "core/secrets.hpp"
 
 namespace tlm {
 

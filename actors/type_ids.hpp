@@ -10,7 +10,7 @@
 
 #include <caf/type_id.hpp>
 
-#include "actors/lease.hpp"
+#include "core/lease.hpp"
 
 CAF_BEGIN_TYPE_ID_BLOCK(tlm, caf::first_custom_type_id)
 

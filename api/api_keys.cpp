@@ -2,8 +2,8 @@
 
 #include <fstream>
 
-#include "actors/error.hpp"
-#include "actors/secrets.hpp"
+#include "core/error.hpp"
+#include "core/secrets.hpp"
 
 namespace tlm {
 

@@ -12,8 +12,8 @@
 #include <caf/expected.hpp>
 #include <nlohmann/json.hpp>
 
-#include "actors/error.hpp"
-#include "actors/lease.hpp"
+#include "core/error.hpp"
+#include "core/lease.hpp"
 
 namespace tlm {
 

@@ -9,7 +9,7 @@
 
 #include <CLI/CLI.hpp>
 
-#include "actors/error.hpp"
+#include "core/error.hpp"
 #include "cloud_backends/registry.hpp"
 
 namespace tlm {

@@ -12,9 +12,9 @@
 #include <Poco/Net/NetException.h>
 #include <Poco/Net/SocketAddress.h>
 
-#include "actors/error.hpp"
+#include "core/error.hpp"
 #include "actors/gateway.hpp"
-#include "actors/log.hpp"
+#include "core/log.hpp"
 #include "actors/lease_manager.hpp"
 #include "api/api_keys.hpp"
 #include "api/dispatcher.hpp"

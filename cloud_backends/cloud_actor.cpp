@@ -3,7 +3,7 @@
 #include <caf/all.hpp>
 #include <nlohmann/json.hpp>
 
-#include "actors/error.hpp"
+#include "core/error.hpp"
 
 namespace tlm {
 

@@ -1,6 +1,6 @@
 #include "cloud_backends/cloud_backend.hpp"
 
-#include "actors/error.hpp"
+#include "core/error.hpp"
 
 namespace tlm {
 

@@ -10,7 +10,7 @@
 #include <caf/expected.hpp>
 #include <nlohmann/json_fwd.hpp>
 
-#include "actors/lease.hpp"
+#include "core/lease.hpp"
 
 namespace tlm {
 

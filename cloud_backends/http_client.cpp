@@ -13,7 +13,7 @@
 #include <Poco/Timespan.h>
 #include <Poco/URI.h>
 
-#include "actors/error.hpp"
+#include "core/error.hpp"
 
 namespace tlm {
 

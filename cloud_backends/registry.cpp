@@ -5,7 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "actors/error.hpp"
+#include "core/error.hpp"
 #include "cloud_backends/influxdb/influxdb_backend.hpp"
 #include "cloud_backends/influxdb1/influxdb1_backend.hpp"
 #include "cloud_backends/local/local_backend.hpp"

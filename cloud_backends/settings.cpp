@@ -2,7 +2,7 @@
 
 #include <fstream>
 
-#include "actors/error.hpp"
+#include "core/error.hpp"
 
 namespace tlm {
 

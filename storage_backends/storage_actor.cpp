@@ -2,7 +2,7 @@
 
 #include <caf/all.hpp>
 
-#include "actors/error.hpp"
+#include "core/error.hpp"
 #include "storage_backends/memory/memory_backend.hpp"
 #include "storage_backends/sqlite/sqlite_backend.hpp"
 

@@ -7,7 +7,7 @@
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
 
-#include "actors/lease.hpp"
+#include "core/lease.hpp"
 
 namespace tlm {
 

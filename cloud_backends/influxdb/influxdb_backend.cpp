@@ -4,7 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "actors/error.hpp"
+#include "core/error.hpp"
 #include "cloud_backends/http_client.hpp"
 #include "cloud_backends/influxdb/influxdb_rights.hpp"
 #include "cloud_backends/remote_backend.hpp"

@@ -5,8 +5,8 @@
 
 #include <sstream>
 
-#include "actors/error.hpp"
-#include "actors/secrets.hpp"
+#include "core/error.hpp"
+#include "core/secrets.hpp"
 #include "cloud_backends/http_client.hpp"
 #include "cloud_backends/influxdb1/influxdb1_rights.hpp"
 #include "cloud_backends/remote_backend.hpp"

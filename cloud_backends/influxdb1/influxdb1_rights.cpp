@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "actors/error.hpp"
+#include "core/error.hpp"
 #include "cloud_backends/roles.hpp"
 
 namespace tlm {

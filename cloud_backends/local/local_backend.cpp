@@ -7,9 +7,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "actors/error.hpp"
-#include "actors/lease_key.hpp"
-#include "actors/secrets.hpp"
+#include "core/error.hpp"
+#include "core/lease_key.hpp"
+#include "core/secrets.hpp"
 #include "cloud_backends/settings.hpp"
 
 namespace tlm {

@@ -8,8 +8,8 @@
 #include <Poco/Redis/Type.h>
 #include <nlohmann/json.hpp>
 
-#include "actors/error.hpp"
-#include "actors/secrets.hpp"
+#include "core/error.hpp"
+#include "core/secrets.hpp"
 #include "cloud_backends/redis_acl/redis_rights.hpp"
 #include "cloud_backends/remote_backend.hpp"
 #include "cloud_backends/roles.hpp"

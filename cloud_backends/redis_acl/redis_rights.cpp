@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <set>
 
-#include "actors/error.hpp"
+#include "core/error.hpp"
 #include "cloud_backends/roles.hpp"
 
 namespace tlm {

@@ -4,9 +4,9 @@
 #include <map>
 #include <unordered_map>
 
-#include "actors/error.hpp"
-#include "actors/lease_key.hpp"
-#include "actors/packed_lease.hpp"
+#include "core/error.hpp"
+#include "core/lease_key.hpp"
+#include "core/packed_lease.hpp"
 
 namespace tlm {
 

@@ -12,7 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <sqlite3.h>
 
-#include "actors/error.hpp"
+#include "core/error.hpp"
 
 namespace tlm {
 

@@ -18,7 +18,7 @@
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
-#include "actors/error.hpp"
+#include "core/error.hpp"
 #include "cloud_backends/registry.hpp"
 
 using namespace tlm;

@@ -6,7 +6,7 @@
 
 #include <doctest/doctest.h>
 
-#include "actors/error.hpp"
+#include "core/error.hpp"
 #include "api/api_keys.hpp"
 #include "app/config.hpp"
 #include "tests/unit/command_line.hpp"

@@ -2,7 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "actors/error.hpp"
+#include "core/error.hpp"
 #include "actors/interfaces.hpp"
 #include "cloud_backends/cloud_actor.hpp"
 #include "cloud_backends/local/local_backend.hpp"

@@ -3,8 +3,8 @@
 
 #include <doctest/doctest.h>
 
-#include "actors/lease_key.hpp"
-#include "actors/packed_lease.hpp"
+#include "core/lease_key.hpp"
+#include "core/packed_lease.hpp"
 
 using namespace tlm;
 

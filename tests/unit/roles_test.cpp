@@ -4,7 +4,7 @@
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
-#include "actors/error.hpp"
+#include "core/error.hpp"
 #include "cloud_backends/influxdb/influxdb_rights.hpp"
 #include "cloud_backends/influxdb1/influxdb1_rights.hpp"
 #include "cloud_backends/redis_acl/redis_rights.hpp"

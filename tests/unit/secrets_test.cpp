@@ -4,7 +4,7 @@
 
 #include <doctest/doctest.h>
 
-#include "actors/secrets.hpp"
+#include "core/secrets.hpp"
 
 using namespace tlm;
 

@@ -8,7 +8,7 @@
 
 #include <sqlite3.h>
 
-#include "actors/error.hpp"
+#include "core/error.hpp"
 #include "storage_backends/storage_actor.hpp"
 #include "tests/unit/actor_fixture.hpp"
 

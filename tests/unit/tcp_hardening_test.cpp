@@ -3,7 +3,7 @@
 
 #include <doctest/doctest.h>
 
-#include "actors/error.hpp"
+#include "core/error.hpp"
 #include "api/envelope.hpp"
 #include "app/config.hpp"
 #include "tests/unit/command_line.hpp"

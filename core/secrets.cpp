@@ -1,4 +1,4 @@
-#include "actors/secrets.hpp"
+#include "core/secrets.hpp"
 
 #include <sys/random.h>
 

@@ -1,4 +1,4 @@
-#include "actors/packed_lease.hpp"
+#include "core/packed_lease.hpp"
 
 #include <cstring>
 

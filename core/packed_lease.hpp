@@ -6,7 +6,7 @@
 #include <string_view>
 #include <vector>
 
-#include "actors/lease.hpp"
+#include "core/lease.hpp"
 
 namespace tlm {
 
