@@ -18,11 +18,13 @@ namespace tlm {
 
 namespace {
 
-constexpr int schema_version = 3;
+constexpr int schema_version = 4;
 
 // No secondary index on leases: each cost a quarter of the create rate
 // (measured), and no query here needs one: the start-up load reads every
-// row by id, and a `list` filtered by backend pages along the primary key.
+// row by id, and a `list` filtered by backend or tag pages along the
+// primary key. Tags live in their JSON column only (since version 4).
+// This is the current shape; `migrate` brings older databases to it.
 const char* schema_sql = R"sql(
 CREATE TABLE IF NOT EXISTS schema_version(version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS leases(
@@ -39,14 +41,8 @@ CREATE TABLE IF NOT EXISTS leases(
   description TEXT NOT NULL,
   state TEXT NOT NULL DEFAULT 'active',
   attempts INTEGER NOT NULL DEFAULT 0,
-  next_attempt_ms INTEGER NOT NULL DEFAULT 0
+  last_error TEXT NOT NULL DEFAULT ''
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS lease_tags(
-  tag TEXT NOT NULL,
-  lease_id TEXT NOT NULL,
-  PRIMARY KEY(tag, lease_id)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS lease_tags_by_lease ON lease_tags(lease_id);
 CREATE TABLE IF NOT EXISTS revoke_jobs(
   id TEXT PRIMARY KEY,
   backend TEXT NOT NULL,
@@ -261,10 +257,6 @@ public:
               && load_jobs_.prepare(db_, "SELECT id, backend, tag, created_ms, "
                                          "total, state, finished_ms FROM "
                                          "revoke_jobs ORDER BY created_ms")
-              && remove_tags_.prepare(db_,
-                                      "DELETE FROM lease_tags WHERE lease_id = ?")
-              && add_tag_.prepare(db_, "INSERT OR IGNORE INTO lease_tags"
-                                       "(tag, lease_id) VALUES(?, ?)")
               && get_.prepare(db_, "SELECT " + cols
                                      + " FROM leases WHERE id = ?")
               && load_.prepare(db_, "SELECT " + cols
@@ -283,8 +275,8 @@ public:
                          "OR (state = 'active' AND expires_ms <= ?2) "
                          "ELSE state = ?6 END "
                          "AND (?3 = '' OR backend = ?3) "
-                         "AND (?4 = '' OR id IN (SELECT lease_id FROM "
-                         "lease_tags WHERE tag = ?4)) "
+                         "AND (?4 = '' OR EXISTS (SELECT 1 FROM "
+                         "json_each(leases.tags) WHERE value = ?4)) "
                          "ORDER BY id LIMIT ?5");
     if (!ok)
       return fail("cannot prepare SQLite statements");
@@ -408,24 +400,43 @@ private:
     if (!read.prepare(db_, "SELECT max(version) FROM schema_version"))
       return fail("cannot read the schema version");
     int64_t found = read.step() == SQLITE_ROW ? read.number(0) : 0;
+    read.reset(); // a statement still running would lock the tables
     if (found > schema_version)
       return make_error(ec::storage_error,
                         "the database has schema version "
                           + std::to_string(found) + ", newer than this tlmd ("
                           + std::to_string(schema_version) + ")");
-    if (found == 0) {
-      if (auto err = exec("INSERT INTO schema_version VALUES(1)"))
+    if (found == 0) // new: schema_sql made the current shape
+      return exec(("INSERT INTO schema_version VALUES("
+                   + std::to_string(schema_version) + ")")
+                    .c_str());
+    if (found < 2 && !has_column("leases", "last_error"))
+      // v2: the backend's reason for a failing revocation
+      if (auto err = exec("ALTER TABLE leases ADD COLUMN last_error "
+                          "TEXT NOT NULL DEFAULT ''"))
         return err;
-      found = 1;
-    }
-    if (found < 2) // v2: the backend's reason for a failing revocation
-      if (auto err = exec("BEGIN; ALTER TABLE leases ADD COLUMN last_error "
-                          "TEXT NOT NULL DEFAULT ''; UPDATE schema_version "
-                          "SET version = 2; COMMIT;"))
+    // v3: the revoke_jobs table, made by schema_sql. v4: the column
+    // next_attempt_ms was never used, and tags were kept twice (their JSON
+    // column and a lease_tags table); the column stays, every lease keeps
+    // its tags.
+    if (found < 4 && has_column("leases", "next_attempt_ms"))
+      if (auto err = exec("ALTER TABLE leases DROP COLUMN next_attempt_ms"))
         return err;
-    if (found < 3) // v3: the revoke_jobs table, made by schema_sql
-      return exec("UPDATE schema_version SET version = 3");
+    if (found < 4)
+      return exec("BEGIN; DROP TABLE IF EXISTS lease_tags; UPDATE "
+                  "schema_version SET version = 4; COMMIT;");
     return caf::none;
+  }
+
+  bool has_column(const std::string& table, const std::string& column) {
+    statement info;
+    if (!info.prepare(db_, "SELECT 1 FROM pragma_table_info('" + table
+                             + "') WHERE name = ?"))
+      return false;
+    info.bind(1, column);
+    bool found = info.step() == SQLITE_ROW;
+    info.reset();
+    return found;
   }
 
   caf::error fail(const std::string& what) {
@@ -461,8 +472,8 @@ private:
     return fail("unknown storage write");
   }
 
-  // A new lease is one insert plus its tags; only a lease that exists
-  // already (renew, exchange) pays for the update and for replacing tags.
+  // A new lease is one insert; only a lease that exists already (renew,
+  // exchange) pays for the update.
   caf::error save(const lease& x) {
     auto tags = nlohmann::json(x.tags).dump();
     bind_lease(insert_, x, tags);
@@ -470,16 +481,7 @@ private:
       return err;
     if (sqlite3_changes(db_) == 0) {
       bind_lease(update_, x, tags);
-      if (auto err = step_done(update_, "cannot update a lease"))
-        return err;
-      remove_tags_.bind(1, x.id);
-      if (auto err = step_done(remove_tags_, "cannot replace lease tags"))
-        return err;
-    }
-    for (auto& tag : x.tags) {
-      add_tag_.bind(1, tag).bind(2, x.id);
-      if (auto err = step_done(add_tag_, "cannot save a lease tag"))
-        return err;
+      return step_done(update_, "cannot update a lease");
     }
     return caf::none;
   }
@@ -504,10 +506,7 @@ private:
 
   caf::error remove(const std::string& id) {
     remove_.bind(1, id);
-    if (auto err = step_done(remove_, "cannot remove a lease"))
-      return err;
-    remove_tags_.bind(1, id);
-    return step_done(remove_tags_, "cannot remove lease tags");
+    return step_done(remove_, "cannot remove a lease");
   }
 
   /// The rows of `s`, stopping before the one that would pass `max_bytes`
@@ -562,7 +561,7 @@ private:
     }
   } conn_;
   sqlite3*& db_ = conn_.handle;
-  statement begin_, commit_, rollback_, insert_, update_, remove_, remove_tags_, add_tag_,
+  statement begin_, commit_, rollback_, insert_, update_, remove_,
     get_, load_, list_, save_job_, remove_job_, load_jobs_;
 };
 

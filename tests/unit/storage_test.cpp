@@ -406,3 +406,73 @@ TEST_CASE("every storage backend bounds a page by bytes as well as by "
     CHECK(seen.size() == 40);
   }
 }
+
+TEST_CASE("sqlite upgrades a version 3 database to version 4, keeping every "
+          "lease and its tags") {
+  temp_dir dir;
+  auto path = (dir.path / "v3.db").string();
+  // What version 3 wrote: an unused next_attempt_ms column, and the tags
+  // twice, in their JSON column and in lease_tags.
+  sqlite3* raw = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &raw) == SQLITE_OK);
+  REQUIRE(sqlite3_exec(raw, R"sql(
+    CREATE TABLE schema_version(version INTEGER NOT NULL);
+    INSERT INTO schema_version VALUES(3);
+    CREATE TABLE leases(id TEXT PRIMARY KEY, backend TEXT NOT NULL,
+      backend_id TEXT NOT NULL, value TEXT NOT NULL, ttl_ms INTEGER NOT NULL,
+      issued_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL,
+      renewable INTEGER NOT NULL, tags TEXT NOT NULL, meta TEXT NOT NULL,
+      description TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'active',
+      attempts INTEGER NOT NULL DEFAULT 0,
+      next_attempt_ms INTEGER NOT NULL DEFAULT 0,
+      last_error TEXT NOT NULL DEFAULT '') WITHOUT ROWID;
+    CREATE TABLE lease_tags(tag TEXT NOT NULL, lease_id TEXT NOT NULL,
+      PRIMARY KEY(tag, lease_id)) WITHOUT ROWID;
+    CREATE TABLE revoke_jobs(id TEXT PRIMARY KEY, backend TEXT NOT NULL,
+      tag TEXT NOT NULL, created_ms INTEGER NOT NULL, total INTEGER NOT NULL,
+      state TEXT NOT NULL, finished_ms INTEGER NOT NULL) WITHOUT ROWID;
+    INSERT INTO leases VALUES('old1', 'local', 'b1', 'v1', 1000, 1000,
+      9000000000000, 1, '["a","b"]', '{}', 'd', 'active', 0, 0, '');
+    INSERT INTO leases VALUES('old2', 'local', 'b2', 'v2', 1000, 1000,
+      9000000000000, 0, '[]', '{}', '', 'revoking', 3, 0, 'down');
+    INSERT INTO lease_tags VALUES('a', 'old1'), ('b', 'old1');
+  )sql",
+                       nullptr, nullptr, nullptr)
+          == SQLITE_OK);
+  sqlite3_close(raw);
+  {
+    auto db = make_storage_backend("sqlite:" + path);
+    REQUIRE(db);
+    auto one = (*db)->get("old1");
+    REQUIRE(one);
+    CHECK(one->tags == std::vector<std::string>{"a", "b"});
+    CHECK(one->value == "v1");
+    auto two = (*db)->get("old2");
+    REQUIRE(two);
+    CHECK(two->attempts == 3);
+    CHECK(two->last_error == "down");
+    list_query q;
+    q.tag = "b";
+    q.now_ms = 2000;
+    auto page = (*db)->list(q);
+    REQUIRE(page);
+    REQUIRE(page->leases.size() == 1);
+    CHECK(page->leases[0].id == "old1");
+  }
+  REQUIRE(sqlite3_open(path.c_str(), &raw) == SQLITE_OK);
+  auto count = [&](const char* sql) {
+    sqlite3_stmt* st = nullptr;
+    REQUIRE(sqlite3_prepare_v2(raw, sql, -1, &st, nullptr) == SQLITE_OK);
+    REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+    auto n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return n;
+  };
+  CHECK(count("SELECT max(version) FROM schema_version") == 4);
+  CHECK(count("SELECT count(*) FROM sqlite_master WHERE name = 'lease_tags'")
+        == 0);
+  CHECK(count("SELECT count(*) FROM pragma_table_info('leases') "
+              "WHERE name = 'next_attempt_ms'")
+        == 0);
+  sqlite3_close(raw);
+}
