@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ninja-build pkg-config
   libcaf-dev libpoco-dev nlohmann-json3-dev doctest-dev libsqlite3-dev
   libcli11-dev libjemalloc-dev
-  python3 python3-pytest netcat-openbsd curl openssl
+  python3 python3-pytest netcat-openbsd curl openssl clang-format
 )
 
 . "$(dirname "$0")/apt-common.sh"
