@@ -454,9 +454,11 @@ private:
     return send_all(socket(), render(a, keep_alive)) && keep_alive;
   }
 
-  /// A request the watchdog cut off gets 408; one the client broke, 400.
-  bool refuse_unread(const std::string& what) {
-    if (srv_.registry.cut(conn_))
+  /// A request the watchdog cut off, or whose read timed out (a single
+  /// read is bounded by the same deadline), gets 408; one the client
+  /// broke, 400.
+  bool refuse_unread(const std::string& what, bool timed_out = false) {
+    if (timed_out || srv_.registry.cut(conn_))
       return reply(transport_failure(408, "the request did not arrive within "
                                           + std::to_string(
                                             srv_.limits.read_timeout_ms)
@@ -477,7 +479,7 @@ private:
       return refuse_unread("the request header is malformed or too long");
     } catch (const Poco::TimeoutException&) {
       srv_.registry.enter(conn_, conn_phase::reading, now(), 0);
-      return refuse_unread("the request did not arrive in time");
+      return refuse_unread("", true);
     }
     if (srv_.registry.cut(conn_))
       return refuse_unread("");
@@ -536,7 +538,7 @@ private:
       }
     } catch (const Poco::TimeoutException&) {
       srv_.registry.enter(conn_, conn_phase::reading, now(), 0);
-      refuse_unread("");
+      refuse_unread("", true);
       return false;
     } catch (const Poco::Net::MessageException&) {
       refuse_unread("the chunked body is malformed");
