@@ -19,6 +19,21 @@ std::string message(const api_request& req) {
   return message_of(req.error);
 }
 
+/// The command of a valid request, which must be a `Command`.
+template <class Command>
+const Command& command_of(const api_request& req) {
+  REQUIRE(std::holds_alternative<Command>(req.cmd));
+  return std::get<Command>(req.cmd);
+}
+
+const create_request& create_of(const api_request& req) {
+  return command_of<create_cmd>(req).create;
+}
+
+const list_query& query_of(const api_request& req) {
+  return command_of<list_cmd>(req).query;
+}
+
 } // namespace
 
 TEST_CASE("invalid JSON is invalid_request") {
@@ -109,59 +124,63 @@ TEST_CASE("create reads every field; options keep backend keys only") {
         "renewable":true,"tags":["t"],"meta":{"k":1},"description":"d",
         "request_id":"r1"})");
   REQUIRE(code(req) == ec::none);
-  CHECK(req.verb == action::create);
-  CHECK(req.create.backend == "b");
-  CHECK(req.create.ttl_ms == 5000);
-  CHECK(json::parse(req.create.options) == json{{"db", "x"}});
-  CHECK(req.create.renewable);
-  CHECK(req.create.tags == std::vector<std::string>{"t"});
-  CHECK(json::parse(req.create.meta) == json{{"k", 1}});
+  CHECK(std::holds_alternative<create_cmd>(req.cmd));
+  CHECK(create_of(req).backend == "b");
+  CHECK(create_of(req).ttl_ms == 5000);
+  CHECK(json::parse(create_of(req).options) == json{{"db", "x"}});
+  CHECK(create_of(req).renewable);
+  CHECK(create_of(req).tags == std::vector<std::string>{"t"});
+  CHECK(json::parse(create_of(req).meta) == json{{"k", 1}});
   CHECK(*req.request_id == "r1");
   auto bare = parse_request(R"({"action":"create"})");
-  CHECK(bare.create.ttl_ms == use_default_ttl);
+  CHECK(create_of(bare).ttl_ms == use_default_ttl);
 }
 
 TEST_CASE("lease_id is an alias of token_id") {
   auto req = parse_request(R"({"action":"revoke","lease_id":"abc"})");
   REQUIRE(code(req) == ec::none);
-  CHECK(req.lease_id == "abc");
-  CHECK(!req.force);
-  CHECK(parse_request(R"({"action":"revoke","lease_id":"a","force":true})")
+  CHECK(command_of<revoke_cmd>(req).lease_id == "abc");
+  CHECK(!command_of<revoke_cmd>(req).force);
+  CHECK(command_of<revoke_cmd>(
+          parse_request(R"({"action":"revoke","lease_id":"a","force":true})"))
           .force);
   CHECK(code(parse_request(R"({"action":"revoke","lease_id":"a","force":1})"))
         == ec::invalid_request);
 }
 
 TEST_CASE("list filters by state; revoke_prefix and job read their fields") {
-  CHECK(parse_request(R"({"action":"list","state":"irrevocable"})").query.state
-        == "irrevocable");
-  CHECK(parse_request(R"({"action":"list"})").query.state.empty());
+  CHECK(query_of(parse_request(R"({"action":"list","state":"irrevocable"})"))
+          .state
+        == list_state::irrevocable);
+  CHECK(query_of(parse_request(R"({"action":"list"})")).state
+        == list_state::visible);
   auto bulk = parse_request(R"({"action":"revoke_prefix","tag":"ci"})");
-  CHECK(bulk.verb == action::revoke_prefix);
-  CHECK(bulk.tag == "ci");
-  CHECK(bulk.backend.empty());
+  CHECK(std::holds_alternative<revoke_prefix_cmd>(bulk.cmd));
+  CHECK(command_of<revoke_prefix_cmd>(bulk).tag == "ci");
+  CHECK(command_of<revoke_prefix_cmd>(bulk).backend.empty());
   auto job = parse_request(R"({"action":"job","job_id":"abc"})");
-  CHECK(job.verb == action::job);
-  CHECK(job.job_id == "abc");
+  CHECK(std::holds_alternative<job_cmd>(job.cmd));
+  CHECK(command_of<job_cmd>(job).job_id == "abc");
 }
 
 TEST_CASE("list limits: capped at 1000, at least 1; cursors round-trip") {
-  CHECK(parse_request(R"({"action":"list"})").query.limit == 100);
-  CHECK(parse_request(R"({"action":"list","limit":5000})").query.limit == 1000);
+  CHECK(query_of(parse_request(R"({"action":"list"})")).limit == 100);
+  CHECK(query_of(parse_request(R"({"action":"list","limit":5000})")).limit
+        == 1000);
   CHECK(code(parse_request(R"({"action":"list","limit":0})"))
         == ec::invalid_request);
   CHECK(code(parse_request(R"({"action":"list","limit":-3})"))
         == ec::invalid_request);
   auto cursor = encode_cursor("abc_DEF-123");
   auto req = parse_request(json{{"action", "list"}, {"cursor", cursor}}.dump());
-  CHECK(req.query.after == "abc_DEF-123");
+  CHECK(query_of(req).after == "abc_DEF-123");
   CHECK(code(parse_request(R"({"action":"list","cursor":"!!!"})"))
         == ec::invalid_request);
 }
 
 TEST_CASE("replies echo request ids and carry codes and sentences") {
   auto req = parse_request(R"({"action":"health","request_id":42})");
-  auto ok = json::parse(render_success(req, {{"status", "ok"}}));
+  auto ok = json::parse(render_success(req.request_id, {{"status", "ok"}}));
   CHECK(ok["result"] == "success");
   CHECK(ok["request_id"] == 42);
   auto fail = json::parse(render_failure(json("x"),
@@ -248,19 +267,19 @@ TEST_CASE("description and tags are bounded, and so is a lease's client data "
 TEST_CASE("create takes ttl and role at the top level or in options") {
   auto req = parse_request(R"({"action":"create","ttl":60000})");
   CHECK(code(req) == ec::none);
-  CHECK(req.create.ttl_ms == 60'000);
+  CHECK(create_of(req).ttl_ms == 60'000);
   req = parse_request(R"({"action":"create","ttl":5000,"options":{"ttl":5000}})");
   CHECK(code(req) == ec::none);
-  CHECK(req.create.ttl_ms == 5'000);
+  CHECK(create_of(req).ttl_ms == 5'000);
   req = parse_request(R"({"action":"create","ttl":6000,"options":{"ttl":5000}})");
   CHECK(code(req) == ec::invalid_request);
   CHECK(message(req).find("options.ttl") != std::string::npos);
   req = parse_request(R"({"action":"create","role":"reader"})");
   CHECK(code(req) == ec::none);
-  CHECK(json::parse(req.create.options) == json{{"role", "reader"}});
+  CHECK(json::parse(create_of(req).options) == json{{"role", "reader"}});
   req = parse_request(
     R"({"action":"create","role":"reader","options":{"db":"x"}})");
-  CHECK(json::parse(req.create.options)
+  CHECK(json::parse(create_of(req).options)
         == json{{"role", "reader"}, {"db", "x"}});
   req = parse_request(
     R"({"action":"create","role":"a","options":{"role":"b"}})");
@@ -301,8 +320,8 @@ TEST_CASE("a capped renewal says so") {
   lease x;
   x.id = "id";
   api_request req;
-  CHECK(!json::parse(render_lease(req, x)).contains("capped"));
-  CHECK(json::parse(render_lease(req, x, true))["capped"] == true);
+  CHECK(!json::parse(render_lease(req.request_id, x)).contains("capped"));
+  CHECK(json::parse(render_lease(req.request_id, x, true))["capped"] == true);
 }
 
 TEST_CASE("deeply nested messages are refused before parsing") {
@@ -334,7 +353,7 @@ TEST_CASE("the direct lease writer agrees with the JSON library") {
   x.last_error = "backend said \"no\"";
   auto req = parse_request(R"({"action":"get","token_id":"id","request_id":[1]})");
   req.request_id = json{{"nested", 1}};
-  auto text = render_lease(req, x);
+  auto text = render_lease(req.request_id, x);
   auto parsed = json::parse(text);
   CHECK(parsed["result"] == "success");
   CHECK(parsed["request_id"] == json{{"nested", 1}});
@@ -345,15 +364,15 @@ TEST_CASE("the direct lease writer agrees with the JSON library") {
   CHECK(parsed["lease"]["last_error"] == "backend said \"no\"");
   x.state = state_active;
   x.last_error.clear();
-  auto active = json::parse(render_lease(req, x));
+  auto active = json::parse(render_lease(req.request_id, x));
   CHECK(active["lease"] == to_json(x));
   CHECK(active["lease"]["value"] == "secret");
   x.state = state_irrevocable;
   x.last_error = "backend said \"no\"";
   lease_page page{{x, x}, "next"};
-  auto listed = json::parse(render_page(req, page));
+  auto listed = json::parse(render_page(req.request_id, page));
   CHECK(listed["leases"].size() == 2);
   CHECK(listed["leases"][0] == to_json(x, false));
   CHECK(listed["next_cursor"] == encode_cursor("next"));
-  CHECK(json::parse(render_page(req, lease_page{}))["next_cursor"].is_null());
+  CHECK(json::parse(render_page(req.request_id, lease_page{}))["next_cursor"].is_null());
 }
