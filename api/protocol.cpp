@@ -458,7 +458,7 @@ json to_json(const lease& x, bool with_value) {
               {"state", x.state}};
   if (!x.last_error.empty())
     result["last_error"] = x.last_error;
-  if (with_value)
+  if (with_value && !x.value.empty())
     result["value"] = x.value;
   return result;
 }
@@ -493,7 +493,7 @@ void append_lease(std::string& out, const lease& x, bool with_value) {
   append_string(out, x.backend);
   out.append(",\"backend_id\":");
   append_string(out, x.backend_id);
-  if (with_value) {
+  if (with_value && !x.value.empty()) {
     out.append(",\"value\":");
     append_string(out, x.value);
   }
@@ -534,9 +534,7 @@ std::string render_lease(const std::optional<json>& request_id,
   std::string out;
   out.reserve(512 + x.meta.size() + x.description.size());
   out.append("{\"result\":\"success\",\"lease\":");
-  // A dead lease (irrevocable) keeps its token at the backend for now:
-  // never hand that value out again.
-  append_lease(out, x, x.state == state_active);
+  append_lease(out, x, true);
   if (capped)
     out.append(",\"capped\":true");
   close_reply(out, request_id);

@@ -102,13 +102,15 @@ std::string render_success(const std::optional<nlohmann::json>& request_id,
 std::string render_failure(const std::optional<nlohmann::json>& request_id,
                            const caf::error& err);
 
-/// A lease as the protocol shows it; `list` leaves out the secret value.
+/// A lease as the protocol shows it, with its `value` when it has one;
+/// `list` leaves the value out always.
 nlohmann::json to_json(const lease& x, bool with_value = true);
 
 /// `{"result":"success","lease":{...}}`, written directly: the hot path of
-/// every create, get, renew and exchange. Only an active lease shows its
-/// value. `capped` (renew) adds `"capped":true`: the total-life cap made
-/// the term shorter than asked.
+/// every create, get, renew and exchange. The lease shows its `value` when
+/// it has one: whoever hands a dead lease here blanks its value first.
+/// `capped` (renew) adds `"capped":true`: the total-life cap made the term
+/// shorter than asked.
 std::string render_lease(const std::optional<nlohmann::json>& request_id,
                          const lease& x, bool capped = false);
 

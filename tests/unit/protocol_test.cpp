@@ -353,12 +353,14 @@ TEST_CASE("the direct lease writer agrees with the JSON library") {
   x.last_error = "backend said \"no\"";
   auto req = parse_request(R"({"action":"get","token_id":"id","request_id":[1]})");
   req.request_id = json{{"nested", 1}};
-  auto text = render_lease(req.request_id, x);
+  // An irrevocable lease is dead: its value, still valid at the backend,
+  // is not handed out again; the get path blanks it before rendering.
+  auto dead = x;
+  dead.value.clear();
+  auto text = render_lease(req.request_id, dead);
   auto parsed = json::parse(text);
   CHECK(parsed["result"] == "success");
   CHECK(parsed["request_id"] == json{{"nested", 1}});
-  // An irrevocable lease is dead: its value, still valid at the backend,
-  // is not handed out again.
   CHECK(parsed["lease"] == to_json(x, false));
   CHECK(parsed["lease"]["state"] == "irrevocable");
   CHECK(parsed["lease"]["last_error"] == "backend said \"no\"");
@@ -375,4 +377,24 @@ TEST_CASE("the direct lease writer agrees with the JSON library") {
   CHECK(listed["leases"][0] == to_json(x, false));
   CHECK(listed["next_cursor"] == encode_cursor("next"));
   CHECK(json::parse(render_page(req.request_id, lease_page{}))["next_cursor"].is_null());
+}
+
+TEST_CASE("a lease shows its value whenever it has one, never in a list") {
+  lease x;
+  x.id = "id";
+  x.value = "secret";
+  // The renderer does not judge the state: the one who hands it a lease
+  // decides what the client may see.
+  for (auto state : {state_active, state_irrevocable, state_revoking}) {
+    CAPTURE(state);
+    x.state = state;
+    auto shown = json::parse(render_lease(std::nullopt, x))["lease"];
+    CHECK(shown["value"] == "secret");
+    CHECK(shown == to_json(x));
+    auto listed = json::parse(render_page(std::nullopt, lease_page{{x}, {}}));
+    CHECK(!listed["leases"][0].contains("value"));
+  }
+  x.value.clear();
+  CHECK(!json::parse(render_lease(std::nullopt, x))["lease"].contains("value"));
+  CHECK(!to_json(x).contains("value"));
 }
