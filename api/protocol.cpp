@@ -465,37 +465,100 @@ json to_json(const lease& x, bool with_value) {
 
 namespace {
 
-/// Appends `text` as a JSON string. Text here came in as valid JSON (so
-/// valid UTF-8) or was made by us; only quotes, backslashes and control
-/// characters need escaping.
-void append_string(std::string& out, std::string_view text) {
+/// Bytes that go into a JSON string as they are: printable ASCII except
+/// the quote and the backslash.
+bool plain(unsigned char u) {
+  return u >= 0x20 && u < 0x80 && u != '"' && u != '\\';
+}
+
+/// How many bytes of `text` from `i` (a byte >= 0x80) form one well-formed
+/// UTF-8 character (Unicode table 3-7); if none do, `*valid` is false and
+/// the result is the length of the longest start of one (at least 1), the
+/// bytes that one U+FFFD replaces.
+size_t utf8_sequence(std::string_view text, size_t i, bool* valid) {
+  auto lead = static_cast<unsigned char>(text[i]);
+  size_t length = 0;
+  unsigned char low = 0x80;  // the range of the second byte
+  unsigned char high = 0xBF;
+  if (lead >= 0xC2 && lead <= 0xDF) {
+    length = 2;
+  } else if (lead >= 0xE0 && lead <= 0xEF) {
+    length = 3;
+    if (lead == 0xE0)
+      low = 0xA0; // no overlong forms
+    else if (lead == 0xED)
+      high = 0x9F; // no surrogates
+  } else if (lead >= 0xF0 && lead <= 0xF4) {
+    length = 4;
+    if (lead == 0xF0)
+      low = 0x90; // no overlong forms
+    else if (lead == 0xF4)
+      high = 0x8F; // nothing above U+10FFFF
+  }
+  *valid = false;
+  if (length == 0)
+    return 1; // a continuation byte, C0, C1 or F5..FF
+  size_t n = 1;
+  for (; n < length && i + n < text.size(); ++n) {
+    auto u = static_cast<unsigned char>(text[i + n]);
+    if (u < low || u > high)
+      return n;
+    low = 0x80;
+    high = 0xBF;
+  }
+  *valid = n == length;
+  return n;
+}
+
+} // namespace
+
+void append_json_string(std::string& out, std::string_view text) {
   out.push_back('"');
-  for (char c : text) {
-    auto u = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
+  size_t i = 0;
+  while (i < text.size()) {
+    // The common case, a run of plain ASCII, is copied in one piece.
+    auto run = i;
+    while (run < text.size() && plain(static_cast<unsigned char>(text[run])))
+      ++run;
+    out.append(text.data() + i, run - i);
+    i = run;
+    if (i == text.size())
+      break;
+    auto u = static_cast<unsigned char>(text[i]);
+    if (u == '"' || u == '\\') {
       out.push_back('\\');
-      out.push_back(c);
+      out.push_back(static_cast<char>(u));
+      ++i;
     } else if (u < 0x20) {
       char buf[8];
       std::snprintf(buf, sizeof(buf), "\\u%04x", u);
       out.append(buf);
+      ++i;
     } else {
-      out.push_back(c);
+      bool valid = false;
+      auto n = utf8_sequence(text, i, &valid);
+      if (valid)
+        out.append(text.data() + i, n);
+      else
+        out.append("\xEF\xBF\xBD"); // U+FFFD REPLACEMENT CHARACTER
+      i += n;
     }
   }
   out.push_back('"');
 }
 
+namespace {
+
 void append_lease(std::string& out, const lease& x, bool with_value) {
   out.append("{\"id\":");
-  append_string(out, x.id);
+  append_json_string(out, x.id);
   out.append(",\"backend\":");
-  append_string(out, x.backend);
+  append_json_string(out, x.backend);
   out.append(",\"backend_id\":");
-  append_string(out, x.backend_id);
+  append_json_string(out, x.backend_id);
   if (with_value && !x.value.empty()) {
     out.append(",\"value\":");
-    append_string(out, x.value);
+    append_json_string(out, x.value);
   }
   out.append(",\"ttl\":").append(std::to_string(x.ttl_ms));
   out.append(",\"issued\":\"").append(rfc3339(x.issued_ms));
@@ -505,18 +568,18 @@ void append_lease(std::string& out, const lease& x, bool with_value) {
   for (size_t i = 0; i < x.tags.size(); ++i) {
     if (i > 0)
       out.push_back(',');
-    append_string(out, x.tags[i]);
+    append_json_string(out, x.tags[i]);
   }
   // meta is stored as the JSON text we serialized ourselves.
   out.append("],\"meta\":");
   out.append(!x.meta.empty() && x.meta.front() == '{' ? x.meta : "{}");
   out.append(",\"description\":");
-  append_string(out, x.description);
+  append_json_string(out, x.description);
   out.append(",\"state\":");
-  append_string(out, x.state);
+  append_json_string(out, x.state);
   if (!x.last_error.empty()) {
     out.append(",\"last_error\":");
-    append_string(out, x.last_error);
+    append_json_string(out, x.last_error);
   }
   out.push_back('}');
 }
@@ -573,7 +636,7 @@ std::string render_page(const std::optional<json>& request_id,
   if (page.next_after.empty())
     out.append("null");
   else
-    append_string(out, encode_cursor(page.next_after));
+    append_json_string(out, encode_cursor(page.next_after));
   close_reply(out, request_id);
   return out;
 }

@@ -106,6 +106,13 @@ std::string render_failure(const std::optional<nlohmann::json>& request_id,
 /// `list` leaves the value out always.
 nlohmann::json to_json(const lease& x, bool with_value = true);
 
+/// Appends `text` as a JSON string, escaping what JSON needs escaped and
+/// replacing each ill-formed UTF-8 sequence (cut, overlong, surrogate, out
+/// of range, a lone continuation byte) with U+FFFD, as nlohmann's
+/// `error_handler_t::replace` does: texts from backends (`last_error`) or
+/// cut to a length may hold any bytes, and a reply must stay valid JSON.
+void append_json_string(std::string& out, std::string_view text);
+
 /// `{"result":"success","lease":{...}}`, written directly: the hot path of
 /// every create, get, renew and exchange. The lease shows its `value` when
 /// it has one: whoever hands a dead lease here blanks its value first.

@@ -398,3 +398,99 @@ TEST_CASE("a lease shows its value whenever it has one, never in a list") {
   CHECK(!json::parse(render_lease(std::nullopt, x))["lease"].contains("value"));
   CHECK(!to_json(x).contains("value"));
 }
+
+namespace {
+
+/// Every kind of ill-formed UTF-8, next to well-formed text.
+const std::string bad_utf8[] = {
+  "\xC3",                       // a 2-byte character cut at the end
+  "a\xE2\x82",                  // a 3-byte character cut at the end
+  "\xF0\x9F\x98",               // a 4-byte character cut at the end
+  "\xE2\x82" "b",               // ... cut in the middle of the text
+  "\xF0\x9F" "\xC3\xA9",        // ... followed by a whole character
+  "\xC0\xAF",                   // overlong 2-byte ('/')
+  "\xC1\xBF",                   // overlong 2-byte
+  "\xE0\x80\xAF",               // overlong 3-byte
+  "\xF0\x80\x80\xAF",           // overlong 4-byte
+  "\x80",                       // a lone continuation byte
+  "a\xBF\x80" "b",              // two of them
+  "\xED\xA0\x80",               // a high surrogate (U+D800)
+  "\xED\xBF\xBF",               // a low surrogate (U+DFFF)
+  "\xED\xA0\xBD\xED\xB8\x80",   // a surrogate pair, CESU-8 style
+  "\xF4\x90\x80\x80",           // above U+10FFFF
+  "\xF5\x80\x80\x80",           // a lead byte that never starts one
+  "\xFE\xFF",                   // bytes that never occur
+  "quote\" \x01 \xC3",          // escapes next to a bad byte
+};
+
+} // namespace
+
+TEST_CASE("a lease whose texts hold bad UTF-8 still renders as valid JSON") {
+  for (auto& bad : bad_utf8) {
+    CAPTURE(bad);
+    lease x;
+    x.id = "id";
+    x.value = "v";
+    x.backend_id = bad;
+    x.description = "d " + bad;
+    x.last_error = bad + " (from the backend)";
+    x.tags = {bad};
+    std::string text;
+    CHECK_NOTHROW(text = render_lease(std::nullopt, x));
+    auto parsed = json::parse(text, nullptr, false);
+    REQUIRE(!parsed.is_discarded());
+    // The same text as the JSON library makes of it with `replace`.
+    auto replaced = [](const std::string& s) {
+      return json::parse(
+        json(s).dump(-1, ' ', false, json::error_handler_t::replace));
+    };
+    CHECK(parsed["lease"]["description"] == replaced(x.description));
+    CHECK(parsed["lease"]["last_error"] == replaced(x.last_error));
+    CHECK(parsed["lease"]["backend_id"] == replaced(bad));
+    CHECK(parsed["lease"]["tags"][0] == replaced(bad));
+    auto listed = json::parse(render_page(std::nullopt, lease_page{{x}, {}}),
+                              nullptr, false);
+    CHECK(!listed.is_discarded());
+  }
+}
+
+TEST_CASE("the JSON string writer replaces bad UTF-8 as the JSON library "
+          "does") {
+  auto replaced = [](const std::string& s) {
+    return json::parse(
+      json(s).dump(-1, ' ', false, json::error_handler_t::replace));
+  };
+  for (auto& bad : bad_utf8) {
+    CAPTURE(bad);
+    std::string out;
+    append_json_string(out, bad);
+    auto parsed = json::parse(out, nullptr, false);
+    REQUIRE(!parsed.is_discarded());
+    CHECK(parsed == replaced(bad));
+    CHECK(parsed.get<std::string>().find("\xEF\xBF\xBD") != std::string::npos);
+  }
+  // One U+FFFD per maximal ill-formed part: a cut character is one, a
+  // surrogate is three (no valid part of it starts a character).
+  auto count = [](const std::string& bad) {
+    std::string out;
+    append_json_string(out, bad);
+    auto text = json::parse(out).get<std::string>();
+    size_t n = 0;
+    for (auto i = text.find("\xEF\xBF\xBD"); i != std::string::npos;
+         i = text.find("\xEF\xBF\xBD", i + 3))
+      ++n;
+    return n;
+  };
+  CHECK(count("a\xE2\x82" "b") == 1);
+  CHECK(count("\xED\xA0\x80") == 3);
+  CHECK(count("\xF0\x80\x80\xAF") == 4);
+  // Well-formed text, of 1 to 4 bytes a character, passes unchanged.
+  std::string good = "plain ASCII, \xC3\xA9, \xE2\x82\xAC, \xF0\x9F\x98\x80, "
+                     "\xF4\x8F\xBF\xBF, \xEE\x80\x80";
+  std::string out;
+  append_json_string(out, good);
+  CHECK(out == "\"" + good + "\"");
+  out.clear();
+  append_json_string(out, std::string("q\"b\\c\n\x1f", 7));
+  CHECK(json::parse(out) == std::string("q\"b\\c\n\x1f", 7));
+}
