@@ -21,15 +21,11 @@ api_reply dispatcher::failure(const std::optional<nlohmann::json>& request_id,
   return {render_failure(request_id, mapped), code_of(mapped)};
 }
 
-void dispatcher::finish(reply_to& to, api_reply reply) {
-  to.done(std::move(reply));
-}
-
 template <class... Results, class Render, class... Ts>
 void dispatcher::ask(reply_ptr to, size_t lane, Render render, Ts... xs) {
   ++in_flight_;
-  // One shared target for both outcomes: copying the callback into each
-  // handler would allocate twice per request.
+  // Both outcomes share one target: a copy of the callback per handler
+  // allocates when it outgrows std::function's small buffer (TCP's does).
   gateway_.submit(gateway_job{[this, to = std::move(to), render,
                                ... xs = std::move(xs)](
                                 caf::event_based_actor* self) mutable {
@@ -40,11 +36,11 @@ void dispatcher::ask(reply_ptr to, size_t lane, Render render, Ts... xs) {
       .then(
         [this, to, render](Results&... results) {
           --in_flight_;
-          finish(*to, {render(to->request_id, results...), ec::none});
+          to->done({render(to->request_id, results...), ec::none});
         },
         [this, to](caf::error& err) {
           --in_flight_;
-          finish(*to, failure(to->request_id, err));
+          to->done(failure(to->request_id, err));
         });
   }}, lane);
 }
@@ -139,12 +135,12 @@ void dispatcher::run(health_cmd&, reply_ptr to, size_t lane) {
 }
 
 void dispatcher::run(auth_cmd& cmd, reply_ptr to, size_t) {
-  if (keys_.allows(cmd.api_key))
-    finish(*to, {render_success(to->request_id, json::object()), ec::none});
-  else
-    finish(*to, failure(to->request_id, make_error(ec::unauthorized,
-                                                   "the API key is not "
-                                                   "valid")));
+  if (!keys_.allows(cmd.api_key)) {
+    auto err = make_error(ec::unauthorized, "the API key is not valid");
+    to->done(failure(to->request_id, err));
+    return;
+  }
+  to->done({render_success(to->request_id, json::object()), ec::none});
 }
 
 void dispatcher::run(revoke_prefix_cmd& cmd, reply_ptr to, size_t lane) {

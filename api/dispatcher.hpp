@@ -67,8 +67,6 @@ private:
   template <class... Results, class Render, class... Ts>
   void ask(reply_ptr to, size_t lane, Render render, Ts... xs);
 
-  static void finish(reply_to& to, api_reply reply);
-
   // -- one function per action ------------------------------------------------
 
   void run(create_cmd& cmd, reply_ptr to, size_t lane);
