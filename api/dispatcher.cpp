@@ -22,25 +22,25 @@ api_reply dispatcher::failure(const std::optional<nlohmann::json>& request_id,
 }
 
 template <class... Results, class Render, class... Ts>
-void dispatcher::ask(api_request req, std::function<void(api_reply)> done,
-                     size_t lane, Render render, Ts... xs) {
+void dispatcher::ask(reply_ptr to, size_t lane, Render render, Ts... xs) {
   ++in_flight_;
-  auto finish = [this, done = std::move(done)](api_reply reply) {
-    --in_flight_;
-    done(std::move(reply));
-  };
-  gateway_.submit(gateway_job{[this, req = std::move(req), finish, render,
-                               xs...](caf::event_based_actor* self) {
+  // Both outcomes share one target: a copy of the callback per handler
+  // allocates when it outgrows std::function's small buffer (TCP's does).
+  gateway_.submit(gateway_job{[this, to = std::move(to), render,
+                               ... xs = std::move(xs)](
+                                caf::event_based_actor* self) mutable {
     // No request timeout: the manager always answers (its own calls to
     // remote backends have deadlines), and a timeout would cost two trips
     // through CAF's clock thread per request.
-    self->request(manager_, caf::infinite, xs...)
+    self->request(manager_, caf::infinite, std::move(xs)...)
       .then(
-        [req, finish, render](Results&... results) {
-          finish({render(req, results...), ec::none});
+        [this, to, render](Results&... results) {
+          --in_flight_;
+          to->done({render(to->request_id, results...), ec::none});
         },
-        [req, finish](caf::error& err) {
-          finish(failure(req.request_id, err));
+        [this, to](caf::error& err) {
+          --in_flight_;
+          to->done(failure(to->request_id, err));
         });
   }}, lane);
 }
@@ -52,96 +52,115 @@ size_t dispatcher::next_lane() {
 
 void dispatcher::call(api_request req, std::function<void(api_reply)> done,
                       size_t lane) {
-  using json = nlohmann::json;
   if (req.error) {
     done(failure(req.request_id, req.error));
     return;
   }
-  auto with_lease = [](const api_request& r, const lease& x) {
-    return render_lease(r, x);
-  };
-  switch (req.verb) {
-    case action::create: {
-      auto create = req.create;
-      return ask<lease>(std::move(req), std::move(done), lane, with_lease, atom::create_v,
-                 std::move(create));
-    }
-    case action::get: {
-      auto id = req.lease_id;
-      return ask<lease>(std::move(req), std::move(done), lane, with_lease, atom::get_v, id);
-    }
-    case action::revoke: {
-      auto id = req.lease_id;
-      auto force = req.force;
-      return ask<atom::ok>(
-        std::move(req), std::move(done), lane,
-        [](const api_request& r, atom::ok) {
-          return render_success(r, json::object());
-        },
-        atom::revoke_v, id, force);
-    }
-    case action::renew: {
-      auto id = req.lease_id;
-      auto ttl = req.ttl_ms;
-      return ask<lease, bool>(
-        std::move(req), std::move(done), lane,
-        [](const api_request& r, const lease& x, bool capped) {
-          return render_lease(r, x, capped);
-        },
-        atom::renew_v, id, ttl);
-    }
-    case action::list: {
-      auto query = req.query;
-      return ask<lease_page>(
-        std::move(req), std::move(done), lane,
-        [](const api_request& r, const lease_page& page) {
-          return render_page(r, page);
-        },
-        atom::list_v, query);
-    }
-    case action::exchange: {
-      auto backend = req.backend;
-      auto token = req.token;
-      auto meta = req.meta;
-      return ask<lease>(std::move(req), std::move(done), lane, with_lease,
-                        atom::exchange_v, backend, token, meta);
-    }
-    case action::health:
-      return ask<health_report>(
-        std::move(req), std::move(done), lane,
-        [](const api_request& r, const health_report& h) {
-          return render_success(r, to_json(h));
-        },
-        atom::health_v);
-    case action::revoke_prefix: {
-      auto backend = req.backend;
-      auto tag = req.tag;
-      return ask<revoke_job>(
-        std::move(req), std::move(done), lane,
-        [](const api_request& r, const revoke_job& job) {
-          return render_success(r, {{"job_id", job.id},
-                                    {"count", job.total},
-                                    {"job", to_json(job)}});
-        },
-        atom::revoke_v, atom::job_v, backend, tag);
-    }
-    case action::job: {
-      auto id = req.job_id;
-      return ask<revoke_job>(
-        std::move(req), std::move(done), lane,
-        [](const api_request& r, const revoke_job& job) {
-          return render_success(r, {{"job", to_json(job)}});
-        },
-        atom::job_v, id);
-    }
-    case action::auth:
-      if (keys_.allows(req.api_key))
-        done({render_success(req, json::object()), ec::none});
-      else
-        done(failure(req.request_id,
-                     make_error(ec::unauthorized, "the API key is not valid")));
-      return;
+  auto to = std::make_shared<reply_to>(
+    reply_to{std::move(req.request_id), std::move(done)});
+  std::visit([&](auto& cmd) { run(cmd, std::move(to), lane); }, req.cmd);
+}
+
+// -- one function per action --------------------------------------------------
+
+namespace {
+
+using json = nlohmann::json;
+using request_id = std::optional<json>;
+
+std::string lease_reply(const request_id& id, const lease& x) {
+  return render_lease(id, x);
+}
+
+std::string empty_success(const request_id& id, atom::ok) {
+  return render_success(id, json::object());
+}
+
+} // namespace
+
+void dispatcher::run(create_cmd& cmd, reply_ptr to, size_t lane) {
+  ask<lease>(std::move(to), lane, lease_reply, atom::create_v,
+             std::move(cmd.create));
+}
+
+void dispatcher::run(get_cmd& cmd, reply_ptr to, size_t lane) {
+  ask<lease>(
+    std::move(to), lane,
+    [](const request_id& id, lease& x) {
+      // A dead lease (irrevocable) keeps its token at the backend for
+      // now: never hand that value out again.
+      if (x.state != state_active) // moves to the manager (i10-mgr)
+        x.value.clear();
+      return render_lease(id, x);
+    },
+    atom::get_v, std::move(cmd.lease_id));
+}
+
+void dispatcher::run(revoke_cmd& cmd, reply_ptr to, size_t lane) {
+  ask<atom::ok>(std::move(to), lane, empty_success, atom::revoke_v,
+                std::move(cmd.lease_id), cmd.force);
+}
+
+void dispatcher::run(renew_cmd& cmd, reply_ptr to, size_t lane) {
+  ask<lease, bool>(
+    std::move(to), lane,
+    [](const request_id& id, const lease& x, bool capped) {
+      return render_lease(id, x, capped);
+    },
+    atom::renew_v, std::move(cmd.lease_id), cmd.ttl_ms);
+}
+
+void dispatcher::run(list_cmd& cmd, reply_ptr to, size_t lane) {
+  ask<lease_page>(
+    std::move(to), lane,
+    [](const request_id& id, const lease_page& page) {
+      return render_page(id, page);
+    },
+    atom::list_v, std::move(cmd.query));
+}
+
+void dispatcher::run(exchange_cmd& cmd, reply_ptr to, size_t lane) {
+  ask<lease>(std::move(to), lane, lease_reply, atom::exchange_v,
+             std::move(cmd.backend), std::move(cmd.token),
+             std::move(cmd.meta));
+}
+
+void dispatcher::run(health_cmd&, reply_ptr to, size_t lane) {
+  ask<health_report>(
+    std::move(to), lane,
+    [](const request_id& id, const health_report& h) {
+      return render_success(id, to_json(h));
+    },
+    atom::health_v);
+}
+
+void dispatcher::run(auth_cmd& cmd, reply_ptr to, size_t) {
+  if (!keys_.allows(cmd.api_key)) {
+    auto err = make_error(ec::unauthorized, "the API key is not valid");
+    to->done(failure(to->request_id, err));
+    return;
   }
+  to->done({render_success(to->request_id, json::object()), ec::none});
+}
+
+void dispatcher::run(revoke_prefix_cmd& cmd, reply_ptr to, size_t lane) {
+  ask<revoke_job>(
+    std::move(to), lane,
+    [](const request_id& id, const revoke_job& job) {
+      return render_success(id, {{"job_id", job.id},
+                                 {"count", job.total},
+                                 {"job", to_json(job)}});
+    },
+    atom::revoke_v, atom::job_v, std::move(cmd.backend), std::move(cmd.tag));
+}
+
+void dispatcher::run(job_cmd& cmd, reply_ptr to, size_t lane) {
+  ask<revoke_job>(
+    std::move(to), lane,
+    [](const request_id& id, const revoke_job& job) {
+      return render_success(id, {{"job", to_json(job)}});
+    },
+    atom::job_v, std::move(cmd.job_id));
 }
 
 api_reply dispatcher::call_and_wait(api_request req, size_t lane) {

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "actors/gateway.hpp"
@@ -53,9 +54,31 @@ public:
                            const caf::error& err);
 
 private:
+  /// Where a reply goes: the request id it echoes and who waits for it.
+  struct reply_to {
+    std::optional<nlohmann::json> request_id;
+    std::function<void(api_reply)> done;
+  };
+
+  using reply_ptr = std::shared_ptr<reply_to>;
+
+  /// Sends `xs` to the manager on `lane`; `render` turns its answer into
+  /// the reply text.
   template <class... Results, class Render, class... Ts>
-  void ask(api_request req, std::function<void(api_reply)> done, size_t lane,
-           Render render, Ts... xs);
+  void ask(reply_ptr to, size_t lane, Render render, Ts... xs);
+
+  // -- one function per action ------------------------------------------------
+
+  void run(create_cmd& cmd, reply_ptr to, size_t lane);
+  void run(get_cmd& cmd, reply_ptr to, size_t lane);
+  void run(revoke_cmd& cmd, reply_ptr to, size_t lane);
+  void run(renew_cmd& cmd, reply_ptr to, size_t lane);
+  void run(list_cmd& cmd, reply_ptr to, size_t lane);
+  void run(exchange_cmd& cmd, reply_ptr to, size_t lane);
+  void run(health_cmd& cmd, reply_ptr to, size_t lane);
+  void run(auth_cmd& cmd, reply_ptr to, size_t lane);
+  void run(revoke_prefix_cmd& cmd, reply_ptr to, size_t lane);
+  void run(job_cmd& cmd, reply_ptr to, size_t lane);
 
   gateway& gateway_;
   lease_manager_actor manager_;

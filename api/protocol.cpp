@@ -108,30 +108,41 @@ private:
   caf::error& error_;
 };
 
-void read_create(field_reader& in, api_request& req) {
-  auto& c = req.create;
+// -- one parse function per action -------------------------------------------
+
+command parse_create(field_reader& in) {
+  create_cmd cmd;
+  auto& c = cmd.create;
   in.string("backend", c.backend);
   in.positive_integer(in.find("ttl"), "ttl", c.ttl_ms);
   std::string role;
   in.string("role", role);
-  if (in.find("role") != nullptr && role.empty())
-    return in.fail("role must name one of the backend's roles");
+  if (in.find("role") != nullptr && role.empty()) {
+    in.fail("role must name one of the backend's roles");
+    return cmd;
+  }
   if (auto* options = in.find("options")) {
-    if (!options->is_object())
-      return in.fail("options must be a JSON object");
+    if (!options->is_object()) {
+      in.fail("options must be a JSON object");
+      return cmd;
+    }
     auto rest = *options;
     if (auto ttl = options->find("ttl"); ttl != options->end()) {
       int64_t option_ttl = use_default_ttl;
       in.positive_integer(&*ttl, "options.ttl", option_ttl);
       // Both places mean the same; two different wishes are a mistake.
-      if (c.ttl_ms != use_default_ttl && option_ttl != c.ttl_ms)
-        return in.fail("ttl and options.ttl differ; give one of them");
+      if (c.ttl_ms != use_default_ttl && option_ttl != c.ttl_ms) {
+        in.fail("ttl and options.ttl differ; give one of them");
+        return cmd;
+      }
       c.ttl_ms = option_ttl;
       rest.erase("ttl");
     }
     if (auto r = options->find("role"); r != options->end() && !role.empty()
-                                        && *r != role)
-      return in.fail("role and options.role differ; give one of them");
+                                        && *r != role) {
+      in.fail("role and options.role differ; give one of them");
+      return cmd;
+    }
     if (!role.empty())
       rest["role"] = role;
     c.options = rest.dump();
@@ -145,25 +156,67 @@ void read_create(field_reader& in, api_request& req) {
   if (auto problem = client_data_problem(c.meta, c.description, c.tags);
       !problem.empty())
     in.fail(std::move(problem));
+  return cmd;
 }
 
-void read_list(field_reader& in, api_request& req) {
-  auto& q = req.query;
+command parse_get(field_reader& in) {
+  get_cmd cmd;
+  in.lease_id(cmd.lease_id);
+  return cmd;
+}
+
+command parse_revoke(field_reader& in) {
+  revoke_cmd cmd;
+  in.lease_id(cmd.lease_id);
+  in.boolean("force", cmd.force);
+  return cmd;
+}
+
+command parse_renew(field_reader& in) {
+  renew_cmd cmd;
+  in.lease_id(cmd.lease_id);
+  in.positive_integer(in.find("ttl"), "ttl", cmd.ttl_ms);
+  return cmd;
+}
+
+/// `state` as the protocol spells it; empty means the default view.
+std::optional<list_state> parse_list_state(const std::string& text) {
+  if (text.empty())
+    return list_state::visible;
+  if (text == state_active)
+    return list_state::active;
+  if (text == state_revoking)
+    return list_state::revoking;
+  if (text == state_irrevocable)
+    return list_state::irrevocable;
+  return std::nullopt;
+}
+
+command parse_list(field_reader& in) {
+  list_cmd cmd;
+  auto& q = cmd.query;
   in.string("backend", q.backend);
   in.string("tag", q.tag);
-  in.string("state", q.state);
-  if (!q.state.empty() && q.state != state_active
-      && q.state != state_irrevocable && q.state != state_revoking)
-    return in.fail(
-      "state must be \"active\", \"revoking\" or \"irrevocable\"");
+  std::string state;
+  in.string("state", state);
+  if (auto parsed = parse_list_state(state)) {
+    q.state = *parsed;
+  } else {
+    in.fail("state must be \"active\", \"revoking\" or \"irrevocable\"");
+    return cmd;
+  }
   if (auto* limit = in.find("limit")) {
-    if (!limit->is_number_integer())
-      return in.fail("limit must be an integer");
+    if (!limit->is_number_integer()) {
+      in.fail("limit must be an integer");
+      return cmd;
+    }
     auto n = limit->is_number_unsigned() && limit->get<uint64_t>() > INT64_MAX
                ? INT64_MAX
                : limit->get<int64_t>();
-    if (n <= 0)
-      return in.fail("limit must be at least 1");
+    if (n <= 0) {
+      in.fail("limit must be at least 1");
+      return cmd;
+    }
     q.limit = static_cast<uint32_t>(std::min(n, max_list_limit));
   }
   std::string cursor;
@@ -171,9 +224,48 @@ void read_list(field_reader& in, api_request& req) {
   if (!cursor.empty()) {
     auto id = decode_cursor(cursor);
     if (!id)
-      return in.fail(message_of(id.error()));
-    q.after = std::move(*id);
+      in.fail(message_of(id.error()));
+    else
+      q.after = std::move(*id);
   }
+  return cmd;
+}
+
+command parse_exchange(field_reader& in) {
+  exchange_cmd cmd;
+  in.string("backend", cmd.backend);
+  in.string("token", cmd.token);
+  in.object_text("meta", cmd.meta);
+  if (cmd.token.empty())
+    in.fail("token (the one-time token value) is required");
+  return cmd;
+}
+
+command parse_health(field_reader&) {
+  return health_cmd{};
+}
+
+command parse_auth(field_reader& in) {
+  auth_cmd cmd;
+  in.string("api_key", cmd.api_key);
+  return cmd;
+}
+
+command parse_revoke_prefix(field_reader& in) {
+  revoke_prefix_cmd cmd;
+  in.string("backend", cmd.backend);
+  in.string("tag", cmd.tag);
+  if (cmd.backend.empty() && cmd.tag.empty())
+    in.fail("revoke_prefix needs a backend or a tag (or both)");
+  return cmd;
+}
+
+command parse_job(field_reader& in) {
+  job_cmd cmd;
+  in.string("job_id", cmd.job_id);
+  if (cmd.job_id.empty())
+    in.fail("job_id is required");
+  return cmd;
 }
 
 /// Every action by name, with the fields it takes besides `action` and
@@ -181,23 +273,23 @@ void read_list(field_reader& in, api_request& req) {
 /// wish silently not granted (extensions go into `options` and `meta`).
 struct action_spec {
   const char* name;
-  action verb;
+  command (*parse)(field_reader&);
   std::vector<std::string_view> fields;
 };
 
 const action_spec action_specs[] = {
-  {"create", action::create,
+  {"create", parse_create,
    {"backend", "ttl", "role", "options", "renewable", "tags", "meta",
     "description"}},
-  {"get", action::get, {"token_id", "lease_id"}},
-  {"revoke", action::revoke, {"token_id", "lease_id", "force"}},
-  {"renew", action::renew, {"token_id", "lease_id", "ttl"}},
-  {"list", action::list, {"backend", "tag", "state", "limit", "cursor"}},
-  {"exchange", action::exchange, {"backend", "token", "meta"}},
-  {"health", action::health, {}},
-  {"auth", action::auth, {"api_key"}},
-  {"revoke_prefix", action::revoke_prefix, {"backend", "tag"}},
-  {"job", action::job, {"job_id"}},
+  {"get", parse_get, {"token_id", "lease_id"}},
+  {"revoke", parse_revoke, {"token_id", "lease_id", "force"}},
+  {"renew", parse_renew, {"token_id", "lease_id", "ttl"}},
+  {"list", parse_list, {"backend", "tag", "state", "limit", "cursor"}},
+  {"exchange", parse_exchange, {"backend", "token", "meta"}},
+  {"health", parse_health, {}},
+  {"auth", parse_auth, {"api_key"}},
+  {"revoke_prefix", parse_revoke_prefix, {"backend", "tag"}},
+  {"job", parse_job, {"job_id"}},
 };
 
 /// The first field of `message` that `spec` does not take, if any.
@@ -303,62 +395,21 @@ api_request parse_message(const json& message) {
     in.fail("unknown action '" + verb.substr(0, 64) + "'");
     return req;
   }
-  req.verb = spec->verb;
   if (auto field = unknown_field(message, *spec)) {
     in.fail("unknown field '" + field->substr(0, 64) + "': " + verb
             + " takes " + field_list(*spec)
             + " (backend options go into options, client data into meta)");
     return req;
   }
-  switch (req.verb) {
-    case action::create:
-      read_create(in, req);
-      break;
-    case action::get:
-      in.lease_id(req.lease_id);
-      break;
-    case action::revoke:
-      in.lease_id(req.lease_id);
-      in.boolean("force", req.force);
-      break;
-    case action::renew:
-      in.lease_id(req.lease_id);
-      in.positive_integer(in.find("ttl"), "ttl", req.ttl_ms);
-      break;
-    case action::list:
-      read_list(in, req);
-      break;
-    case action::exchange:
-      in.string("backend", req.backend);
-      in.string("token", req.token);
-      in.object_text("meta", req.meta);
-      if (req.token.empty())
-        in.fail("token (the one-time token value) is required");
-      break;
-    case action::health:
-      break;
-    case action::auth:
-      in.string("api_key", req.api_key);
-      break;
-    case action::revoke_prefix:
-      in.string("backend", req.backend);
-      in.string("tag", req.tag);
-      if (req.backend.empty() && req.tag.empty())
-        in.fail("revoke_prefix needs a backend or a tag (or both)");
-      break;
-    case action::job:
-      in.string("job_id", req.job_id);
-      if (req.job_id.empty())
-        in.fail("job_id is required");
-      break;
-  }
+  req.cmd = spec->parse(in);
   return req;
 }
 
-std::string render_success(const api_request& req, json body) {
+std::string render_success(const std::optional<json>& request_id,
+                           json body) {
   body["result"] = "success";
-  if (req.request_id)
-    body["request_id"] = *req.request_id;
+  if (request_id)
+    body["request_id"] = *request_id;
   return body.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
@@ -407,44 +458,107 @@ json to_json(const lease& x, bool with_value) {
               {"state", x.state}};
   if (!x.last_error.empty())
     result["last_error"] = x.last_error;
-  if (with_value)
+  if (with_value && !x.value.empty())
     result["value"] = x.value;
   return result;
 }
 
 namespace {
 
-/// Appends `text` as a JSON string. Text here came in as valid JSON (so
-/// valid UTF-8) or was made by us; only quotes, backslashes and control
-/// characters need escaping.
-void append_string(std::string& out, std::string_view text) {
+/// Bytes that go into a JSON string as they are: printable ASCII except
+/// the quote and the backslash.
+bool plain(unsigned char u) {
+  return u >= 0x20 && u < 0x80 && u != '"' && u != '\\';
+}
+
+/// How many bytes of `text` from `i` (a byte >= 0x80) form one well-formed
+/// UTF-8 character (Unicode table 3-7); if none do, `*valid` is false and
+/// the result is the length of the longest start of one (at least 1), the
+/// bytes that one U+FFFD replaces.
+size_t utf8_sequence(std::string_view text, size_t i, bool* valid) {
+  auto lead = static_cast<unsigned char>(text[i]);
+  size_t length = 0;
+  unsigned char low = 0x80;  // the range of the second byte
+  unsigned char high = 0xBF;
+  if (lead >= 0xC2 && lead <= 0xDF) {
+    length = 2;
+  } else if (lead >= 0xE0 && lead <= 0xEF) {
+    length = 3;
+    if (lead == 0xE0)
+      low = 0xA0; // no overlong forms
+    else if (lead == 0xED)
+      high = 0x9F; // no surrogates
+  } else if (lead >= 0xF0 && lead <= 0xF4) {
+    length = 4;
+    if (lead == 0xF0)
+      low = 0x90; // no overlong forms
+    else if (lead == 0xF4)
+      high = 0x8F; // nothing above U+10FFFF
+  }
+  *valid = false;
+  if (length == 0)
+    return 1; // a continuation byte, C0, C1 or F5..FF
+  size_t n = 1;
+  for (; n < length && i + n < text.size(); ++n) {
+    auto u = static_cast<unsigned char>(text[i + n]);
+    if (u < low || u > high)
+      return n;
+    low = 0x80;
+    high = 0xBF;
+  }
+  *valid = n == length;
+  return n;
+}
+
+} // namespace
+
+void append_json_string(std::string& out, std::string_view text) {
   out.push_back('"');
-  for (char c : text) {
-    auto u = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
+  size_t i = 0;
+  while (i < text.size()) {
+    // The common case, a run of plain ASCII, is copied in one piece.
+    auto run = i;
+    while (run < text.size() && plain(static_cast<unsigned char>(text[run])))
+      ++run;
+    out.append(text.data() + i, run - i);
+    i = run;
+    if (i == text.size())
+      break;
+    auto u = static_cast<unsigned char>(text[i]);
+    if (u == '"' || u == '\\') {
       out.push_back('\\');
-      out.push_back(c);
+      out.push_back(static_cast<char>(u));
+      ++i;
     } else if (u < 0x20) {
       char buf[8];
       std::snprintf(buf, sizeof(buf), "\\u%04x", u);
       out.append(buf);
+      ++i;
     } else {
-      out.push_back(c);
+      bool valid = false;
+      auto n = utf8_sequence(text, i, &valid);
+      if (valid)
+        out.append(text.data() + i, n);
+      else
+        out.append("\xEF\xBF\xBD"); // U+FFFD REPLACEMENT CHARACTER
+      i += n;
     }
   }
   out.push_back('"');
 }
 
+namespace {
+
 void append_lease(std::string& out, const lease& x, bool with_value) {
   out.append("{\"id\":");
-  append_string(out, x.id);
+  append_json_string(out, x.id);
   out.append(",\"backend\":");
-  append_string(out, x.backend);
+  append_json_string(out, x.backend);
   out.append(",\"backend_id\":");
-  append_string(out, x.backend_id);
-  if (with_value) {
+  append_json_string(out, x.backend_id);
+  if (with_value && !x.value.empty()) {
     out.append(",\"value\":");
-    append_string(out, x.value);
+    append_json_string(out, x.value);
   }
   out.append(",\"ttl\":").append(std::to_string(x.ttl_ms));
   out.append(",\"issued\":\"").append(rfc3339(x.issued_ms));
@@ -454,41 +568,39 @@ void append_lease(std::string& out, const lease& x, bool with_value) {
   for (size_t i = 0; i < x.tags.size(); ++i) {
     if (i > 0)
       out.push_back(',');
-    append_string(out, x.tags[i]);
+    append_json_string(out, x.tags[i]);
   }
   // meta is stored as the JSON text we serialized ourselves.
   out.append("],\"meta\":");
   out.append(!x.meta.empty() && x.meta.front() == '{' ? x.meta : "{}");
   out.append(",\"description\":");
-  append_string(out, x.description);
+  append_json_string(out, x.description);
   out.append(",\"state\":");
-  append_string(out, x.state);
+  append_json_string(out, x.state);
   if (!x.last_error.empty()) {
     out.append(",\"last_error\":");
-    append_string(out, x.last_error);
+    append_json_string(out, x.last_error);
   }
   out.push_back('}');
 }
 
-void close_reply(std::string& out, const api_request& req) {
-  if (req.request_id)
-    out.append(",\"request_id\":").append(req.request_id->dump());
+void close_reply(std::string& out, const std::optional<json>& request_id) {
+  if (request_id)
+    out.append(",\"request_id\":").append(request_id->dump());
   out.push_back('}');
 }
 
 } // namespace
 
-std::string render_lease(const api_request& req, const lease& x,
-                         bool capped) {
+std::string render_lease(const std::optional<json>& request_id,
+                         const lease& x, bool capped) {
   std::string out;
   out.reserve(512 + x.meta.size() + x.description.size());
   out.append("{\"result\":\"success\",\"lease\":");
-  // A dead lease (irrevocable) keeps its token at the backend for now:
-  // never hand that value out again.
-  append_lease(out, x, x.state == state_active);
+  append_lease(out, x, true);
   if (capped)
     out.append(",\"capped\":true");
-  close_reply(out, req);
+  close_reply(out, request_id);
   return out;
 }
 
@@ -510,7 +622,8 @@ json to_json(const health_report& h) {
           {"backends", std::move(backends)}};
 }
 
-std::string render_page(const api_request& req, const lease_page& page) {
+std::string render_page(const std::optional<json>& request_id,
+                        const lease_page& page) {
   std::string out;
   out.reserve(64 + 400 * page.leases.size());
   out.append("{\"result\":\"success\",\"leases\":[");
@@ -523,8 +636,8 @@ std::string render_page(const api_request& req, const lease_page& page) {
   if (page.next_after.empty())
     out.append("null");
   else
-    append_string(out, encode_cursor(page.next_after));
-  close_reply(out, req);
+    append_json_string(out, encode_cursor(page.next_after));
+  close_reply(out, request_id);
   return out;
 }
 

@@ -6,6 +6,7 @@
 #include <climits>
 #include <condition_variable>
 #include <mutex>
+#include <variant>
 #include <vector>
 
 #include <Poco/Net/NetException.h>
@@ -189,21 +190,31 @@ private:
   std::array<std::atomic<int64_t>, 4> seen_{};
 };
 
-reply_kind kind_of(const api_request& req) {
-  if (req.error)
-    return reply_kind::small;
-  switch (req.verb) {
-    case action::create:
-      return reply_kind::echo;
-    case action::get:
-    case action::renew:
-    case action::exchange:
-      return reply_kind::lease;
-    case action::list:
-      return reply_kind::page;
-    default:
-      return reply_kind::small;
+/// The size class of a command's reply.
+struct reply_kind_of {
+  reply_kind operator()(const create_cmd&) const {
+    return reply_kind::echo;
   }
+  reply_kind operator()(const get_cmd&) const {
+    return reply_kind::lease;
+  }
+  reply_kind operator()(const renew_cmd&) const {
+    return reply_kind::lease;
+  }
+  reply_kind operator()(const exchange_cmd&) const {
+    return reply_kind::lease;
+  }
+  reply_kind operator()(const list_cmd&) const {
+    return reply_kind::page;
+  }
+  template <class Command>
+  reply_kind operator()(const Command&) const {
+    return reply_kind::small;
+  }
+};
+
+reply_kind kind_of(const api_request& req) {
+  return req.error ? reply_kind::small : std::visit(reply_kind_of{}, req.cmd);
 }
 
 } // namespace
@@ -544,9 +555,10 @@ private:
       }
     }
     req = parse_request(line);
-    if (!req.error && req.verb == action::auth) {
+    auto* auth = std::get_if<auth_cmd>(&req.cmd);
+    if (!req.error && auth != nullptr) {
       auto was = authenticated_;
-      authenticated_ = shared_->disp.keys().allows(req.api_key);
+      authenticated_ = shared_->disp.keys().allows(auth->api_key);
       if (!authenticated_)
         req.error = make_error(ec::unauthorized, "the API key is not valid");
       // A connection that loses its auth gets a fresh deadline to redo it.

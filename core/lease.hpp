@@ -127,14 +127,32 @@ typename Inspector::result_type inspect(Inspector& f, create_request& x) {
            x.options, x.renewable, x.tags, x.meta, x.description);
 }
 
+/// Which leases `list` shows.
+enum class list_state : uint8_t {
+  visible,      ///< Live and irrevocable leases (the default).
+  active,       ///< Live leases.
+  revoking,     ///< Revocations under way, also of expired leases.
+  irrevocable,  ///< Leases whose revocation keeps failing.
+};
+
+/// The stored state a `list_state` names ("" for `visible`); CAF prints
+/// messages with it.
+inline std::string to_string(list_state x) {
+  switch (x) {
+    case list_state::visible: return "";
+    case list_state::active: return state_active;
+    case list_state::revoking: return state_revoking;
+    case list_state::irrevocable: return state_irrevocable;
+  }
+  return "";
+}
+
 /// A page request for `list`: leases in the storage's stable order, after
 /// the position `after` (opaque, from the previous page; empty: start).
 struct list_query {
   std::string backend;   ///< Empty: any backend.
   std::string tag;       ///< Empty: any tag.
-  /// Empty: live and irrevocable leases; `active`, `irrevocable`, or
-  /// `revoking` (revocations under way, also of expired leases): those.
-  std::string state;
+  list_state state = list_state::visible;
   std::string after;
   uint32_t limit = 100;
   int64_t now_ms = 0;  ///< Active leases expired at this time are left out;

@@ -19,10 +19,10 @@ bool matches(const packed_lease& x, const list_query& q) {
   // Revocations under way: asked for, or due by expiry.
   bool revoking = x.state == record_state::revoking
                   || (active && x.expires_ms <= q.now_ms);
-  bool shown = q.state.empty()             ? live || irrevocable
-               : q.state == state_active   ? live
-               : q.state == state_revoking ? revoking
-                                           : irrevocable;
+  bool shown = q.state == list_state::visible    ? live || irrevocable
+               : q.state == list_state::active   ? live
+               : q.state == list_state::revoking ? revoking
+                                                 : irrevocable;
   return shown && (q.backend.empty() || x.backend() == q.backend)
          && (q.tag.empty() || x.has_tag(q.tag));
 }

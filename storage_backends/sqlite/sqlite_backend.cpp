@@ -368,7 +368,7 @@ public:
       .bind(3, q.backend)
       .bind(4, q.tag)
       .bind(5, static_cast<int64_t>(q.limit) + 1)
-      .bind(6, q.state);
+      .bind(6, to_string(q.state));
     bool cut = false;
     auto rows = read_rows(list_, max_list_page_bytes, &cut);
     if (!rows)

@@ -267,7 +267,7 @@ TEST_CASE_FIXTURE(manager_fixture, "a failed client revoke says the lease is "
   CHECK(failing->failed_attempts == 1);
   CHECK(failing->last_error.find("down for maintenance") != std::string::npos);
   list_query q;
-  q.state = state_revoking;
+  q.state = list_state::revoking;
   auto page = call<lease_page>(manager, atom::list_v, q);
   REQUIRE(page);
   REQUIRE(page->leases.size() == 1);

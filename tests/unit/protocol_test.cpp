@@ -19,6 +19,21 @@ std::string message(const api_request& req) {
   return message_of(req.error);
 }
 
+/// The command of a valid request, which must be a `Command`.
+template <class Command>
+const Command& command_of(const api_request& req) {
+  REQUIRE(std::holds_alternative<Command>(req.cmd));
+  return std::get<Command>(req.cmd);
+}
+
+const create_request& create_of(const api_request& req) {
+  return command_of<create_cmd>(req).create;
+}
+
+const list_query& query_of(const api_request& req) {
+  return command_of<list_cmd>(req).query;
+}
+
 } // namespace
 
 TEST_CASE("invalid JSON is invalid_request") {
@@ -109,59 +124,63 @@ TEST_CASE("create reads every field; options keep backend keys only") {
         "renewable":true,"tags":["t"],"meta":{"k":1},"description":"d",
         "request_id":"r1"})");
   REQUIRE(code(req) == ec::none);
-  CHECK(req.verb == action::create);
-  CHECK(req.create.backend == "b");
-  CHECK(req.create.ttl_ms == 5000);
-  CHECK(json::parse(req.create.options) == json{{"db", "x"}});
-  CHECK(req.create.renewable);
-  CHECK(req.create.tags == std::vector<std::string>{"t"});
-  CHECK(json::parse(req.create.meta) == json{{"k", 1}});
+  CHECK(std::holds_alternative<create_cmd>(req.cmd));
+  CHECK(create_of(req).backend == "b");
+  CHECK(create_of(req).ttl_ms == 5000);
+  CHECK(json::parse(create_of(req).options) == json{{"db", "x"}});
+  CHECK(create_of(req).renewable);
+  CHECK(create_of(req).tags == std::vector<std::string>{"t"});
+  CHECK(json::parse(create_of(req).meta) == json{{"k", 1}});
   CHECK(*req.request_id == "r1");
   auto bare = parse_request(R"({"action":"create"})");
-  CHECK(bare.create.ttl_ms == use_default_ttl);
+  CHECK(create_of(bare).ttl_ms == use_default_ttl);
 }
 
 TEST_CASE("lease_id is an alias of token_id") {
   auto req = parse_request(R"({"action":"revoke","lease_id":"abc"})");
   REQUIRE(code(req) == ec::none);
-  CHECK(req.lease_id == "abc");
-  CHECK(!req.force);
-  CHECK(parse_request(R"({"action":"revoke","lease_id":"a","force":true})")
+  CHECK(command_of<revoke_cmd>(req).lease_id == "abc");
+  CHECK(!command_of<revoke_cmd>(req).force);
+  CHECK(command_of<revoke_cmd>(
+          parse_request(R"({"action":"revoke","lease_id":"a","force":true})"))
           .force);
   CHECK(code(parse_request(R"({"action":"revoke","lease_id":"a","force":1})"))
         == ec::invalid_request);
 }
 
 TEST_CASE("list filters by state; revoke_prefix and job read their fields") {
-  CHECK(parse_request(R"({"action":"list","state":"irrevocable"})").query.state
-        == "irrevocable");
-  CHECK(parse_request(R"({"action":"list"})").query.state.empty());
+  CHECK(query_of(parse_request(R"({"action":"list","state":"irrevocable"})"))
+          .state
+        == list_state::irrevocable);
+  CHECK(query_of(parse_request(R"({"action":"list"})")).state
+        == list_state::visible);
   auto bulk = parse_request(R"({"action":"revoke_prefix","tag":"ci"})");
-  CHECK(bulk.verb == action::revoke_prefix);
-  CHECK(bulk.tag == "ci");
-  CHECK(bulk.backend.empty());
+  CHECK(std::holds_alternative<revoke_prefix_cmd>(bulk.cmd));
+  CHECK(command_of<revoke_prefix_cmd>(bulk).tag == "ci");
+  CHECK(command_of<revoke_prefix_cmd>(bulk).backend.empty());
   auto job = parse_request(R"({"action":"job","job_id":"abc"})");
-  CHECK(job.verb == action::job);
-  CHECK(job.job_id == "abc");
+  CHECK(std::holds_alternative<job_cmd>(job.cmd));
+  CHECK(command_of<job_cmd>(job).job_id == "abc");
 }
 
 TEST_CASE("list limits: capped at 1000, at least 1; cursors round-trip") {
-  CHECK(parse_request(R"({"action":"list"})").query.limit == 100);
-  CHECK(parse_request(R"({"action":"list","limit":5000})").query.limit == 1000);
+  CHECK(query_of(parse_request(R"({"action":"list"})")).limit == 100);
+  CHECK(query_of(parse_request(R"({"action":"list","limit":5000})")).limit
+        == 1000);
   CHECK(code(parse_request(R"({"action":"list","limit":0})"))
         == ec::invalid_request);
   CHECK(code(parse_request(R"({"action":"list","limit":-3})"))
         == ec::invalid_request);
   auto cursor = encode_cursor("abc_DEF-123");
   auto req = parse_request(json{{"action", "list"}, {"cursor", cursor}}.dump());
-  CHECK(req.query.after == "abc_DEF-123");
+  CHECK(query_of(req).after == "abc_DEF-123");
   CHECK(code(parse_request(R"({"action":"list","cursor":"!!!"})"))
         == ec::invalid_request);
 }
 
 TEST_CASE("replies echo request ids and carry codes and sentences") {
   auto req = parse_request(R"({"action":"health","request_id":42})");
-  auto ok = json::parse(render_success(req, {{"status", "ok"}}));
+  auto ok = json::parse(render_success(req.request_id, {{"status", "ok"}}));
   CHECK(ok["result"] == "success");
   CHECK(ok["request_id"] == 42);
   auto fail = json::parse(render_failure(json("x"),
@@ -248,19 +267,19 @@ TEST_CASE("description and tags are bounded, and so is a lease's client data "
 TEST_CASE("create takes ttl and role at the top level or in options") {
   auto req = parse_request(R"({"action":"create","ttl":60000})");
   CHECK(code(req) == ec::none);
-  CHECK(req.create.ttl_ms == 60'000);
+  CHECK(create_of(req).ttl_ms == 60'000);
   req = parse_request(R"({"action":"create","ttl":5000,"options":{"ttl":5000}})");
   CHECK(code(req) == ec::none);
-  CHECK(req.create.ttl_ms == 5'000);
+  CHECK(create_of(req).ttl_ms == 5'000);
   req = parse_request(R"({"action":"create","ttl":6000,"options":{"ttl":5000}})");
   CHECK(code(req) == ec::invalid_request);
   CHECK(message(req).find("options.ttl") != std::string::npos);
   req = parse_request(R"({"action":"create","role":"reader"})");
   CHECK(code(req) == ec::none);
-  CHECK(json::parse(req.create.options) == json{{"role", "reader"}});
+  CHECK(json::parse(create_of(req).options) == json{{"role", "reader"}});
   req = parse_request(
     R"({"action":"create","role":"reader","options":{"db":"x"}})");
-  CHECK(json::parse(req.create.options)
+  CHECK(json::parse(create_of(req).options)
         == json{{"role", "reader"}, {"db", "x"}});
   req = parse_request(
     R"({"action":"create","role":"a","options":{"role":"b"}})");
@@ -301,8 +320,8 @@ TEST_CASE("a capped renewal says so") {
   lease x;
   x.id = "id";
   api_request req;
-  CHECK(!json::parse(render_lease(req, x)).contains("capped"));
-  CHECK(json::parse(render_lease(req, x, true))["capped"] == true);
+  CHECK(!json::parse(render_lease(req.request_id, x)).contains("capped"));
+  CHECK(json::parse(render_lease(req.request_id, x, true))["capped"] == true);
 }
 
 TEST_CASE("deeply nested messages are refused before parsing") {
@@ -334,26 +353,144 @@ TEST_CASE("the direct lease writer agrees with the JSON library") {
   x.last_error = "backend said \"no\"";
   auto req = parse_request(R"({"action":"get","token_id":"id","request_id":[1]})");
   req.request_id = json{{"nested", 1}};
-  auto text = render_lease(req, x);
+  // An irrevocable lease is dead: its value, still valid at the backend,
+  // is not handed out again; the get path blanks it before rendering.
+  auto dead = x;
+  dead.value.clear();
+  auto text = render_lease(req.request_id, dead);
   auto parsed = json::parse(text);
   CHECK(parsed["result"] == "success");
   CHECK(parsed["request_id"] == json{{"nested", 1}});
-  // An irrevocable lease is dead: its value, still valid at the backend,
-  // is not handed out again.
   CHECK(parsed["lease"] == to_json(x, false));
   CHECK(parsed["lease"]["state"] == "irrevocable");
   CHECK(parsed["lease"]["last_error"] == "backend said \"no\"");
   x.state = state_active;
   x.last_error.clear();
-  auto active = json::parse(render_lease(req, x));
+  auto active = json::parse(render_lease(req.request_id, x));
   CHECK(active["lease"] == to_json(x));
   CHECK(active["lease"]["value"] == "secret");
   x.state = state_irrevocable;
   x.last_error = "backend said \"no\"";
   lease_page page{{x, x}, "next"};
-  auto listed = json::parse(render_page(req, page));
+  auto listed = json::parse(render_page(req.request_id, page));
   CHECK(listed["leases"].size() == 2);
   CHECK(listed["leases"][0] == to_json(x, false));
   CHECK(listed["next_cursor"] == encode_cursor("next"));
-  CHECK(json::parse(render_page(req, lease_page{}))["next_cursor"].is_null());
+  CHECK(json::parse(render_page(req.request_id, lease_page{}))["next_cursor"].is_null());
+}
+
+TEST_CASE("a lease shows its value whenever it has one, never in a list") {
+  lease x;
+  x.id = "id";
+  x.value = "secret";
+  // The renderer does not judge the state: the one who hands it a lease
+  // decides what the client may see.
+  for (auto state : {state_active, state_irrevocable, state_revoking}) {
+    CAPTURE(state);
+    x.state = state;
+    auto shown = json::parse(render_lease(std::nullopt, x))["lease"];
+    CHECK(shown["value"] == "secret");
+    CHECK(shown == to_json(x));
+    auto listed = json::parse(render_page(std::nullopt, lease_page{{x}, {}}));
+    CHECK(!listed["leases"][0].contains("value"));
+  }
+  x.value.clear();
+  CHECK(!json::parse(render_lease(std::nullopt, x))["lease"].contains("value"));
+  CHECK(!to_json(x).contains("value"));
+}
+
+namespace {
+
+/// Every kind of ill-formed UTF-8, next to well-formed text.
+const std::string bad_utf8[] = {
+  "\xC3",                       // a 2-byte character cut at the end
+  "a\xE2\x82",                  // a 3-byte character cut at the end
+  "\xF0\x9F\x98",               // a 4-byte character cut at the end
+  "\xE2\x82" "b",               // ... cut in the middle of the text
+  "\xF0\x9F" "\xC3\xA9",        // ... followed by a whole character
+  "\xC0\xAF",                   // overlong 2-byte ('/')
+  "\xC1\xBF",                   // overlong 2-byte
+  "\xE0\x80\xAF",               // overlong 3-byte
+  "\xF0\x80\x80\xAF",           // overlong 4-byte
+  "\x80",                       // a lone continuation byte
+  "a\xBF\x80" "b",              // two of them
+  "\xED\xA0\x80",               // a high surrogate (U+D800)
+  "\xED\xBF\xBF",               // a low surrogate (U+DFFF)
+  "\xED\xA0\xBD\xED\xB8\x80",   // a surrogate pair, CESU-8 style
+  "\xF4\x90\x80\x80",           // above U+10FFFF
+  "\xF5\x80\x80\x80",           // a lead byte that never starts one
+  "\xFE\xFF",                   // bytes that never occur
+  "quote\" \x01 \xC3",          // escapes next to a bad byte
+};
+
+} // namespace
+
+TEST_CASE("a lease whose texts hold bad UTF-8 still renders as valid JSON") {
+  for (auto& bad : bad_utf8) {
+    CAPTURE(bad);
+    lease x;
+    x.id = "id";
+    x.value = "v";
+    x.backend_id = bad;
+    x.description = "d " + bad;
+    x.last_error = bad + " (from the backend)";
+    x.tags = {bad};
+    std::string text;
+    CHECK_NOTHROW(text = render_lease(std::nullopt, x));
+    auto parsed = json::parse(text, nullptr, false);
+    REQUIRE(!parsed.is_discarded());
+    // The same text as the JSON library makes of it with `replace`.
+    auto replaced = [](const std::string& s) {
+      return json::parse(
+        json(s).dump(-1, ' ', false, json::error_handler_t::replace));
+    };
+    CHECK(parsed["lease"]["description"] == replaced(x.description));
+    CHECK(parsed["lease"]["last_error"] == replaced(x.last_error));
+    CHECK(parsed["lease"]["backend_id"] == replaced(bad));
+    CHECK(parsed["lease"]["tags"][0] == replaced(bad));
+    auto listed = json::parse(render_page(std::nullopt, lease_page{{x}, {}}),
+                              nullptr, false);
+    CHECK(!listed.is_discarded());
+  }
+}
+
+TEST_CASE("the JSON string writer replaces bad UTF-8 as the JSON library "
+          "does") {
+  auto replaced = [](const std::string& s) {
+    return json::parse(
+      json(s).dump(-1, ' ', false, json::error_handler_t::replace));
+  };
+  for (auto& bad : bad_utf8) {
+    CAPTURE(bad);
+    std::string out;
+    append_json_string(out, bad);
+    auto parsed = json::parse(out, nullptr, false);
+    REQUIRE(!parsed.is_discarded());
+    CHECK(parsed == replaced(bad));
+    CHECK(parsed.get<std::string>().find("\xEF\xBF\xBD") != std::string::npos);
+  }
+  // One U+FFFD per maximal ill-formed part: a cut character is one, a
+  // surrogate is three (no valid part of it starts a character).
+  auto count = [](const std::string& bad) {
+    std::string out;
+    append_json_string(out, bad);
+    auto text = json::parse(out).get<std::string>();
+    size_t n = 0;
+    for (auto i = text.find("\xEF\xBF\xBD"); i != std::string::npos;
+         i = text.find("\xEF\xBF\xBD", i + 3))
+      ++n;
+    return n;
+  };
+  CHECK(count("a\xE2\x82" "b") == 1);
+  CHECK(count("\xED\xA0\x80") == 3);
+  CHECK(count("\xF0\x80\x80\xAF") == 4);
+  // Well-formed text, of 1 to 4 bytes a character, passes unchanged.
+  std::string good = "plain ASCII, \xC3\xA9, \xE2\x82\xAC, \xF0\x9F\x98\x80, "
+                     "\xF4\x8F\xBF\xBF, \xEE\x80\x80";
+  std::string out;
+  append_json_string(out, good);
+  CHECK(out == "\"" + good + "\"");
+  out.clear();
+  append_json_string(out, std::string("q\"b\\c\n\x1f", 7));
+  CHECK(json::parse(out) == std::string("q\"b\\c\n\x1f", 7));
 }

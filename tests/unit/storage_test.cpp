@@ -155,12 +155,12 @@ TEST_CASE("every storage backend keeps the same contract") {
     CHECK(std::any_of(with_stuck->leases.begin(), with_stuck->leases.end(),
                       [](const lease& x) { return x.id == "id998"; }));
     // Filtered by state: only the irrevocable one, or only the live ones.
-    q.state = state_irrevocable;
+    q.state = list_state::irrevocable;
     auto only_stuck = db.list(q);
     REQUIRE(only_stuck);
     REQUIRE(only_stuck->leases.size() == 1);
     CHECK(only_stuck->leases[0].id == "id998");
-    q.state = state_active;
+    q.state = list_state::active;
     auto only_live = db.list(q);
     REQUIRE(only_live);
     CHECK(only_live->leases.size() == with_stuck->leases.size() - 1);
