@@ -13,7 +13,6 @@
 #include <Poco/Timespan.h>
 #include <Poco/URI.h>
 
-#include "core/error.hpp"
 
 namespace tlm {
 
@@ -32,56 +31,36 @@ Poco::Net::Context::Ptr tls_context() {
 
 } // namespace
 
-caf::expected<std::shared_ptr<http_client>>
-http_client::make(const std::string& base_url,
-                  std::chrono::milliseconds timeout, std::string service) {
-  std::shared_ptr<http_client> result{new http_client};
-  try {
-    Poco::URI uri(base_url);
-    if (uri.getScheme() != "http" && uri.getScheme() != "https")
-      throw Poco::SyntaxException("scheme");
-    if (uri.getHost().empty())
-      throw Poco::SyntaxException("host");
-    result->scheme_ = uri.getScheme();
-    result->host_ = uri.getHost();
-    result->port_ = uri.getPort();
-    result->path_prefix_ = uri.getPath();
-    while (!result->path_prefix_.empty() && result->path_prefix_.back() == '/')
-      result->path_prefix_.pop_back();
-  } catch (const Poco::Exception&) {
-    return make_error(ec::invalid_request,
-                      "'" + base_url + "' is not an http:// or https:// URL");
-  }
-  result->base_url_ = base_url;
-  result->timeout_ = timeout;
-  result->service_ = std::move(service);
-  return result;
+http_client::http_client(const std::string& base_url,
+                         std::chrono::milliseconds timeout,
+                         service_errors errors)
+  : base_url_(base_url), timeout_(timeout), errors_(std::move(errors)) {
+  Poco::URI uri(base_url);
+  scheme_ = uri.getScheme();
+  host_ = uri.getHost();
+  port_ = uri.getPort();
+  path_prefix_ = uri.getPath();
+  while (!path_prefix_.empty() && path_prefix_.back() == '/')
+    path_prefix_.pop_back();
 }
 
 http_client::~http_client() = default;
 
 std::unique_ptr<Poco::Net::HTTPClientSession> http_client::take() {
-  for (;;) {
-    std::unique_ptr<Poco::Net::HTTPClientSession> session;
-    {
-      std::lock_guard<std::mutex> guard{mtx_};
-      if (idle_.empty())
-        break;
-      session = std::move(idle_.back());
-      idle_.pop_back();
-    }
-    // An idle keep-alive connection that is readable has been closed by
-    // the server (e.g. it restarted): drop it rather than fail a request.
+  // An idle keep-alive connection that is readable has been closed by the
+  // server (e.g. it restarted): drop it rather than fail a request.
+  auto open = [](Poco::Net::HTTPClientSession& idle) {
     try {
-      if (session->connected()
-          && !session->socket().poll(Poco::Timespan(0),
-                                     Poco::Net::Socket::SELECT_READ
-                                       | Poco::Net::Socket::SELECT_ERROR))
-        return session;
+      return idle.connected()
+             && !idle.socket().poll(Poco::Timespan(0),
+                                    Poco::Net::Socket::SELECT_READ
+                                      | Poco::Net::Socket::SELECT_ERROR);
     } catch (const Poco::Exception&) {
-      // unusable: fall through to the next one
+      return false;
     }
-  }
+  };
+  if (auto session = pool_.take_idle(open))
+    return session;
   std::unique_ptr<Poco::Net::HTTPClientSession> session;
   if (scheme_ == "https")
     session = std::make_unique<Poco::Net::HTTPSClientSession>(host_, port_,
@@ -93,13 +72,6 @@ std::unique_ptr<Poco::Net::HTTPClientSession> http_client::take() {
   session->setTimeout(t, t, t);
   session->setKeepAlive(true);
   return session;
-}
-
-void http_client::give_back(
-  std::unique_ptr<Poco::Net::HTTPClientSession> session) {
-  std::lock_guard<std::mutex> guard{mtx_};
-  if (idle_.size() < 64)
-    idle_.push_back(std::move(session));
 }
 
 caf::expected<http_response> http_client::send(const std::string& method,
@@ -129,24 +101,19 @@ caf::expected<http_response> http_client::send(const std::string& method,
       result.status = static_cast<int>(resp.getStatus());
       result.body.assign(std::istreambuf_iterator<char>(in), {});
       if (resp.getKeepAlive())
-        give_back(std::move(session));
+        pool_.give_back(std::move(session));
       return result;
     } catch (const Poco::Net::SSLException& e) {
       // Not worth a retry: the server's certificate or TLS setup is wrong.
-      return make_error(ec::backend_error,
-                        service_ + " at " + base_url_
-                          + " failed TLS verification: " + e.displayText());
+      return errors_.untrusted(e.displayText());
     } catch (const Poco::Exception& e) {
       // A kept-alive connection the server has closed fails at once; one
       // more try on a fresh connection is safe for idempotent methods.
       if (reused && idempotent && attempt == 0)
         continue;
-      bool timed_out = dynamic_cast<const Poco::TimeoutException*>(&e)
-                       != nullptr;
-      return make_error(ec::backend_unavailable,
-                        service_ + " at " + base_url_
-                          + (timed_out ? " did not answer in time"
-                                       : " is unreachable: " + e.displayText()));
+      if (dynamic_cast<const Poco::TimeoutException*>(&e) != nullptr)
+        return errors_.timed_out();
+      return errors_.unreachable(e.displayText());
     }
   }
 }

@@ -2,12 +2,14 @@
 
 #include <chrono>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include <caf/expected.hpp>
+
+#include "cloud_backends/connection_pool.hpp"
+#include "cloud_backends/service_errors.hpp"
 
 namespace Poco::Net {
 class HTTPClientSession;
@@ -27,10 +29,10 @@ class http_client {
 public:
   using headers = std::vector<std::pair<std::string, std::string>>;
 
-  /// `service` names the backend in error messages, e.g. "InfluxDB 'metrics'".
-  static caf::expected<std::shared_ptr<http_client>>
-  make(const std::string& base_url, std::chrono::milliseconds timeout,
-       std::string service);
+  /// `base_url` is an http:// or https:// URL, as checked by
+  /// `settings_reader::http_url`; `errors` words its failures.
+  http_client(const std::string& base_url, std::chrono::milliseconds timeout,
+              service_errors errors);
 
   ~http_client();
 
@@ -47,10 +49,8 @@ public:
   }
 
 private:
-  http_client() = default;
-
+  /// A kept-alive session the server has not closed, or a new one.
   std::unique_ptr<Poco::Net::HTTPClientSession> take();
-  void give_back(std::unique_ptr<Poco::Net::HTTPClientSession> session);
 
   std::string base_url_;
   std::string scheme_;
@@ -58,9 +58,8 @@ private:
   uint16_t port_ = 0;
   std::string path_prefix_;
   std::chrono::milliseconds timeout_{10'000};
-  std::string service_;
-  std::mutex mtx_;
-  std::vector<std::unique_ptr<Poco::Net::HTTPClientSession>> idle_;
+  service_errors errors_;
+  connection_pool<Poco::Net::HTTPClientSession> pool_;
 };
 
 /// Percent-encodes a query parameter value.

@@ -2,6 +2,9 @@
 
 #include <fstream>
 
+#include <Poco/Exception.h>
+#include <Poco/URI.h>
+
 #include "core/error.hpp"
 
 namespace tlm {
@@ -71,6 +74,22 @@ int64_t settings_reader::optional_int(const std::string& key, int64_t fallback,
     return fallback;
   }
   return v->get<int64_t>();
+}
+
+std::string settings_reader::http_url(const std::string& key) {
+  auto url = required_string(key);
+  if (url.empty())
+    return {};
+  try {
+    Poco::URI uri(url);
+    if ((uri.getScheme() == "http" || uri.getScheme() == "https")
+        && !uri.getHost().empty())
+      return url;
+  } catch (const Poco::Exception&) {
+    // reported below
+  }
+  fail(key, "must be an http:// or https:// URL (got '" + url + "')");
+  return {};
 }
 
 std::chrono::milliseconds settings_reader::timeout(const std::string& key,

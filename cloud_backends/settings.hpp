@@ -23,6 +23,9 @@ public:
   std::string optional_string(const std::string& key, std::string fallback);
   int64_t optional_int(const std::string& key, int64_t fallback, int64_t min,
                        int64_t max);
+  /// A required http:// or https:// URL with a host: checked here once,
+  /// so `http_client` may trust it.
+  std::string http_url(const std::string& key);
   std::chrono::milliseconds timeout(const std::string& key = "timeout_ms",
                                     int64_t fallback_ms = 10'000);
   /// The first line of a file whose path is the key's value (secrets are

@@ -99,12 +99,16 @@ struct cloud_token {
   std::string backend_id;
   std::string value;
   std::string extra = "{}";  ///< Backend-specific fields, a JSON object.
+  /// The lease the token was made for: the one `create` was given, or, in
+  /// `get` and `get_all`, the one read from the token's mark (empty for a
+  /// token tlmd did not make).
+  std::string lease_id;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cloud_token& x) {
   return f(caf::meta::type_name("cloud_token"), x.backend_id, x.value,
-           x.extra);
+           x.extra, x.lease_id);
 }
 
 /// Marks an absent ttl in `create_request` and `renew`.

@@ -7,8 +7,10 @@
 #include "core/error.hpp"
 #include "cloud_backends/http_client.hpp"
 #include "cloud_backends/influxdb/influxdb_rights.hpp"
+#include "cloud_backends/lease_mark.hpp"
 #include "cloud_backends/remote_backend.hpp"
 #include "cloud_backends/roles.hpp"
+#include "cloud_backends/service_errors.hpp"
 #include "cloud_backends/settings.hpp"
 
 namespace tlm {
@@ -17,27 +19,23 @@ namespace {
 
 using json = nlohmann::json;
 
-constexpr std::string_view mark_prefix = "tlm:";
-
-/// InfluxDB's own `{"code","message"}` text, cut to a safe length.
+/// InfluxDB's own `{"code","message"}` text, empty if there is none.
 std::string influx_message(const http_response& resp) {
   auto body = json::parse(resp.body, nullptr, false);
-  std::string text;
   if (body.is_object() && body.contains("message")
       && body["message"].is_string())
-    text = body["message"].get<std::string>();
-  else
-    text = "HTTP " + std::to_string(resp.status);
-  return text.substr(0, 240);
+    return body["message"].get<std::string>();
+  return {};
 }
 
 class influxdb_backend : public remote_backend {
 public:
-  influxdb_backend(std::string name, std::shared_ptr<http_client> http,
-                   std::string admin_token, std::string org,
-                   std::string org_id, role_table<influxdb_rights> roles,
-                   remote_limits limits)
+  influxdb_backend(std::string name, service_errors errors,
+                   std::shared_ptr<http_client> http, std::string admin_token,
+                   std::string org, std::string org_id,
+                   role_table<influxdb_rights> roles, remote_limits limits)
     : remote_backend(std::move(name), limits),
+      errors_(std::move(errors)),
       http_(std::move(http)),
       auth_{{"Authorization", "Token " + admin_token}},
       org_(std::move(org)),
@@ -62,7 +60,7 @@ public:
     auto permissions = rights->to_json(*org_id);
     json body{{"orgID", *org_id},
               {"permissions", permissions},
-              {"description", std::string{mark_prefix} + lease_id}};
+              {"description", description_mark.of(lease_id)}};
     auto resp = http_->send("POST", "/api/v2/authorizations", body.dump(),
                             auth_);
     if (!resp)
@@ -72,15 +70,14 @@ public:
     auto created = json::parse(resp->body, nullptr, false);
     if (!created.is_object() || !created.contains("id")
         || !created.contains("token"))
-      return make_error(ec::backend_error,
-                        backend_name() + " answered a create without id "
-                                         "or token");
+      return errors_.unexpected("a create without id or token");
     return cloud_token{created["id"].get<std::string>(),
                        created["token"].get<std::string>(),
                        json{{"orgID", *org_id},
                             {"role", role->name},
                             {"permissions", permissions}}
-                         .dump()};
+                         .dump(),
+                       lease_id};
   }
 
   caf::error revoke(const std::string& backend_id) override {
@@ -102,16 +99,19 @@ public:
     if (!resp)
       return std::move(resp.error());
     if (resp->status == 404)
-      return make_error(ec::not_found, backend_name() + " has no "
-                                                        "authorization '"
+      return make_error(ec::not_found, errors_.service()
+                                         + " has no authorization '"
                                          + backend_id + "'");
     if (resp->status != 200)
       return failure(*resp, false);
     auto found = json::parse(resp->body, nullptr, false);
     if (!found.is_object())
-      return make_error(ec::backend_error, backend_name()
-                                             + " answered with no JSON");
-    return cloud_token{backend_id, found.value("token", ""), "{}"};
+      return errors_.unexpected("with no JSON");
+    auto token = description_mark.token(backend_id, found.value("token", ""),
+                                        found.value("description", ""));
+    if (!token) // not made by tlmd: the lease id stays unknown
+      return cloud_token{backend_id, found.value("token", ""), "{}", ""};
+    return std::move(*token);
   }
 
   caf::expected<std::vector<cloud_token>> get_all() override {
@@ -130,13 +130,11 @@ public:
     std::vector<cloud_token> result;
     if (!list.is_object() || !list["authorizations"].is_array())
       return result;
-    for (auto& a : list["authorizations"]) {
-      auto description = a.value("description", "");
-      if (description.rfind(mark_prefix, 0) == 0)
-        result.push_back(cloud_token{
-          a.value("id", ""), a.value("token", ""),
-          json{{"lease_id", description.substr(mark_prefix.size())}}.dump()});
-    }
+    for (auto& a : list["authorizations"])
+      if (auto token = description_mark.token(a.value("id", ""),
+                                              a.value("token", ""),
+                                              a.value("description", "")))
+        result.push_back(std::move(*token));
     return result;
   }
 
@@ -145,33 +143,16 @@ public:
   }
 
 private:
-  std::string backend_name() const {
-    return "InfluxDB '" + name_ + "'";
-  }
-
   /// Maps an InfluxDB answer to our codes. `creating`: a 400/422 is the
   /// client's request (e.g. bad permissions), not our configuration.
   caf::error failure(const http_response& resp, bool creating) const {
-    auto text = influx_message(resp);
-    if (resp.status == 401 || resp.status == 403)
-      return make_error(ec::backend_error,
-                        backend_name() + " rejected the admin token ("
-                          + text + "): check backends." + name_
-                          + ".token_file and its permissions");
-    if (creating && (resp.status == 400 || resp.status == 422))
-      return make_error(ec::invalid_request,
-                        backend_name() + " refused the authorization: " + text);
-    if (resp.status == 429) // throttled: back off, it is no failure of ours
-      return make_error(ec::overloaded,
-                        backend_name() + " is throttling requests (HTTP 429: "
-                          + text + ")");
-    if (resp.status >= 500)
-      return make_error(ec::backend_unavailable,
-                        backend_name() + " is unavailable (HTTP "
-                          + std::to_string(resp.status) + ": " + text + ")");
+    return errors_.of_status(resp.status, influx_message(resp), creating);
+  }
+
+  caf::error unknown_org() const {
     return make_error(ec::backend_error,
-                      backend_name() + " answered HTTP "
-                        + std::to_string(resp.status) + ": " + text);
+                      errors_.service() + " has no org '" + org_
+                        + "': check backends." + name_ + ".org");
   }
 
   /// The org id, from the config or looked up once by name.
@@ -184,21 +165,18 @@ private:
     if (!resp)
       return std::move(resp.error());
     if (resp->status == 404)
-      return make_error(ec::backend_error,
-                        backend_name() + " has no org '" + org_
-                          + "': check backends." + name_ + ".org");
+      return unknown_org();
     if (resp->status != 200)
       return failure(*resp, false);
     auto body = json::parse(resp->body, nullptr, false);
     if (!body.is_object() || !body["orgs"].is_array() || body["orgs"].empty()
         || !body["orgs"][0].contains("id"))
-      return make_error(ec::backend_error,
-                        backend_name() + " has no org '" + org_
-                          + "': check backends." + name_ + ".org");
+      return unknown_org();
     org_id_ = body["orgs"][0]["id"].get<std::string>();
     return org_id_;
   }
 
+  service_errors errors_;
   std::shared_ptr<http_client> http_;
   http_client::headers auth_;
   std::string org_;
@@ -212,7 +190,7 @@ private:
 caf::expected<std::shared_ptr<cloud_backend>>
 make_influxdb_backend(const std::string& name, const json& settings) {
   settings_reader in{name, settings};
-  auto url = in.required_string("url");
+  auto url = in.http_url("url");
   auto token = in.secret_file("token_file");
   auto org = in.optional_string("org", "");
   auto org_id = in.optional_string("org_id", "");
@@ -223,13 +201,12 @@ make_influxdb_backend(const std::string& name, const json& settings) {
     in.fail("org", "or org_id must be set (exactly one of them)");
   if (auto err = in.finish())
     return err;
-  auto http = http_client::make(url, limits.timeout, "InfluxDB '" + name + "'");
-  if (!http)
-    return make_error(ec::invalid_request, in.full_key("url") + ": "
-                                             + message_of(http.error()));
+  service_errors errors{"InfluxDB '" + name + "'", url, "admin token",
+                        in.full_key("token_file") + " and its permissions"};
+  auto http = std::make_shared<http_client>(url, limits.timeout, errors);
   return std::make_shared<influxdb_backend>(
-    name, std::move(*http), std::move(token), std::move(org),
-    std::move(org_id), std::move(roles), limits);
+    name, std::move(errors), std::move(http), std::move(token),
+    std::move(org), std::move(org_id), std::move(roles), limits);
 }
 
 } // namespace tlm

@@ -9,8 +9,10 @@
 #include "core/secrets.hpp"
 #include "cloud_backends/http_client.hpp"
 #include "cloud_backends/influxdb1/influxdb1_rights.hpp"
+#include "cloud_backends/lease_mark.hpp"
 #include "cloud_backends/remote_backend.hpp"
 #include "cloud_backends/roles.hpp"
+#include "cloud_backends/service_errors.hpp"
 #include "cloud_backends/settings.hpp"
 
 namespace tlm {
@@ -18,8 +20,6 @@ namespace tlm {
 namespace {
 
 using json = nlohmann::json;
-
-constexpr std::string_view user_prefix = "tlm_";
 
 std::string basic_auth(const std::string& user, const std::string& password) {
   std::ostringstream out;
@@ -32,10 +32,12 @@ std::string basic_auth(const std::string& user, const std::string& password) {
 
 class influxdb1_backend : public remote_backend {
 public:
-  influxdb1_backend(std::string name, std::shared_ptr<http_client> http,
-                    std::string admin_user, std::string admin_password,
+  influxdb1_backend(std::string name, service_errors errors,
+                    std::shared_ptr<http_client> http, std::string admin_user,
+                    std::string admin_password,
                     role_table<influxdb1_rights> roles, remote_limits limits)
     : remote_backend(std::move(name), limits),
+      errors_(std::move(errors)),
       http_(std::move(http)),
       auth_{{"Authorization", basic_auth(admin_user, admin_password)},
             {"Content-Type", "application/x-www-form-urlencoded"}},
@@ -54,7 +56,7 @@ public:
       return std::move(rights.error());
     if (!influxdb1_plain_name(lease_id))
       return make_error(ec::internal, "lease id is not a plain name");
-    auto user = std::string{user_prefix} + lease_id;
+    auto user = user_name_mark.of(lease_id);
     auto password = random_token(24); // [A-Za-z0-9_-]: no quoting issue
     if (auto err = query("CREATE USER \"" + user + "\" WITH PASSWORD '"
                          + password + "'"))
@@ -65,14 +67,14 @@ public:
         auto text = message_of(err);
         if (text.find("database not found") != std::string::npos)
           return make_error(ec::invalid_request,
-                            backend_name() + " refused '" + grant
+                            errors_.service() + " refused '" + grant
                               + "': database not found");
         return err;
       }
     }
     auto extra = rights->to_json();
     extra["role"] = role->name;
-    return cloud_token{user, user + ":" + password, extra.dump()};
+    return cloud_token{user, user + ":" + password, extra.dump(), lease_id};
   }
 
   caf::error revoke(const std::string& backend_id) override {
@@ -91,7 +93,7 @@ public:
     for (auto& token : *users)
       if (token.backend_id == backend_id)
         return token;
-    return make_error(ec::not_found, backend_name() + " has no user '"
+    return make_error(ec::not_found, errors_.service() + " has no user '"
                                        + backend_id + "'");
   }
 
@@ -108,10 +110,8 @@ public:
       for (auto& row : s.value("values", json::array()))
         if (row.is_array() && !row.empty() && row[0].is_string()) {
           auto user = row[0].get<std::string>();
-          if (user.rfind(user_prefix, 0) == 0)
-            tokens.push_back(cloud_token{
-              user, "",
-              json{{"lease_id", user.substr(user_prefix.size())}}.dump()});
+          if (auto token = user_name_mark.token(user, "", user))
+            tokens.push_back(std::move(*token));
         }
     return tokens;
   }
@@ -121,10 +121,6 @@ public:
   }
 
 private:
-  std::string backend_name() const {
-    return "InfluxDB 1.x '" + name_ + "'";
-  }
-
   caf::error query(const std::string& q) {
     auto result = query_result(q);
     return result ? caf::none : std::move(result.error());
@@ -137,37 +133,26 @@ private:
     if (!resp)
       return std::move(resp.error());
     auto body = json::parse(resp->body, nullptr, false);
-    std::string reason = body.is_object() && body.contains("error")
-                             && body["error"].is_string()
-                           ? body["error"].get<std::string>().substr(0, 240)
-                           : "HTTP " + std::to_string(resp->status);
-    if (resp->status == 401 || resp->status == 403)
-      return make_error(ec::backend_error,
-                        backend_name() + " rejected the admin credentials ("
-                          + reason + "): check backends." + name_
-                          + ".admin_user and admin_password_file");
-    if (resp->status == 429)
-      return make_error(ec::overloaded,
-                        backend_name() + " is throttling requests (" + reason
-                          + ")");
-    if (resp->status >= 500)
-      return make_error(ec::backend_unavailable,
-                        backend_name() + " is unavailable (" + reason + ")");
     if (resp->status != 200)
-      return make_error(ec::backend_error,
-                        backend_name() + " answered " + reason);
+      return errors_.of_status(resp->status, error_text(body), false);
     if (!body.is_object() || !body["results"].is_array()
         || body["results"].empty())
-      return make_error(ec::backend_error,
-                        backend_name() + " answered without results");
+      return errors_.unexpected("without results");
     auto& first = body["results"][0];
-    if (first.contains("error") && first["error"].is_string())
-      return make_error(ec::backend_error,
-                        backend_name() + ": "
-                          + first["error"].get<std::string>().substr(0, 240));
+    if (auto text = error_text(first); !text.empty())
+      return errors_.refused(text);
     return first;
   }
 
+  /// The `error` of an InfluxQL answer (or of one result), if any.
+  static std::string error_text(const json& answer) {
+    if (answer.is_object() && answer.contains("error")
+        && answer["error"].is_string())
+      return answer["error"].get<std::string>();
+    return {};
+  }
+
+  service_errors errors_;
   std::shared_ptr<http_client> http_;
   http_client::headers auth_;
   role_table<influxdb1_rights> roles_;
@@ -178,7 +163,7 @@ private:
 caf::expected<std::shared_ptr<cloud_backend>>
 make_influxdb1_backend(const std::string& name, const json& settings) {
   settings_reader in{name, settings};
-  auto url = in.required_string("url");
+  auto url = in.http_url("url");
   auto admin_user = in.required_string("admin_user");
   auto admin_password = in.secret_file("admin_password_file");
   auto roles = role_table<influxdb1_rights>::read(
@@ -187,13 +172,13 @@ make_influxdb1_backend(const std::string& name, const json& settings) {
   auto limits = remote_limits::read(in, 4);
   if (auto err = in.finish())
     return err;
-  auto http = http_client::make(url, limits.timeout, "InfluxDB 1.x '" + name + "'");
-  if (!http)
-    return make_error(ec::invalid_request, in.full_key("url") + ": "
-                                             + message_of(http.error()));
+  service_errors errors{"InfluxDB 1.x '" + name + "'", url,
+                        "admin credentials",
+                        in.full_key("admin_user") + " and admin_password_file"};
+  auto http = std::make_shared<http_client>(url, limits.timeout, errors);
   return std::make_shared<influxdb1_backend>(
-    name, std::move(*http), std::move(admin_user), std::move(admin_password),
-    std::move(roles), limits);
+    name, std::move(errors), std::move(http), std::move(admin_user),
+    std::move(admin_password), std::move(roles), limits);
 }
 
 } // namespace tlm

@@ -56,7 +56,7 @@ public:
                         "lease id '" + lease_id + "' is taken");
     auto value = fresh_value(lease_id);
     digests_.emplace(*key, digest_of(value));
-    return cloud_token{lease_id, std::move(value), "{}"};
+    return cloud_token{lease_id, std::move(value), "{}", lease_id};
   }
 
   caf::error revoke(const std::string& backend_id) override {
@@ -71,14 +71,14 @@ public:
     if (!key || digests_.count(*key) == 0)
       return make_error(ec::not_found,
                         "the local backend has no token '" + backend_id + "'");
-    return cloud_token{backend_id, "", "{}"};
+    return cloud_token{backend_id, "", "{}", backend_id};
   }
 
   caf::expected<std::vector<cloud_token>> get_all() override {
     std::vector<cloud_token> result;
     result.reserve(digests_.size());
     for (auto& [key, _] : digests_)
-      result.push_back(cloud_token{key.str(), "", "{}"});
+      result.push_back(cloud_token{key.str(), "", "{}", key.str()});
     return result;
   }
 
@@ -97,7 +97,7 @@ public:
       return invalid_token();
     auto fresh = fresh_value(backend_id);
     digests_[*key] = digest_of(fresh);
-    return cloud_token{backend_id, std::move(fresh), "{}"};
+    return cloud_token{backend_id, std::move(fresh), "{}", backend_id};
   }
 
   void adopt(const std::vector<cloud_token>& tokens) override {

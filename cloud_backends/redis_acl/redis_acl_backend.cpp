@@ -1,7 +1,8 @@
 #include "cloud_backends/redis_acl/redis_acl_backend.hpp"
 
-#include <mutex>
+#include <chrono>
 
+#include <Poco/Exception.h>
 #include <Poco/Redis/Array.h>
 #include <Poco/Redis/Client.h>
 #include <Poco/Redis/Error.h>
@@ -10,9 +11,12 @@
 
 #include "core/error.hpp"
 #include "core/secrets.hpp"
+#include "cloud_backends/connection_pool.hpp"
+#include "cloud_backends/lease_mark.hpp"
 #include "cloud_backends/redis_acl/redis_rights.hpp"
 #include "cloud_backends/remote_backend.hpp"
 #include "cloud_backends/roles.hpp"
+#include "cloud_backends/service_errors.hpp"
 #include "cloud_backends/settings.hpp"
 
 namespace tlm {
@@ -23,14 +27,14 @@ using json = nlohmann::json;
 using Poco::Redis::Array;
 using Poco::Redis::RedisType;
 
-constexpr std::string_view user_prefix = "tlm_";
-
 class redis_acl_backend : public remote_backend {
 public:
-  redis_acl_backend(std::string name, std::string host, int port,
-                    std::string admin_user, std::string admin_password,
-                    role_table<redis_rights> roles, remote_limits limits)
+  redis_acl_backend(std::string name, service_errors errors, std::string host,
+                    int port, std::string admin_user,
+                    std::string admin_password, role_table<redis_rights> roles,
+                    remote_limits limits)
     : remote_backend(std::move(name), limits),
+      errors_(std::move(errors)),
       host_(std::move(host)),
       port_(port),
       admin_user_(std::move(admin_user)),
@@ -48,7 +52,7 @@ public:
     auto rights = narrow_redis(*role->rights, role->name, options);
     if (!rights)
       return std::move(rights.error());
-    auto user = std::string{user_prefix} + lease_id;
+    auto user = user_name_mark.of(lease_id);
     auto password = random_token(32);
     Array cmd;
     cmd << "ACL" << "SETUSER" << user << "reset" << "on" << (">" + password);
@@ -59,7 +63,7 @@ public:
       return std::move(reply.error());
     auto extra = rights->to_json();
     extra["role"] = role->name;
-    return cloud_token{user, user + ":" + password, extra.dump()};
+    return cloud_token{user, user + ":" + password, extra.dump(), lease_id};
   }
 
   caf::error revoke(const std::string& backend_id) override {
@@ -76,9 +80,11 @@ public:
     if (!reply)
       return std::move(reply.error());
     if (!(*reply)->isArray())
-      return make_error(ec::not_found, backend_name() + " has no user '"
+      return make_error(ec::not_found, errors_.service() + " has no user '"
                                          + backend_id + "'");
-    return cloud_token{backend_id, "", "{}"};
+    if (auto token = user_name_mark.token(backend_id, "", backend_id))
+      return std::move(*token);
+    return cloud_token{backend_id, "", "{}", ""};
   }
 
   caf::expected<std::vector<cloud_token>> get_all() override {
@@ -93,9 +99,8 @@ public:
     auto& users = static_cast<Poco::Redis::Type<Array>*>(reply->get())->value();
     for (size_t i = 0; i < users.size(); ++i) {
       auto user = users.get<Poco::Redis::BulkString>(i).value();
-      if (user.rfind(user_prefix, 0) == 0)
-        tokens.push_back(cloud_token{
-          user, "", json{{"lease_id", user.substr(user_prefix.size())}}.dump()});
+      if (auto token = user_name_mark.token(user, "", user))
+        tokens.push_back(std::move(*token));
     }
     return tokens;
   }
@@ -106,10 +111,6 @@ public:
   }
 
 private:
-  std::string backend_name() const {
-    return "Redis '" + name_ + "'";
-  }
-
   /// Runs one command as the admin on a pooled connection. Our commands
   /// are idempotent (`SETUSER ... reset`, `DELUSER`), so a pooled
   /// connection the server has dropped is retried once on a fresh one.
@@ -118,40 +119,29 @@ private:
       auto client = take(attempt > 0);
       if (!client)
         return std::move(client.error());
+      auto started = std::chrono::steady_clock::now();
       try {
         auto reply = (*client)->sendCommand(cmd);
-        give_back(std::move(*client));
+        pool_.give_back(std::move(*client));
         if (!reply->isError())
           return reply;
-        auto text = static_cast<Poco::Redis::Type<Poco::Redis::Error>*>(
-                      reply.get())
-                      ->value()
-                      .getMessage();
-        return make_error(ec::backend_error, backend_name() + " refused: "
-                                               + text.substr(0, 240));
+        return errors_.refused(error_text(reply));
       } catch (const Poco::Exception& e) {
         if (attempt == 0)
           continue;
-        return make_error(ec::backend_unavailable,
-                          backend_name() + " at " + host_ + ":"
-                            + std::to_string(port_)
-                            + " is unreachable: " + e.displayText());
+        return unavailable(e, started);
       }
     }
   }
 
   /// A pooled connection, or a fresh one when `fresh` or none is idle.
   caf::expected<std::unique_ptr<Poco::Redis::Client>> take(bool fresh) {
-    if (!fresh) {
-      std::lock_guard<std::mutex> guard{mtx_};
-      if (!idle_.empty()) {
-        auto client = std::move(idle_.back());
-        idle_.pop_back();
+    if (!fresh)
+      if (auto client = pool_.take_idle())
         return client;
-      }
-    }
     auto t = Poco::Timespan(
       static_cast<Poco::Timespan::TimeDiff>(timeout().count() * 1000));
+    auto started = std::chrono::steady_clock::now();
     try {
       auto client = std::make_unique<Poco::Redis::Client>();
       client->connect(host_, port_, t);
@@ -160,32 +150,37 @@ private:
       auth << "AUTH" << admin_user_ << admin_password_;
       auto reply = client->sendCommand(auth);
       if (reply->isError())
-        return make_error(ec::backend_error,
-                          backend_name() + " rejected the admin credentials: "
-                                           "check backends."
-                            + name_ + ".admin_user and admin_password_file");
+        return errors_.rejected_credential(error_text(reply));
       return client;
     } catch (const Poco::Exception& e) {
-      return make_error(ec::backend_unavailable,
-                        backend_name() + " at " + host_ + ":"
-                          + std::to_string(port_)
-                          + " is unreachable: " + e.displayText());
+      return unavailable(e, started);
     }
   }
 
-  void give_back(std::unique_ptr<Poco::Redis::Client> client) {
-    std::lock_guard<std::mutex> guard{mtx_};
-    if (idle_.size() < 64)
-      idle_.push_back(std::move(client));
+  /// Poco's Redis client reports a receive timeout as a lost connection,
+  /// so a failure that took the whole timeout counts as one.
+  caf::error unavailable(const Poco::Exception& e,
+                         std::chrono::steady_clock::time_point started) const {
+    if (dynamic_cast<const Poco::TimeoutException*>(&e) != nullptr
+        || std::chrono::steady_clock::now() - started >= timeout())
+      return errors_.timed_out();
+    return errors_.unreachable(e.displayText());
   }
 
+  static std::string error_text(const RedisType::Ptr& reply) {
+    return static_cast<const Poco::Redis::Type<Poco::Redis::Error>*>(
+             reply.get())
+      ->value()
+      .getMessage();
+  }
+
+  service_errors errors_;
   std::string host_;
   int port_;
   std::string admin_user_;
   std::string admin_password_;
   role_table<redis_rights> roles_;
-  std::mutex mtx_;
-  std::vector<std::unique_ptr<Poco::Redis::Client>> idle_;
+  connection_pool<Poco::Redis::Client> pool_;
 };
 
 } // namespace
@@ -203,8 +198,13 @@ make_redis_acl_backend(const std::string& name, const json& settings) {
   auto limits = remote_limits::read(in, 4);
   if (auto err = in.finish())
     return err;
+  service_errors errors{"Redis '" + name + "'",
+                        host + ":" + std::to_string(port),
+                        "admin credentials",
+                        in.full_key("admin_user") + " and admin_password_file"};
   return std::make_shared<redis_acl_backend>(
-    name, std::move(host), static_cast<int>(port), std::move(admin_user),
+    name, std::move(errors), std::move(host), static_cast<int>(port),
+    std::move(admin_user),
     std::move(admin_password), std::move(roles), limits);
 }
 
