@@ -1163,7 +1163,7 @@ struct lease_manager_state {
               continue;
             }
             tokens[record.backend].push_back(
-              cloud_token{record.backend_id, record.value, "{}"});
+              cloud_token{record.backend_id, record.value, "{}", record.id});
             auto key = *lease_key::of(record.id);
             auto& entry = leases[key];
             entry.record = packed_lease{record};

@@ -40,7 +40,7 @@ public:
     live.insert("b-" + id);
     if (lose_create_replies)
       return make_error(ec::backend_unavailable, "connection reset");
-    return cloud_token{"b-" + id, "secret-" + id, "{}"};
+    return cloud_token{"b-" + id, "secret-" + id, "{}", id};
   }
   caf::error revoke(const std::string& id) override {
     if (failing_revokes > 0) {
@@ -52,13 +52,13 @@ public:
     return caf::none;
   }
   caf::expected<cloud_token> get(const std::string& id) override {
-    return cloud_token{id, "", "{}"};
+    return cloud_token{id, "", "{}", id.substr(2)};
   }
   caf::expected<std::vector<cloud_token>> get_all() override {
     std::vector<cloud_token> result;
     for (auto& id : live)
       result.push_back(
-        {id, "", nlohmann::json{{"lease_id", id.substr(2)}}.dump()});
+        {id, "", nlohmann::json{{"lease_id", id.substr(2)}}.dump(), id.substr(2)});
     return result;
   }
   std::string describe() const override {

@@ -79,7 +79,7 @@ TEST_CASE_FIXTURE(local_fixture, "revoke is idempotent and kills the value") {
 
 TEST_CASE_FIXTURE(local_fixture, "adopted tokens are known again") {
   caf::anon_send(cloud, atom::adopt_v,
-                 std::vector<cloud_token>{{"old", "old.value", "{}"}});
+                 std::vector<cloud_token>{{"old", "old.value", "{}", "old"}});
   sched->run();
   CHECK(*call<std::string>(cloud, atom::lookup_v, std::string{"old.value"})
         == "old");
