@@ -148,22 +148,20 @@ std::function<void(http_limits&)> add_http_flags(CLI::App& app,
   };
 }
 
-// -- TCP hardening (issue 9): timeouts and reply budgets ---------------------
+// -- TCP limits (issue 9): timeouts and reply budgets -----------------------
 
-/// Reads `key` into `limits` if it is a TCP limit; false if it is not one.
-bool apply_tcp_key(const std::string& key, const json& value,
-                   tcp_limits& limits, caf::error& err) {
+/// Reads a TCP limit from the config file; nothing when `key` is not one.
+std::optional<caf::error> read_tcp_key(const std::string& key,
+                                       const json& value, tcp_limits& out) {
   if (key == "tcp_idle_timeout_ms")
-    err = read_key(value, key, limits.idle_timeout_ms);
-  else if (key == "tcp_auth_timeout_ms")
-    err = read_key(value, key, limits.auth_timeout_ms);
-  else if (key == "tcp_reply_buffer_bytes")
-    err = read_key(value, key, limits.reply_bytes_per_connection);
-  else if (key == "tcp_reply_buffer_total_bytes")
-    err = read_key(value, key, limits.reply_bytes_total);
-  else
-    return false;
-  return true;
+    return read_key(value, key, out.idle_timeout_ms);
+  if (key == "tcp_auth_timeout_ms")
+    return read_key(value, key, out.auth_timeout_ms);
+  if (key == "tcp_reply_buffer_bytes")
+    return read_key(value, key, out.reply_bytes_per_connection);
+  if (key == "tcp_reply_buffer_total_bytes")
+    return read_key(value, key, out.reply_bytes_total);
+  return std::nullopt;
 }
 
 caf::error validate_tcp(const tcp_limits& limits) {
@@ -179,53 +177,41 @@ caf::error validate_tcp(const tcp_limits& limits) {
   return caf::none;
 }
 
-/// The TCP limit flags, each overriding the config file when given.
-class tcp_flags {
-public:
-  void add_to(CLI::App& app) {
-    tcp_limits d;
-    idle_ = app.add_option(
-      "--tcp-idle-timeout-ms", flags_.idle_timeout_ms,
-      "close a TCP connection after this long without a byte either way "
-      "and no request in flight; a write its client does not read counts "
-      "as idle (default " + std::to_string(d.idle_timeout_ms) + "; 0: never)");
-    auth_ = app.add_option(
-      "--tcp-auth-timeout-ms", flags_.auth_timeout_ms,
-      "with API keys, close a TCP connection that has not authenticated "
-      "after this long (default " + std::to_string(d.auth_timeout_ms)
-        + "); before auth a line may have "
-        + std::to_string(max_pre_auth_line_bytes) + " bytes");
-    per_conn_ = app.add_option(
-      "--tcp-reply-buffer-bytes", flags_.reply_bytes_per_connection,
-      "reply bytes a TCP connection may hold unread; then it reads no more "
-      "requests until its client reads (default "
-        + std::to_string(d.reply_bytes_per_connection) + ", 8 MiB)");
-    total_ = app.add_option(
-      "--tcp-reply-buffer-total-bytes", flags_.reply_bytes_total,
-      "reply bytes all TCP connections together may hold unread (default "
-        + std::to_string(d.reply_bytes_total) + ", 256 MiB)");
-  }
-
-  void override(tcp_limits& limits) const {
-    if (idle_->count() > 0)
-      limits.idle_timeout_ms = flags_.idle_timeout_ms;
-    if (auth_->count() > 0)
-      limits.auth_timeout_ms = flags_.auth_timeout_ms;
-    if (per_conn_->count() > 0)
-      limits.reply_bytes_per_connection = flags_.reply_bytes_per_connection;
-    if (total_->count() > 0)
-      limits.reply_bytes_total = flags_.reply_bytes_total;
-  }
-
-private:
-  tcp_limits flags_;
-  CLI::Option* idle_ = nullptr;
-  CLI::Option* auth_ = nullptr;
-  CLI::Option* per_conn_ = nullptr;
-  CLI::Option* total_ = nullptr;
-};
-
-// -- end of TCP hardening ----------------------------------------------------
+/// The TCP limit flags; `apply` copies the ones given into a config.
+std::function<void(tcp_limits&)> add_tcp_flags(CLI::App& app,
+                                               tcp_limits& flags) {
+  const tcp_limits d;
+  auto* idle = app.add_option(
+    "--tcp-idle-timeout-ms", flags.idle_timeout_ms,
+    "close a TCP connection after this long without a byte either way "
+    "and no request in flight; a write its client does not read counts "
+    "as idle (default " + std::to_string(d.idle_timeout_ms) + "; 0: never)");
+  auto* auth = app.add_option(
+    "--tcp-auth-timeout-ms", flags.auth_timeout_ms,
+    "with API keys, close a TCP connection that has not authenticated "
+    "after this long (default " + std::to_string(d.auth_timeout_ms)
+      + "); before auth a line may have "
+      + std::to_string(max_pre_auth_line_bytes) + " bytes");
+  auto* per_conn = app.add_option(
+    "--tcp-reply-buffer-bytes", flags.reply_bytes_per_connection,
+    "reply bytes a TCP connection may hold unread; then it reads no more "
+    "requests until its client reads (default "
+      + std::to_string(d.reply_bytes_per_connection) + ", 8 MiB)");
+  auto* total = app.add_option(
+    "--tcp-reply-buffer-total-bytes", flags.reply_bytes_total,
+    "reply bytes all TCP connections together may hold unread (default "
+      + std::to_string(d.reply_bytes_total) + ", 256 MiB)");
+  return [=, &flags](tcp_limits& cfg) {
+    if (idle->count() > 0)
+      cfg.idle_timeout_ms = flags.idle_timeout_ms;
+    if (auth->count() > 0)
+      cfg.auth_timeout_ms = flags.auth_timeout_ms;
+    if (per_conn->count() > 0)
+      cfg.reply_bytes_per_connection = flags.reply_bytes_per_connection;
+    if (total->count() > 0)
+      cfg.reply_bytes_total = flags.reply_bytes_total;
+  };
+}
 
 /// Applies a JSON config file; every key must be known.
 caf::error apply_file(const std::string& path, daemon_config& cfg) {
@@ -268,9 +254,9 @@ caf::error apply_file(const std::string& path, daemon_config& cfg) {
       err = read_key(value, key, cfg.http_threads);
     else if (auto http = read_http_key(key, value, cfg.http))
       err = *http;
-    else if (apply_tcp_key(key, value, cfg.tcp, err)) {
-      // a TCP limit, read (or refused) there
-    } else if (key == "backends") {
+    else if (auto tcp = read_tcp_key(key, value, cfg.tcp))
+      err = *tcp;
+    else if (key == "backends") {
       if (!value.is_object() || value.empty())
         err = config_error("config key 'backends' must be a non-empty "
                            "object of name -> settings");
@@ -415,8 +401,7 @@ command_line parse_command_line(int argc, char** argv) {
                                      daemon_config{}.http_threads)
                                    + ")");
   auto apply_http_flags = add_http_flags(app, flags.http);
-  tcp_flags tcp_limit_flags;
-  tcp_limit_flags.add_to(app);
+  auto apply_tcp_flags = add_tcp_flags(app, flags.tcp);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -451,7 +436,7 @@ command_line parse_command_line(int argc, char** argv) {
   override_with(conns, cfg.tcp_max_connections, flags.tcp_max_connections);
   override_with(threads, cfg.http_threads, flags.http_threads);
   apply_http_flags(cfg.http);
-  tcp_limit_flags.override(cfg.tcp);
+  apply_tcp_flags(cfg.tcp);
   // An unset default follows narrowed bounds instead of contradicting them.
   if (def_ttl->count() == 0 && cfg.default_ttl_ms == daemon_config{}.default_ttl_ms)
     cfg.default_ttl_ms = std::clamp(cfg.default_ttl_ms, cfg.min_ttl_ms,
