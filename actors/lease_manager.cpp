@@ -1249,13 +1249,9 @@ struct lease_manager_state {
       .then(
         [this, name, ids](std::vector<cloud_token>& tokens) {
           std::vector<std::string> orphans;
-          for (auto& token : tokens) {
-            auto extra = nlohmann::json::parse(token.extra, nullptr, false);
-            if (extra.is_object() && extra.contains("lease_id")
-                && extra["lease_id"].is_string()
-                && ids.count(extra["lease_id"].get<std::string>()) > 0)
+          for (auto& token : tokens)
+            if (ids.count(token.lease_id) > 0)
               orphans.push_back(token.backend_id);
-          }
           revoke_orphans(name, ids, std::move(orphans));
         },
         [this, name](caf::error&) {
