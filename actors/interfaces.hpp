@@ -4,9 +4,11 @@
 
 #include <chrono>
 #include <cstdint>
+#include <set>
 #include <string>
 #include <vector>
 
+#include <caf/actor_clock.hpp>
 #include <caf/replies_to.hpp>
 #include <caf/typed_actor.hpp>
 
@@ -18,16 +20,11 @@ namespace tlm {
 /// A cloud service: creates and revokes the tokens at one backend
 /// (mirrors Ockam's CloudService callbacks). Errors are `tlm::ec` codes.
 using cloud_actor = caf::typed_actor<
-  // Creates a token for the lease with this id, living `ttl_ms`, marked
-  // with the lease id where the backend can; options are a JSON object.
-  // The last argument is the caller's deadline (`steady_deadline`): a
-  // create still queued by then is refused, never made for nobody.
-  caf::replies_to<atom::create, std::string, int64_t, std::string,
-                  int64_t>::with<cloud_token>,
+  // Creates a token for a lease, marked with the lease id where the
+  // backend can; refused if still queued past the request's deadline.
+  caf::replies_to<atom::create, token_request>::with<cloud_token>,
   // Revokes a token by its backend id; an unknown token counts as revoked.
   caf::replies_to<atom::revoke, std::string>::with<atom::ok>,
-  // Fetches a token by its backend id (`not_found` when gone).
-  caf::replies_to<atom::get, std::string>::with<cloud_token>,
   // Extends a token to live `ttl_ms` more; `not_renewable` if impossible.
   caf::replies_to<atom::renew, std::string, int64_t>::with<atom::ok>,
   // Lists every token this backend manages.
@@ -36,17 +33,25 @@ using cloud_actor = caf::typed_actor<
   caf::replies_to<atom::lookup, std::string>::with<std::string>,
   // Swaps the token (backend id, current value) for a fresh value; of two
   // exchanges of one value exactly one wins (`invalid_token` for the other).
-  caf::replies_to<atom::exchange, std::string, std::string>::with<
-    cloud_token>,
+  caf::replies_to<atom::exchange, token_swap>::with<cloud_token>,
   // Re-learns tokens from stored leases at start (the lease is the truth).
   caf::reacts_to<atom::adopt, std::vector<cloud_token>>,
   // A one-line description for logs and health output, never a secret.
   caf::replies_to<atom::describe>::with<std::string>>;
 
-/// A deadline on the steady clock, in nanoseconds since its epoch, `in`
-/// from now; 0 stands for none.
-inline int64_t steady_deadline(std::chrono::nanoseconds in) {
-  return (std::chrono::steady_clock::now() + in).time_since_epoch().count();
+/// A deadline on the actor clock (so tests move it with simulated time),
+/// in nanoseconds since its epoch, `in` from now; 0 stands for none.
+inline int64_t deadline_after(caf::actor_clock& clock,
+                              std::chrono::nanoseconds in) {
+  auto at = clock.now() + in;
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+           at.time_since_epoch())
+    .count();
+}
+
+/// Whether a deadline of `deadline_after` has passed (never when 0).
+inline bool deadline_passed(caf::actor_clock& clock, int64_t deadline_ns) {
+  return deadline_ns != 0 && deadline_after(clock, {}) > deadline_ns;
 }
 
 /// The storage service: persists leases (mirrors Ockam's StorageService).
@@ -61,8 +66,8 @@ using storage_actor = caf::typed_actor<
   // Reads up to `n` leases of any state after a position (all of them in
   // batches, for the start-up load).
   caf::replies_to<atom::load, std::string, uint32_t>::with<lease_page>,
-  // One page of live leases matching a filter.
-  caf::replies_to<atom::list, list_query>::with<lease_page>,
+  // One page of leases matching a filter of stored states and expiry.
+  caf::replies_to<atom::list, lease_filter>::with<lease_page>,
   // Inserts or replaces a bulk revocation job.
   caf::replies_to<atom::save, revoke_job>::with<atom::ok>,
   // Forgets a finished job.
@@ -74,6 +79,16 @@ using storage_actor = caf::typed_actor<
   // Self-message that closes a group-commit batch.
   caf::reacts_to<atom::commit>>;
 
+/// Reconciliation of intent records (see actors/reconciler.hpp).
+using reconciler_actor = caf::typed_actor<
+  // Intent records of a backend (lease ids) whose create may have made a
+  // token nobody holds: look for such tokens after `delay_ms` (0: now),
+  // revoke what is found, then drop the records.
+  caf::reacts_to<atom::reconcile, std::string, std::set<std::string>,
+                 int64_t>,
+  // Self-message: a look that failed is due again.
+  caf::reacts_to<atom::tick>>;
+
 /// The lease manager: the one actor the API talks to.
 using lease_manager_actor = caf::typed_actor<
   // Creates a token at a backend and stores its lease.
@@ -83,23 +98,21 @@ using lease_manager_actor = caf::typed_actor<
   // Starts a bulk revocation of the live leases matching (backend, tag),
   // answering once the job is stored; it runs in the background.
   caf::replies_to<atom::revoke, atom::job, std::string, std::string>::with<
-    revoke_job>,
+    job_status>,
   // Reports a bulk revocation's progress.
-  caf::replies_to<atom::job, std::string>::with<revoke_job>,
+  caf::replies_to<atom::job, std::string>::with<job_status>,
   // Revokes the token at its backend, then forgets the lease; with `force`
   // (an operator's explicit choice) forgets it without the backend. A
   // backend that does not confirm gives `revocation_pending`: the lease is
   // dead and its revocation retried in the background.
-  caf::replies_to<atom::revoke, std::string, bool>::with<atom::ok>,
+  caf::replies_to<atom::revoke, revoke_request>::with<atom::ok>,
   // Extends a renewable lease by a ttl (`use_default_ttl`: its own ttl);
   // the flag says the total-life cap made the term shorter than asked.
   caf::replies_to<atom::renew, std::string, int64_t>::with<lease, bool>,
   // One page of live leases.
   caf::replies_to<atom::list, list_query>::with<lease_page>,
-  // Swaps a one-time token value for a fresh one, merging metadata:
-  // (backend or empty, value, meta JSON object).
-  caf::replies_to<atom::exchange, std::string, std::string,
-                  std::string>::with<lease>,
+  // Swaps a one-time token value for a fresh one, merging metadata.
+  caf::replies_to<atom::exchange, exchange_request>::with<lease>,
   // Counts of live and irrevocable leases, and revocations per backend.
   caf::replies_to<atom::health>::with<health_report>,
   // Answers (with the live count) once every stored lease is loaded.
@@ -108,10 +121,8 @@ using lease_manager_actor = caf::typed_actor<
   caf::replies_to<atom::flush>::with<atom::ok>,
   // Self-message of the expiry schedule, carrying its deadline.
   caf::reacts_to<atom::tick, int64_t>,
-  // Self-message: retry reconciling creations a crash interrupted.
-  caf::reacts_to<atom::reconcile>,
   // Self-message: hand the next leases of started revoke jobs to their
   // revocation lanes.
-  caf::reacts_to<atom::job>>;
+  caf::reacts_to<atom::feed_lanes>>;
 
 } // namespace tlm

@@ -39,6 +39,9 @@ struct lease_manager_config {
   /// storage actor is local, and a stuck disk shows up as `overloaded`.
   std::chrono::milliseconds cloud_timeout{10'000};
   uint32_t load_batch = 10'000;
+  /// Due leases (and picked leases of revoke jobs) handled per message,
+  /// so a restart with a million expired leases keeps answering requests.
+  size_t due_per_tick = 4'096;
   /// Revocations in flight at once per in-process backend; the rest wait
   /// in a queue per backend, so an expiry storm never floods a backend and
   /// a slow backend never delays the expiry of another's leases.
@@ -54,6 +57,12 @@ struct lease_manager_config {
   /// Failed attempts after which a lease is `irrevocable`: still retried
   /// every `retry_max_ms`, and shown with its last error.
   uint32_t max_revoke_attempts = 10;
+  /// A look for the tokens of interrupted creates that failed is tried
+  /// again after this long (or the backend's timeout, if longer).
+  int64_t reconcile_retry_ms = 30'000;
+  /// No look is sooner than this after the last (in-process backends have
+  /// no timeout to wait out).
+  int64_t reconcile_min_delay_ms = 1'000;
   /// Wall-clock time (ms since epoch) at spawn; 0 reads the system clock.
   /// Afterwards time advances with the actor clock, so tests can drive it.
   int64_t start_wall_ms = 0;

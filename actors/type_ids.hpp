@@ -5,6 +5,7 @@
 // CAF touches this file and interfaces.hpp only.
 
 #include <cstdint>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,12 @@ CAF_BEGIN_TYPE_ID_BLOCK(tlm, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(tlm, (std::vector<tlm::cloud_token>))
   CAF_ADD_TYPE_ID(tlm, (tlm::revoke_job))
   CAF_ADD_TYPE_ID(tlm, (std::vector<tlm::revoke_job>))
+  CAF_ADD_TYPE_ID(tlm, (tlm::job_status))
+  CAF_ADD_TYPE_ID(tlm, (tlm::token_request))
+  CAF_ADD_TYPE_ID(tlm, (tlm::token_swap))
+  CAF_ADD_TYPE_ID(tlm, (tlm::exchange_request))
+  CAF_ADD_TYPE_ID(tlm, (tlm::revoke_request))
+  CAF_ADD_TYPE_ID(tlm, (tlm::lease_filter))
 
   // Verbs of the lease manager, cloud and storage interfaces.
   CAF_ADD_ATOM(tlm, tlm::atom, create, "create")
@@ -47,5 +54,8 @@ CAF_BEGIN_TYPE_ID_BLOCK(tlm, caf::first_custom_type_id)
   CAF_ADD_ATOM(tlm, tlm::atom, ok, "ok")
   CAF_ADD_ATOM(tlm, tlm::atom, reconcile, "reconcile")
   CAF_ADD_ATOM(tlm, tlm::atom, job, "job")
+  // Self-message of the manager: hand the next picked leases of started
+  // revoke jobs to their lanes (never the public `job` query).
+  CAF_ADD_ATOM(tlm, tlm::atom, feed_lanes, "feed_lanes")
 
 CAF_END_TYPE_ID_BLOCK(tlm)

@@ -84,21 +84,13 @@ void dispatcher::run(create_cmd& cmd, reply_ptr to, size_t lane) {
 }
 
 void dispatcher::run(get_cmd& cmd, reply_ptr to, size_t lane) {
-  ask<lease>(
-    std::move(to), lane,
-    [](const request_id& id, lease& x) {
-      // A dead lease (irrevocable) keeps its token at the backend for
-      // now: never hand that value out again.
-      if (x.state != state_active) // moves to the manager (i10-mgr)
-        x.value.clear();
-      return render_lease(id, x);
-    },
-    atom::get_v, std::move(cmd.lease_id));
+  ask<lease>(std::move(to), lane, lease_reply, atom::get_v,
+             std::move(cmd.lease_id));
 }
 
 void dispatcher::run(revoke_cmd& cmd, reply_ptr to, size_t lane) {
   ask<atom::ok>(std::move(to), lane, empty_success, atom::revoke_v,
-                std::move(cmd.lease_id), cmd.force);
+                revoke_request{std::move(cmd.lease_id), cmd.force});
 }
 
 void dispatcher::run(renew_cmd& cmd, reply_ptr to, size_t lane) {
@@ -121,8 +113,8 @@ void dispatcher::run(list_cmd& cmd, reply_ptr to, size_t lane) {
 
 void dispatcher::run(exchange_cmd& cmd, reply_ptr to, size_t lane) {
   ask<lease>(std::move(to), lane, lease_reply, atom::exchange_v,
-             std::move(cmd.backend), std::move(cmd.token),
-             std::move(cmd.meta));
+             exchange_request{std::move(cmd.backend), std::move(cmd.token),
+                              std::move(cmd.meta)});
 }
 
 void dispatcher::run(health_cmd&, reply_ptr to, size_t lane) {
@@ -144,21 +136,21 @@ void dispatcher::run(auth_cmd& cmd, reply_ptr to, size_t) {
 }
 
 void dispatcher::run(revoke_prefix_cmd& cmd, reply_ptr to, size_t lane) {
-  ask<revoke_job>(
+  ask<job_status>(
     std::move(to), lane,
-    [](const request_id& id, const revoke_job& job) {
-      return render_success(id, {{"job_id", job.id},
-                                 {"count", job.total},
-                                 {"job", to_json(job)}});
+    [](const request_id& id, const job_status& status) {
+      return render_success(id, {{"job_id", status.job.id},
+                                 {"count", status.job.total},
+                                 {"job", to_json(status)}});
     },
     atom::revoke_v, atom::job_v, std::move(cmd.backend), std::move(cmd.tag));
 }
 
 void dispatcher::run(job_cmd& cmd, reply_ptr to, size_t lane) {
-  ask<revoke_job>(
+  ask<job_status>(
     std::move(to), lane,
-    [](const request_id& id, const revoke_job& job) {
-      return render_success(id, {{"job", to_json(job)}});
+    [](const request_id& id, const job_status& status) {
+      return render_success(id, {{"job", to_json(status)}});
     },
     atom::job_v, std::move(cmd.job_id));
 }

@@ -428,17 +428,19 @@ std::string render_failure(const std::optional<json>& request_id,
   return body.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-json to_json(const revoke_job& job) {
+json to_json(const job_status& status) {
+  auto& job = status.job;
+  auto& progress = status.progress;
   json result{{"job_id", job.id},
-              {"state", job.state},
+              {"state", to_string(job.state)},
               {"backend", job.backend},
               {"tag", job.tag},
               {"total", job.total},
-              {"revoked", job.total - std::min(job.total, job.remaining)},
-              {"remaining", job.remaining},
-              {"irrevocable", job.irrevocable},
+              {"revoked", job.total - std::min(job.total, progress.remaining)},
+              {"remaining", progress.remaining},
+              {"irrevocable", progress.irrevocable},
               {"created", rfc3339(job.created_ms)}};
-  if (job.state == "done")
+  if (job.state == job_state::done)
     result["finished"] = rfc3339(job.finished_ms);
   return result;
 }

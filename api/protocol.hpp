@@ -126,7 +126,7 @@ std::string render_lease(const std::optional<nlohmann::json>& request_id,
 nlohmann::json to_json(const health_report& h);
 
 /// A revoke job as the protocol shows it.
-nlohmann::json to_json(const revoke_job& job);
+nlohmann::json to_json(const job_status& status);
 
 /// `{"result":"success","leases":[...],"next_cursor":...}`.
 std::string render_page(const std::optional<nlohmann::json>& request_id,

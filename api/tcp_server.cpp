@@ -6,6 +6,7 @@
 #include <climits>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <variant>
 #include <vector>
 
@@ -16,6 +17,7 @@
 #include <Poco/Net/TCPServerConnectionFactory.h>
 
 #include "api/envelope.hpp"
+#include "api/request_order.hpp"
 
 namespace tlm {
 
@@ -32,18 +34,34 @@ struct batch_replies {
   std::mutex mtx;
   std::condition_variable done;
   std::vector<std::string> replies;
+  std::vector<bool> answered;
   size_t missing = 0;
+  /// The request the connection's thread waits for; none: the last one.
+  std::optional<size_t> awaited;
+
+  explicit batch_replies(size_t n) : replies(n), answered(n), missing(n) {
+    // nop
+  }
 
   void put(size_t index, std::string reply) {
     std::lock_guard<std::mutex> guard{mtx};
     replies[index] = std::move(reply);
-    if (--missing == 0)
+    answered[index] = true;
+    if (--missing == 0 || awaited == index)
       done.notify_one();
   }
 
   void wait() {
     std::unique_lock<std::mutex> guard{mtx};
     done.wait(guard, [this] { return missing == 0; });
+  }
+
+  /// Waits until request `index` is answered.
+  void wait_for(size_t index) {
+    std::unique_lock<std::mutex> guard{mtx};
+    awaited = index;
+    done.wait(guard, [this, index] { return answered[index]; });
+    awaited.reset();
   }
 };
 
@@ -484,11 +502,16 @@ private:
       slot_.busy = false;
       return false;
     }
-    auto batch = std::make_shared<batch_replies>();
-    batch->replies.resize(lines.size());
-    batch->missing = lines.size();
-    for (size_t i = 0; i < lines.size(); ++i)
+    auto batch = std::make_shared<batch_replies>(lines.size());
+    request_order order;
+    for (size_t i = 0; i < lines.size(); ++i) {
+      // Pipelined requests see the effects of the earlier ones they could
+      // depend on (api/request_order.hpp); the rest run at once.
+      if (!lines[i].blank && !lines[i].req.error)
+        for (auto earlier : order.admit(i, scope_of(lines[i].req.cmd)))
+          batch->wait_for(earlier);
       serve_line(lines[i], i, batch);
+    }
     batch->wait();
     shared_->requests.release(lines.size() - (too_large ? 1 : 0));
     pending.erase(0, start);

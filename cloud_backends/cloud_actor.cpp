@@ -12,26 +12,22 @@ namespace {
 cloud_actor::behavior_type cloud_behavior(cloud_actor::pointer self,
                                           std::shared_ptr<cloud_backend> be) {
   return {
-    [be](atom::create, const std::string& lease_id, int64_t ttl_ms,
-         const std::string& options,
-         int64_t deadline) -> caf::result<cloud_token> {
+    [self, be](atom::create,
+               const token_request& req) -> caf::result<cloud_token> {
       // Queued behind slow calls past the caller's deadline: the caller
       // has given up, so a token made now would belong to nobody.
-      if (deadline != 0 && steady_deadline({}) > deadline)
+      if (deadline_passed(self->clock(), req.deadline_ns))
         return make_error(ec::backend_unavailable,
                           "the create waited too long for the backend");
-      auto parsed = nlohmann::json::parse(options, nullptr, false);
+      auto parsed = nlohmann::json::parse(req.options, nullptr, false);
       if (parsed.is_discarded() || !parsed.is_object())
         return make_error(ec::invalid_request, "options must be a JSON object");
-      return to_result(be->create(lease_id, ttl_ms, parsed));
+      return to_result(be->create(req.lease_id, req.ttl_ms, parsed));
     },
     [be](atom::revoke, const std::string& id) -> caf::result<atom::ok> {
       if (auto err = be->revoke(id))
         return err;
       return atom::ok_v;
-    },
-    [be](atom::get, const std::string& id) -> caf::result<cloud_token> {
-      return to_result(be->get(id));
     },
     [be](atom::renew, const std::string& id,
          int64_t ttl_ms) -> caf::result<atom::ok> {
@@ -45,9 +41,8 @@ cloud_actor::behavior_type cloud_behavior(cloud_actor::pointer self,
     [be](atom::lookup, const std::string& value) -> caf::result<std::string> {
       return to_result(be->lookup(value));
     },
-    [be](atom::exchange, const std::string& id,
-         const std::string& value) -> caf::result<cloud_token> {
-      return to_result(be->exchange(id, value));
+    [be](atom::exchange, const token_swap& swap) -> caf::result<cloud_token> {
+      return to_result(be->exchange(swap.backend_id, swap.value));
     },
     [be](atom::adopt, const std::vector<cloud_token>& tokens) {
       be->adopt(tokens);
@@ -71,15 +66,10 @@ pool_behavior(cloud_actor::stateful_pointer<std::vector<cloud_actor>> self,
     self->quit(msg.reason);
   });
   return {
-    [self, next](atom::create a, std::string& id, int64_t ttl,
-                 std::string& options, int64_t deadline) mutable {
-      return self->delegate(next(), a, std::move(id), ttl, std::move(options),
-                            deadline);
+    [self, next](atom::create a, token_request& req) mutable {
+      return self->delegate(next(), a, std::move(req));
     },
     [self, next](atom::revoke a, std::string& id) mutable {
-      return self->delegate(next(), a, std::move(id));
-    },
-    [self, next](atom::get a, std::string& id) mutable {
       return self->delegate(next(), a, std::move(id));
     },
     [self, next](atom::renew a, std::string& id, int64_t ttl) mutable {
@@ -89,9 +79,8 @@ pool_behavior(cloud_actor::stateful_pointer<std::vector<cloud_actor>> self,
     [self, next](atom::lookup a, std::string& value) mutable {
       return self->delegate(next(), a, std::move(value));
     },
-    [self, next](atom::exchange a, std::string& id,
-                 std::string& value) mutable {
-      return self->delegate(next(), a, std::move(id), std::move(value));
+    [self, next](atom::exchange a, token_swap& swap) mutable {
+      return self->delegate(next(), a, std::move(swap));
     },
     [self, next](atom::adopt a, std::vector<cloud_token>& tokens) mutable {
       self->send(next(), a, std::move(tokens));

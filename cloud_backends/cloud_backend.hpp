@@ -51,9 +51,6 @@ public:
   /// Revokes a token. Idempotent: an unknown token counts as revoked.
   virtual caf::error revoke(const std::string& backend_id) = 0;
 
-  /// Fetches a token (`not_found` when gone).
-  virtual caf::expected<cloud_token> get(const std::string& backend_id) = 0;
-
   /// Extends a token at the service. The default suits services whose
   /// tokens have no expiry of their own: the lease holds it.
   virtual caf::error renew(const std::string& backend_id, int64_t ttl_ms);

@@ -1,6 +1,5 @@
 #include "cloud_backends/lease_mark.hpp"
 
-#include <nlohmann/json.hpp>
 
 namespace tlm {
 
@@ -25,9 +24,6 @@ std::optional<cloud_token> lease_mark::token(std::string backend_id,
   result.backend_id = std::move(backend_id);
   result.value = std::move(value);
   result.lease_id = *lease_id;
-  // Also in `extra` until the lease manager's reconciliation reads the
-  // typed `lease_id` (issue 10, the manager's part).
-  result.extra = nlohmann::json{{"lease_id", *lease_id}}.dump();
   return result;
 }
 

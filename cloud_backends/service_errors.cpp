@@ -1,6 +1,7 @@
 #include "cloud_backends/service_errors.hpp"
 
 #include "core/error.hpp"
+#include "core/text.hpp"
 
 namespace tlm {
 
@@ -15,13 +16,7 @@ std::string in_parens(std::string_view text) {
 } // namespace
 
 std::string clip(std::string_view text) {
-  if (text.size() <= max_service_text)
-    return std::string{text};
-  auto n = max_service_text;
-  // Back up over continuation bytes (10xxxxxx) to a character's start.
-  while (n > 0 && (static_cast<unsigned char>(text[n]) & 0xC0) == 0x80)
-    --n;
-  return std::string{text.substr(0, n)};
+  return cut_utf8(text, max_service_text);
 }
 
 service_errors::service_errors(std::string service, std::string address,

@@ -4,6 +4,7 @@
 // CAF 0.17 `inspect` each, so CAF can put them into messages.
 
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -100,8 +101,8 @@ struct cloud_token {
   std::string value;
   std::string extra = "{}";  ///< Backend-specific fields, a JSON object.
   /// The lease the token was made for: the one `create` was given, or, in
-  /// `get` and `get_all`, the one read from the token's mark (empty for a
-  /// token tlmd did not make).
+  /// `get_all`, the one read from the token's mark (empty for a token tlmd
+  /// did not make).
   std::string lease_id;
 };
 
@@ -109,6 +110,60 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cloud_token& x) {
   return f(caf::meta::type_name("cloud_token"), x.backend_id, x.value,
            x.extra, x.lease_id);
+}
+
+/// What the manager asks a cloud backend to create (`atom::create`).
+struct token_request {
+  std::string lease_id;  ///< The backend marks the token with it if it can.
+  int64_t ttl_ms = 0;
+  std::string options = "{}";  ///< Backend options, a JSON object.
+  /// The caller's deadline on the actor clock (`deadline_after`), in
+  /// nanoseconds since its epoch; 0: none. A create still queued by then
+  /// is refused, never made for nobody.
+  int64_t deadline_ns = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, token_request& x) {
+  return f(caf::meta::type_name("token_request"), x.lease_id, x.ttl_ms,
+           x.options, x.deadline_ns);
+}
+
+/// A one-time token to swap at its backend (cloud `atom::exchange`).
+struct token_swap {
+  std::string backend_id;  ///< The backend's id of the token.
+  std::string value;       ///< Its current value, used up by the swap.
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, token_swap& x) {
+  return f(caf::meta::type_name("token_swap"), x.backend_id, x.value);
+}
+
+/// A client's exchange of a one-time token (manager `atom::exchange`).
+struct exchange_request {
+  std::string backend;  ///< Empty: the backend that exchanges tokens.
+  std::string value;    ///< The token presented, used up by the exchange.
+  std::string meta = "{}";  ///< A JSON Merge Patch for the lease's meta.
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, exchange_request& x) {
+  return f(caf::meta::type_name("exchange_request"), x.backend, x.value,
+           x.meta);
+}
+
+/// A client's revoke of one lease (manager `atom::revoke`).
+struct revoke_request {
+  std::string token_id;
+  /// An operator's explicit choice: forget the lease without the
+  /// backend's confirmation.
+  bool force = false;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, revoke_request& x) {
+  return f(caf::meta::type_name("revoke_request"), x.token_id, x.force);
 }
 
 /// Marks an absent ttl in `create_request` and `renew`.
@@ -159,15 +214,46 @@ struct list_query {
   list_state state = list_state::visible;
   std::string after;
   uint32_t limit = 100;
-  int64_t now_ms = 0;  ///< Active leases expired at this time are left out;
-                       ///< irrevocable ones are always shown.
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, list_query& x) {
   return f(caf::meta::type_name("list_query"), x.backend, x.tag, x.state,
-           x.after,
-           x.limit, x.now_ms);
+           x.after, x.limit);
+}
+
+/// Stored leases of one stored state whose `expires_ms` lies in
+/// [min_expires_ms, max_expires_ms].
+struct state_window {
+  std::string state;  ///< `state_active`, `state_revoking`, ...
+  int64_t min_expires_ms = std::numeric_limits<int64_t>::min();
+  int64_t max_expires_ms = std::numeric_limits<int64_t>::max();
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, state_window& x) {
+  return f(caf::meta::type_name("state_window"), x.state, x.min_expires_ms,
+           x.max_expires_ms);
+}
+
+/// What storage lists, in terms it knows (no notion of "live"): leases of
+/// a backend and with a tag that fall in any of `windows`, one page after
+/// the position `after`.
+struct lease_filter {
+  std::string backend;  ///< Empty: any backend.
+  std::string tag;      ///< Empty: any tag.
+  std::vector<state_window> windows;  ///< At most `max_windows`.
+  std::string after;
+  uint32_t limit = 100;
+
+  /// As many as there are stored states: one window per state suffices.
+  static constexpr size_t max_windows = 4;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, lease_filter& x) {
+  return f(caf::meta::type_name("lease_filter"), x.backend, x.tag, x.windows,
+           x.after, x.limit);
 }
 
 /// One page of `list` or `load`; `next_after` is the position to continue
@@ -182,6 +268,23 @@ typename Inspector::result_type inspect(Inspector& f, lease_page& x) {
   return f(caf::meta::type_name("lease_page"), x.leases, x.next_after);
 }
 
+/// Where a bulk revocation stands.
+enum class job_state : uint8_t { running, done };
+
+inline std::string to_string(job_state x) {
+  return x == job_state::done ? "done" : "running";
+}
+
+/// Parses a stored job state; false if it names none.
+inline bool parse_job_state(const std::string& text, job_state& out) {
+  for (auto x : {job_state::running, job_state::done})
+    if (text == to_string(x)) {
+      out = x;
+      return true;
+    }
+  return false;
+}
+
 /// A bulk revocation (`revoke_prefix`): every lease of a backend and/or
 /// with a tag that existed when the job began. Only the filter, the start
 /// and the outcome are stored; after a restart the job finds its leases
@@ -192,18 +295,36 @@ struct revoke_job {
   std::string tag;      ///< Empty: any tag.
   int64_t created_ms = 0;
   uint64_t total = 0;   ///< Leases matched when the job began.
-  std::string state = "running";  ///< `running` or `done`.
+  job_state state = job_state::running;
   int64_t finished_ms = 0;
-  // Progress, counted by the manager and never stored:
-  uint64_t remaining = 0;    ///< Matched leases not revoked yet.
-  uint64_t irrevocable = 0;  ///< ... of which revocation keeps failing.
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, revoke_job& x) {
   return f(caf::meta::type_name("revoke_job"), x.id, x.backend, x.tag,
-           x.created_ms, x.total, x.state, x.finished_ms, x.remaining,
-           x.irrevocable);
+           x.created_ms, x.total, x.state, x.finished_ms);
+}
+
+/// How far a running job has come: counted by the manager, never stored.
+struct job_progress {
+  uint64_t remaining = 0;    ///< Matched leases not revoked yet.
+  uint64_t irrevocable = 0;  ///< ... of which revocation keeps failing.
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, job_progress& x) {
+  return f(caf::meta::type_name("job_progress"), x.remaining, x.irrevocable);
+}
+
+/// What `revoke_prefix` and `job` answer: the job and its progress.
+struct job_status {
+  revoke_job job;
+  job_progress progress;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, job_status& x) {
+  return f(caf::meta::type_name("job_status"), x.job, x.progress);
 }
 
 /// What a client may attach to a lease, and is stored and sent with it on

@@ -78,8 +78,8 @@ storage_behavior(storage_actor::stateful_pointer<storage_state> self,
     [self](atom::load, const std::string& after, uint32_t max) {
       return to_result(self->state.backend->load(after, max));
     },
-    [self](atom::list, const list_query& query) {
-      return to_result(self->state.backend->list(query));
+    [self](atom::list, const lease_filter& filter) {
+      return to_result(self->state.backend->list(filter));
     },
     [self](atom::flush) -> caf::result<atom::ok> {
       if (auto err = self->state.commit())

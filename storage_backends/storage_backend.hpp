@@ -64,11 +64,10 @@ public:
   /// Every stored bulk revocation job.
   virtual caf::expected<std::vector<revoke_job>> load_jobs() = 0;
 
-  /// One page of unexpired leases matching the query, at most
-  /// `query.limit` and `max_list_page_bytes` of them but at least one.
-  /// Pages follow one stable order, so paging returns every lease present
-  /// throughout once.
-  virtual caf::expected<lease_page> list(const list_query& query) = 0;
+  /// One page of leases matching the filter, at most `filter.limit` and
+  /// `max_list_page_bytes` of them but at least one. Pages follow one
+  /// stable order, so paging returns every lease present throughout once.
+  virtual caf::expected<lease_page> list(const lease_filter& filter) = 0;
 };
 
 } // namespace tlm

@@ -92,27 +92,6 @@ public:
     return failure(*resp, false);
   }
 
-  caf::expected<cloud_token> get(const std::string& backend_id) override {
-    auto resp = http_->send("GET",
-                            "/api/v2/authorizations/" + url_encode(backend_id),
-                            {}, auth_);
-    if (!resp)
-      return std::move(resp.error());
-    if (resp->status == 404)
-      return make_error(ec::not_found, errors_.service()
-                                         + " has no authorization '"
-                                         + backend_id + "'");
-    if (resp->status != 200)
-      return failure(*resp, false);
-    auto found = json::parse(resp->body, nullptr, false);
-    if (!found.is_object())
-      return errors_.unexpected("with no JSON");
-    auto token = description_mark.token(backend_id, found.value("token", ""),
-                                        found.value("description", ""));
-    if (!token) // not made by tlmd: the lease id stays unknown
-      return cloud_token{backend_id, found.value("token", ""), "{}", ""};
-    return std::move(*token);
-  }
 
   caf::expected<std::vector<cloud_token>> get_all() override {
     auto org_id = resolve_org();

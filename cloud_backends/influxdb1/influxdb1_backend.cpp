@@ -86,16 +86,6 @@ public:
     return err;
   }
 
-  caf::expected<cloud_token> get(const std::string& backend_id) override {
-    auto users = get_all();
-    if (!users)
-      return std::move(users.error());
-    for (auto& token : *users)
-      if (token.backend_id == backend_id)
-        return token;
-    return make_error(ec::not_found, errors_.service() + " has no user '"
-                                       + backend_id + "'");
-  }
 
   caf::expected<std::vector<cloud_token>> get_all() override {
     auto result = query_result("SHOW USERS");

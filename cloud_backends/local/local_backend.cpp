@@ -66,13 +66,6 @@ public:
   }
 
   // The value itself is not kept, so it is not part of the answer.
-  caf::expected<cloud_token> get(const std::string& backend_id) override {
-    auto key = lease_key::of(backend_id);
-    if (!key || digests_.count(*key) == 0)
-      return make_error(ec::not_found,
-                        "the local backend has no token '" + backend_id + "'");
-    return cloud_token{backend_id, "", "{}", backend_id};
-  }
 
   caf::expected<std::vector<cloud_token>> get_all() override {
     std::vector<cloud_token> result;

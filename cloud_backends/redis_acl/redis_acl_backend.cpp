@@ -73,19 +73,6 @@ public:
     return reply ? caf::none : std::move(reply.error());
   }
 
-  caf::expected<cloud_token> get(const std::string& backend_id) override {
-    Array cmd;
-    cmd << "ACL" << "GETUSER" << backend_id;
-    auto reply = run(cmd);
-    if (!reply)
-      return std::move(reply.error());
-    if (!(*reply)->isArray())
-      return make_error(ec::not_found, errors_.service() + " has no user '"
-                                         + backend_id + "'");
-    if (auto token = user_name_mark.token(backend_id, "", backend_id))
-      return std::move(*token);
-    return cloud_token{backend_id, "", "{}", ""};
-  }
 
   caf::expected<std::vector<cloud_token>> get_all() override {
     Array cmd;

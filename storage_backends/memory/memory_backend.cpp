@@ -12,19 +12,19 @@ namespace tlm {
 
 namespace {
 
-bool matches(const packed_lease& x, const list_query& q) {
-  bool active = x.state == record_state::active;
-  bool live = active && x.expires_ms > q.now_ms;
-  bool irrevocable = x.state == record_state::irrevocable;
-  // Revocations under way: asked for, or due by expiry.
-  bool revoking = x.state == record_state::revoking
-                  || (active && x.expires_ms <= q.now_ms);
-  bool shown = q.state == list_state::visible    ? live || irrevocable
-               : q.state == list_state::active   ? live
-               : q.state == list_state::revoking ? revoking
-                                                 : irrevocable;
-  return shown && (q.backend.empty() || x.backend() == q.backend)
-         && (q.tag.empty() || x.has_tag(q.tag));
+bool in_window(const packed_lease& x, const state_window& w) {
+  record_state state;
+  return parse_record_state(w.state, state) && x.state == state
+         && x.expires_ms >= w.min_expires_ms && x.expires_ms <= w.max_expires_ms;
+}
+
+bool matches(const packed_lease& x, const lease_filter& f) {
+  if (!f.backend.empty() && x.backend() != f.backend)
+    return false;
+  if (!f.tag.empty() && !x.has_tag(f.tag))
+    return false;
+  return std::any_of(f.windows.begin(), f.windows.end(),
+                     [&](const state_window& w) { return in_window(x, w); });
 }
 
 /// Leases by id, packed as the manager keeps them, plus their order of
@@ -60,8 +60,7 @@ public:
     }
     for (auto& w : batch) {
       if (w.kind == storage_write::save_job) {
-        auto& job = jobs_[w.job.id] = w.job;
-        job.remaining = job.irrevocable = 0; // counted, never stored
+        jobs_[w.job.id] = w.job;
       } else if (w.kind == storage_write::remove_job) {
         jobs_.erase(w.job.id);
       } else if (w.kind == storage_write::save) {
@@ -102,9 +101,9 @@ public:
     return result;
   }
 
-  caf::expected<lease_page> list(const list_query& query) override {
-    return page(query.after, query.limit, max_list_page_bytes,
-                [&](const packed_lease& x) { return matches(x, query); });
+  caf::expected<lease_page> list(const lease_filter& filter) override {
+    return page(filter.after, filter.limit, max_list_page_bytes,
+                [&](const packed_lease& x) { return matches(x, filter); });
   }
 
 private:

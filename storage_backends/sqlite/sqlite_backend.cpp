@@ -264,16 +264,12 @@ public:
                                         "ORDER BY id LIMIT ?")
               && list_.prepare(
                 db_, "SELECT " + cols
-                       + " FROM leases WHERE id > ?1 "
-                         "AND CASE ?6 "
-                         "WHEN '' THEN (state = 'active' AND expires_ms > ?2) "
-                         "OR state = 'irrevocable' "
-                         "WHEN 'active' THEN state = 'active' "
-                         "AND expires_ms > ?2 "
-                         // Revocations under way: asked for, or due.
-                         "WHEN 'revoking' THEN state = 'revoking' "
-                         "OR (state = 'active' AND expires_ms <= ?2) "
-                         "ELSE state = ?6 END "
+                       + " FROM leases WHERE id > ?1 AND ("
+                         // The filter's windows (lease_filter::max_windows).
+                         "(state = ?6 AND expires_ms BETWEEN ?7 AND ?8) "
+                         "OR (state = ?9 AND expires_ms BETWEEN ?10 AND ?11) "
+                         "OR (state = ?12 AND expires_ms BETWEEN ?13 AND ?14) "
+                         "OR (state = ?15 AND expires_ms BETWEEN ?16 AND ?17)) "
                          "AND (?3 = '' OR backend = ?3) "
                          "AND (?4 = '' OR EXISTS (SELECT 1 FROM "
                          "json_each(leases.tags) WHERE value = ?4)) "
@@ -351,7 +347,8 @@ public:
       job.tag = load_jobs_.text(2);
       job.created_ms = load_jobs_.number(3);
       job.total = static_cast<uint64_t>(load_jobs_.number(4));
-      job.state = load_jobs_.text(5);
+      if (!parse_job_state(load_jobs_.text(5), job.state))
+        continue; // an unknown state: never written by this tlmd
       job.finished_ms = load_jobs_.number(6);
       jobs.push_back(std::move(job));
     }
@@ -361,14 +358,23 @@ public:
     return jobs;
   }
 
-  caf::expected<lease_page> list(const list_query& q) override {
+  caf::expected<lease_page> list(const lease_filter& q) override {
+    if (q.windows.size() > lease_filter::max_windows)
+      return make_error(ec::storage_error,
+                        "a list filter has too many state windows");
     // One row more than asked tells whether another page exists.
     list_.bind(1, q.after)
-      .bind(2, q.now_ms)
       .bind(3, q.backend)
       .bind(4, q.tag)
-      .bind(5, static_cast<int64_t>(q.limit) + 1)
-      .bind(6, to_string(q.state));
+      .bind(5, static_cast<int64_t>(q.limit) + 1);
+    static const std::string no_state; // matches no row
+    for (size_t i = 0; i < lease_filter::max_windows; ++i) {
+      auto first = static_cast<int>(6 + 3 * i);
+      auto* w = i < q.windows.size() ? &q.windows[i] : nullptr;
+      list_.bind(first, w ? w->state : no_state)
+        .bind(first + 1, w ? w->min_expires_ms : int64_t{0})
+        .bind(first + 2, w ? w->max_expires_ms : int64_t{0});
+    }
     bool cut = false;
     auto rows = read_rows(list_, max_list_page_bytes, &cut);
     if (!rows)
@@ -462,7 +468,7 @@ private:
           .bind(3, w.job.tag)
           .bind(4, w.job.created_ms)
           .bind(5, static_cast<int64_t>(w.job.total))
-          .bind(6, w.job.state)
+          .bind(6, to_string(w.job.state))
           .bind(7, w.job.finished_ms);
         return step_done(save_job_, "cannot save a revoke job");
       case storage_write::remove_job:

@@ -197,7 +197,6 @@ TEST_CASE("influxdb: a 404 on revoke means already revoked") {
   auto be = influxdb(srv.url());
   srv.answer(404, influx_error("not found", "authorization not found"));
   CHECK(!be->revoke("0a1b2c3d4e5f6789"));
-  CHECK(code(be->get("0a1b2c3d4e5f6789").error()) == ec::not_found);
   srv.answer(204, json::object());
   CHECK(!be->revoke("0a1b2c3d4e5f6789"));
   CHECK(srv.last_request == "DELETE /api/v2/authorizations/0a1b2c3d4e5f6789");
@@ -265,7 +264,8 @@ TEST_CASE("influxdb: get_all keeps only tokens marked by tlmd") {
   REQUIRE(all);
   REQUIRE(all->size() == 1);
   CHECK(all->front().backend_id == "1111111111111111");
-  CHECK(json::parse(all->front().extra)["lease_id"] == "A");
+  CHECK(all->front().lease_id == "A");
+  CHECK(json::parse(all->front().extra) == json::object()); // no copy
 }
 
 TEST_CASE("influxdb1: InfluxQL errors inside 200 replies are checked") {

@@ -51,14 +51,11 @@ public:
     revoked.push_back(id);
     return caf::none;
   }
-  caf::expected<cloud_token> get(const std::string& id) override {
-    return cloud_token{id, "", "{}", id.substr(2)};
-  }
   caf::expected<std::vector<cloud_token>> get_all() override {
     std::vector<cloud_token> result;
     for (auto& id : live)
       result.push_back(
-        {id, "", nlohmann::json{{"lease_id", id.substr(2)}}.dump(), id.substr(2)});
+        {id, "", "{}", id.substr(2)});
     return result;
   }
   std::string describe() const override {
@@ -89,8 +86,8 @@ public:
   caf::expected<std::vector<revoke_job>> load_jobs() override {
     return inner_->load_jobs();
   }
-  caf::expected<lease_page> list(const list_query& query) override {
-    return inner_->list(query);
+  caf::expected<lease_page> list(const lease_filter& filter) override {
+    return inner_->list(filter);
   }
 
 private:
@@ -232,11 +229,11 @@ TEST_CASE_FIXTURE(manager_fixture, "failed revocations are retried until "
 
 TEST_CASE_FIXTURE(manager_fixture, "revoke revokes at the cloud, then forgets") {
   auto x = create_ttl(60'000, false, "flaky");
-  auto ok = call<atom::ok>(manager, atom::revoke_v, x.id, false);
+  auto ok = call<atom::ok>(manager, atom::revoke_v, revoke_request{x.id, false});
   CHECK(ok);
   CHECK(flaky->revoked.size() == 1);
   CHECK(code_of_get(x.id) == ec::not_found);
-  auto again = call<atom::ok>(manager, atom::revoke_v, x.id, false);
+  auto again = call<atom::ok>(manager, atom::revoke_v, revoke_request{x.id, false});
   CHECK(code_of(again.error()) == ec::not_found);
 }
 
@@ -245,7 +242,7 @@ TEST_CASE_FIXTURE(manager_fixture, "a failed client revoke says the lease is "
                                    "health shows it until it heals") {
   auto x = create_ttl(60'000, false, "flaky");
   flaky->failing_revokes = 1;
-  auto res = call<atom::ok>(manager, atom::revoke_v, x.id, false);
+  auto res = call<atom::ok>(manager, atom::revoke_v, revoke_request{x.id, false});
   REQUIRE(!res);
   CHECK(code_of(res.error()) == ec::revocation_pending);
   CHECK(message_of(res.error()).find("down for maintenance")
@@ -254,7 +251,7 @@ TEST_CASE_FIXTURE(manager_fixture, "a failed client revoke says the lease is "
   CHECK(code_of_get(x.id) == ec::not_found);   // ...but the lease is dead
   CHECK(live_count() == 0);
   // Asked again, the answer is the same, not a `not_found`.
-  auto again = call<atom::ok>(manager, atom::revoke_v, x.id, false);
+  auto again = call<atom::ok>(manager, atom::revoke_v, revoke_request{x.id, false});
   REQUIRE(!again);
   CHECK(code_of(again.error()) == ec::revocation_pending);
   auto h = call<health_report>(manager, atom::health_v);
@@ -343,16 +340,16 @@ TEST_CASE_FIXTURE(manager_fixture, "exchange swaps the value, merges meta") {
   req.meta = R"({"a":1,"b":2})";
   auto x = create(req);
   advance(4'000ms);
-  auto y = call<lease>(manager, atom::exchange_v, std::string{}, x.value,
-                       std::string{R"({"b":3,"c":4})"});
+  auto y = call<lease>(manager, atom::exchange_v, exchange_request{std::string{}, x.value,
+                       std::string{R"({"b":3,"c":4})"}});
   REQUIRE(y);
   CHECK(y->id == x.id);
   CHECK(y->value != x.value);
   CHECK(nlohmann::json::parse(y->meta)
         == nlohmann::json{{"a", 1}, {"b", 3}, {"c", 4}});
   CHECK(y->expires_ms == start_ms + 14'000);
-  auto old = call<lease>(manager, atom::exchange_v, std::string{}, x.value,
-                         std::string{"{}"});
+  auto old = call<lease>(manager, atom::exchange_v, exchange_request{std::string{}, x.value,
+                         std::string{"{}"}});
   CHECK(code_of(old.error()) == ec::invalid_token);
   auto stored = call<lease>(storage, atom::get_v, x.id);
   CHECK(stored->value == y->value);
@@ -360,10 +357,10 @@ TEST_CASE_FIXTURE(manager_fixture, "exchange swaps the value, merges meta") {
 
 TEST_CASE_FIXTURE(manager_fixture, "of two racing exchanges one wins") {
   auto x = create_ttl(10'000);
-  auto a = send_request<lease>(manager, atom::exchange_v, std::string{},
-                               x.value, std::string{"{}"});
-  auto b = send_request<lease>(manager, atom::exchange_v, std::string{},
-                               x.value, std::string{"{}"});
+  auto a = send_request<lease>(manager, atom::exchange_v, exchange_request{std::string{},
+                               x.value, std::string{"{}"}});
+  auto b = send_request<lease>(manager, atom::exchange_v, exchange_request{std::string{},
+                               x.value, std::string{"{}"}});
   sched->run();
   REQUIRE(a->has_value());
   REQUIRE(b->has_value());
@@ -377,16 +374,16 @@ TEST_CASE_FIXTURE(manager_fixture, "exchange rejects expired tokens and "
   req.meta = nlohmann::json{{"big", std::string(40'000, 'x')}}.dump();
   auto x = create(req);
   auto patch = nlohmann::json{{"more", std::string(40'000, 'y')}}.dump();
-  auto big = call<lease>(manager, atom::exchange_v, std::string{}, x.value,
-                         patch);
+  auto big = call<lease>(manager, atom::exchange_v, exchange_request{std::string{}, x.value,
+                         patch});
   CHECK(code_of(big.error()) == ec::invalid_request);
   // The rejected merge did not burn the token.
-  CHECK(call<lease>(manager, atom::exchange_v, std::string{}, x.value,
-                    std::string{"{}"}));
+  CHECK(call<lease>(manager, atom::exchange_v, exchange_request{std::string{}, x.value,
+                    std::string{"{}"}}));
   auto y = *call<lease>(manager, atom::get_v, x.id);
   advance(2'000ms);
-  auto late = call<lease>(manager, atom::exchange_v, std::string{}, y.value,
-                          std::string{"{}"});
+  auto late = call<lease>(manager, atom::exchange_v, exchange_request{std::string{}, y.value,
+                          std::string{"{}"}});
   CHECK(code_of(late.error()) == ec::invalid_token);
 }
 
@@ -435,8 +432,8 @@ TEST_CASE_FIXTURE(manager_fixture, "a new manager loads stored leases, "
   REQUIRE(kept);
   CHECK(kept->value == long_lease.value);
   // The local backend re-learned the token from the record.
-  CHECK(call<lease>(manager, atom::exchange_v, std::string{}, long_lease.value,
-                    std::string{"{}"}));
+  CHECK(call<lease>(manager, atom::exchange_v, exchange_request{std::string{}, long_lease.value,
+                    std::string{"{}"}}));
 }
 
 TEST_CASE_FIXTURE(manager_fixture, "an expiry storm stays within the "
@@ -618,12 +615,12 @@ TEST_CASE_FIXTURE(manager_fixture, "a failed expiry revocation is stored as "
 TEST_CASE_FIXTURE(manager_fixture, "force drops a lease without the backend") {
   auto x = create_ttl(60'000, false, "flaky");
   flaky->failing_revokes = 1'000'000;
-  CHECK(!call<atom::ok>(manager, atom::revoke_v, x.id, false));
-  CHECK(call<atom::ok>(manager, atom::revoke_v, x.id, true));
+  CHECK(!call<atom::ok>(manager, atom::revoke_v, revoke_request{x.id, false}));
+  CHECK(call<atom::ok>(manager, atom::revoke_v, revoke_request{x.id, true}));
   CHECK(!call<lease>(storage, atom::get_v, x.id));
   CHECK(code_of_get(x.id) == ec::not_found);
   CHECK(flaky->revoked.empty()); // the backend never confirmed
-  CHECK(code_of(call<atom::ok>(manager, atom::revoke_v, x.id, true).error())
+  CHECK(code_of(call<atom::ok>(manager, atom::revoke_v, revoke_request{x.id, true}).error())
         == ec::not_found);
 }
 
@@ -631,7 +628,7 @@ TEST_CASE_FIXTURE(manager_fixture, "a revoke the backend did not confirm "
                                    "survives a restart: the lease stays dead") {
   auto x = create_ttl(60'000, false, "flaky");
   flaky->failing_revokes = 1'000'000;
-  CHECK(!call<atom::ok>(manager, atom::revoke_v, x.id, false));
+  CHECK(!call<atom::ok>(manager, atom::revoke_v, revoke_request{x.id, false}));
   CHECK(call<lease>(storage, atom::get_v, x.id)->state == state_revoking);
   caf::anon_send_exit(manager, caf::exit_reason::kill);
   sched->run();
@@ -688,7 +685,7 @@ TEST_CASE_FIXTURE(manager_fixture, "a renew racing a revoke never brings the "
   // Both requests are in the manager's mailbox before either finishes.
   auto renewed = send_request<std::tuple<lease, bool>>(
     manager, atom::renew_v, x.id, int64_t{30'000});
-  auto revoked = send_request<atom::ok>(manager, atom::revoke_v, x.id, false);
+  auto revoked = send_request<atom::ok>(manager, atom::revoke_v, revoke_request{x.id, false});
   sched->run();
   REQUIRE(revoked->has_value());
   CHECK(**revoked);
@@ -709,9 +706,9 @@ lease create_tagged(manager_fixture& f, const std::string& backend,
   return f.create(req);
 }
 
-caf::expected<revoke_job> start_job(manager_fixture& f, std::string backend,
+caf::expected<job_status> start_job(manager_fixture& f, std::string backend,
                                     std::string tag) {
-  return f.call<revoke_job>(f.manager, atom::revoke_v, atom::job_v, backend,
+  return f.call<job_status>(f.manager, atom::revoke_v, atom::job_v, backend,
                             tag);
 }
 
@@ -728,13 +725,13 @@ TEST_CASE_FIXTURE(manager_fixture, "revoke_prefix revokes every matching "
     red.push_back(create_tagged(*this, "local", "red"));
   auto job = start_job(*this, "", "blue");
   REQUIRE(job);
-  CHECK(job->total == 7);
-  CHECK(job->id.size() == 22);
-  auto status = call<revoke_job>(manager, atom::job_v, job->id);
+  CHECK(job->job.total == 7);
+  CHECK(job->job.id.size() == 22);
+  auto status = call<job_status>(manager, atom::job_v, job->job.id);
   REQUIRE(status);
-  CHECK(status->state == "done");
-  CHECK(status->remaining == 0);
-  CHECK(status->finished_ms >= status->created_ms);
+  CHECK(status->job.state == job_state::done);
+  CHECK(status->progress.remaining == 0);
+  CHECK(status->job.finished_ms >= status->job.created_ms);
   for (auto& x : blue) {
     CHECK(code_of_get(x.id) == ec::not_found);
     CHECK(!call<lease>(storage, atom::get_v, x.id));
@@ -746,27 +743,27 @@ TEST_CASE_FIXTURE(manager_fixture, "revoke_prefix revokes every matching "
   create_tagged(*this, "flaky", "red");
   auto both = start_job(*this, "local", "red");
   REQUIRE(both);
-  CHECK(both->total == 3);
+  CHECK(both->job.total == 3);
   CHECK(live_count() == 1);
   auto stored = call<std::vector<revoke_job>>(storage, atom::load_v,
                                               atom::job_v);
   REQUIRE(stored);
   REQUIRE(stored->size() == 2);
   for (auto& j : *stored)
-    CHECK(j.state == "done");
+    CHECK(j.state == job_state::done);
 }
 
 TEST_CASE_FIXTURE(manager_fixture, "revoke_prefix refuses what it cannot "
                                    "do") {
   CHECK(code_of(start_job(*this, "", "").error()) == ec::invalid_request);
   CHECK(code_of(start_job(*this, "nope", "").error()) == ec::unknown_backend);
-  CHECK(code_of(call<revoke_job>(manager, atom::job_v, std::string{"x"})
+  CHECK(code_of(call<job_status>(manager, atom::job_v, std::string{"x"})
                   .error())
         == ec::not_found);
   auto empty = start_job(*this, "", "no-such-tag");
   REQUIRE(empty);
-  CHECK(empty->total == 0);
-  CHECK(empty->state == "done");
+  CHECK(empty->job.total == 0);
+  CHECK(empty->job.state == job_state::done);
 }
 
 TEST_CASE_FIXTURE(manager_fixture, "a revoke job survives a restart and "
@@ -781,12 +778,12 @@ TEST_CASE_FIXTURE(manager_fixture, "a revoke job survives a restart and "
   flaky->failing_revokes = 1'000'000;
   auto job = start_job(*this, "flaky", "x");
   REQUIRE(job);
-  CHECK(job->total == 3);
+  CHECK(job->job.total == 3);
   // Same millisecond as the job, but after it: not part of it.
   auto newer = create_tagged(*this, "flaky", "x");
-  auto running = call<revoke_job>(manager, atom::job_v, job->id);
-  CHECK(running->state == "running");
-  CHECK(running->remaining == 3);
+  auto running = call<job_status>(manager, atom::job_v, job->job.id);
+  CHECK(running->job.state == job_state::running);
+  CHECK(running->progress.remaining == 3);
   for (auto& x : doomed) {
     CHECK(code_of_get(x.id) == ec::not_found); // dead at the API at once
     CHECK(call<lease>(storage, atom::get_v, x.id)->state == state_revoking);
@@ -798,11 +795,11 @@ TEST_CASE_FIXTURE(manager_fixture, "a revoke job survives a restart and "
   sched->run();
   flaky->failing_revokes = 0;
   start();
-  auto after = call<revoke_job>(manager, atom::job_v, job->id);
+  auto after = call<job_status>(manager, atom::job_v, job->job.id);
   REQUIRE(after);
-  CHECK(after->state == "done");
-  CHECK(after->total == 3);
-  CHECK(after->remaining == 0);
+  CHECK(after->job.state == job_state::done);
+  CHECK(after->job.total == 3);
+  CHECK(after->progress.remaining == 0);
   std::set<std::string> revoked(flaky->revoked.begin(), flaky->revoked.end());
   for (auto& x : doomed)
     CHECK(revoked.count(x.backend_id) == 1);
@@ -822,16 +819,16 @@ TEST_CASE_FIXTURE(manager_fixture, "a revoke job counts irrevocable leases "
   REQUIRE(job);
   for (int i = 0; i < 5; ++i)
     advance(2'000ms);
-  auto stuck = call<revoke_job>(manager, atom::job_v, job->id);
-  CHECK(stuck->state == "running");
-  CHECK(stuck->remaining == 1);
-  CHECK(stuck->irrevocable == 1);
+  auto stuck = call<job_status>(manager, atom::job_v, job->job.id);
+  CHECK(stuck->job.state == job_state::running);
+  CHECK(stuck->progress.remaining == 1);
+  CHECK(stuck->progress.irrevocable == 1);
   CHECK(call<lease>(manager, atom::get_v, x.id)->state == state_irrevocable);
   flaky->failing_revokes = 0;
   advance(2'000ms);
-  auto healed = call<revoke_job>(manager, atom::job_v, job->id);
-  CHECK(healed->state == "done");
-  CHECK(healed->irrevocable == 0);
+  auto healed = call<job_status>(manager, atom::job_v, job->job.id);
+  CHECK(healed->job.state == job_state::done);
+  CHECK(healed->progress.irrevocable == 0);
   CHECK(code_of_get(y.id) == ec::not_found);
 }
 
@@ -840,20 +837,20 @@ TEST_CASE_FIXTURE(manager_fixture, "finished revoke jobs are kept a day, "
   create_tagged(*this, "local", "old");
   auto old_job = start_job(*this, "", "old");
   REQUIRE(old_job);
-  CHECK(call<revoke_job>(manager, atom::job_v, old_job->id)->state == "done");
+  CHECK(call<job_status>(manager, atom::job_v, old_job->job.id)->job.state == job_state::done);
   advance(std::chrono::hours(23));
-  CHECK(call<revoke_job>(manager, atom::job_v, old_job->id));
+  CHECK(call<job_status>(manager, atom::job_v, old_job->job.id));
   advance(std::chrono::hours(2));
   create_tagged(*this, "local", "new", 3'600'000);
   auto new_job = start_job(*this, "", "new");
   REQUIRE(new_job);
-  CHECK(code_of(call<revoke_job>(manager, atom::job_v, old_job->id).error())
+  CHECK(code_of(call<job_status>(manager, atom::job_v, old_job->job.id).error())
         == ec::not_found);
   auto stored = call<std::vector<revoke_job>>(storage, atom::load_v,
                                               atom::job_v);
   REQUIRE(stored);
   REQUIRE(stored->size() == 1);
-  CHECK(stored->front().id == new_job->id);
+  CHECK(stored->front().id == new_job->job.id);
 }
 
 // -- updates of one lease that race each other --------------------------------
@@ -904,16 +901,12 @@ caf::behavior gated_cloud(caf::event_based_actor* self,
                           std::shared_ptr<cloud_backend> be,
                           std::shared_ptr<reply_gate> gate) {
   return {
-    [=](atom::create, const std::string& id, int64_t ttl, const std::string&,
-        int64_t) {
+    [=](atom::create, const token_request& req) {
       gate->answer(self, "create",
-                   be->create(id, ttl, nlohmann::json::object()));
+                   be->create(req.lease_id, req.ttl_ms, nlohmann::json::object()));
     },
     [=](atom::revoke, const std::string& id) {
       gate->answer(self, "revoke", ok_unless(be->revoke(id)));
-    },
-    [=](atom::get, const std::string& id) {
-      gate->answer(self, "get", be->get(id));
     },
     [=](atom::renew, const std::string& id, int64_t ttl) {
       gate->answer(self, "renew", ok_unless(be->renew(id, ttl)));
@@ -922,8 +915,8 @@ caf::behavior gated_cloud(caf::event_based_actor* self,
     [=](atom::lookup, const std::string& value) {
       gate->answer(self, "lookup", be->lookup(value));
     },
-    [=](atom::exchange, const std::string& id, const std::string& value) {
-      gate->answer(self, "exchange", be->exchange(id, value));
+    [=](atom::exchange, const token_swap& swap) {
+      gate->answer(self, "exchange", be->exchange(swap.backend_id, swap.value));
     },
     [=](atom::adopt, const std::vector<cloud_token>& tokens) {
       be->adopt(tokens);
@@ -971,8 +964,8 @@ struct race_fixture : manager_fixture {
 
   caf::expected<lease> exchange(const std::string& value,
                                 std::string meta = "{}") {
-    return call<lease>(manager, atom::exchange_v, std::string{"gated"}, value,
-                       meta);
+    return call<lease>(manager, atom::exchange_v, exchange_request{std::string{"gated"}, value,
+                       meta});
   }
 
   /// The manager and the storage both hold what `want` says.
@@ -1035,8 +1028,8 @@ TEST_CASE_FIXTURE(race_fixture, "an exchange answered after a renew keeps "
   auto x = create_ttl(10'000, true, "gated");
   gate->holding = {"exchange"};
   auto swapped = send_request<lease>(manager, atom::exchange_v,
-                                     std::string{"gated"}, x.value,
-                                     std::string{"{}"});
+                                     exchange_request{std::string{"gated"}, x.value,
+                                     std::string{"{}"}});
   sched->run(); // swapped at the backend; the answer is on its way
   REQUIRE(gate->held.size() == 1);
   auto r = renew(x.id, 30'000);
@@ -1060,8 +1053,8 @@ TEST_CASE_FIXTURE(race_fixture, "a renew answered between an exchange's save "
   auto x = create_ttl(10'000, true, "gated");
   gate->holding = {"exchange", "renew"};
   auto swapped = send_request<lease>(manager, atom::exchange_v,
-                                     std::string{"gated"}, x.value,
-                                     std::string{R"({"k":2})"});
+                                     exchange_request{std::string{"gated"}, x.value,
+                                     std::string{R"({"k":2})"}});
   sched->run();
   auto renewed = send_request<std::tuple<lease, bool>>(
     manager, atom::renew_v, x.id, int64_t{30'000});
@@ -1127,7 +1120,7 @@ TEST_CASE_FIXTURE(race_fixture, "a renew answered after a revoke is refused "
   auto renewed = send_request<std::tuple<lease, bool>>(
     manager, atom::renew_v, x.id, int64_t{30'000});
   sched->run();
-  REQUIRE(call<atom::ok>(manager, atom::revoke_v, x.id, false));
+  REQUIRE(call<atom::ok>(manager, atom::revoke_v, revoke_request{x.id, false}));
   release(0);
   sched->run();
   REQUIRE(renewed->has_value());
@@ -1144,15 +1137,15 @@ TEST_CASE_FIXTURE(race_fixture, "a revoke right after an exchange's answer "
   auto x = create_ttl(10'000, true, "gated");
   gate->holding = {"exchange", "revoke"};
   auto swapped = send_request<lease>(manager, atom::exchange_v,
-                                     std::string{"gated"}, x.value,
-                                     std::string{R"({"k":3})"});
+                                     exchange_request{std::string{"gated"}, x.value,
+                                     std::string{R"({"k":3})"}});
   sched->run();
   REQUIRE(gate->held.size() == 1);
   release(0);
   sched->run_once(); // the gate answers
   // The revoke waits right behind the answer, so it comes before storage
   // confirms the exchange's save (its own reply is of no interest here).
-  caf::anon_send(manager, atom::revoke_v, x.id, false);
+  caf::anon_send(manager, atom::revoke_v, revoke_request{x.id, false});
   sched->run(); // the revoke is stored, its backend's answer held
   REQUIRE(gate->held.size() == 1);
   auto stored = call<lease>(storage, atom::get_v, x.id);

@@ -17,8 +17,8 @@ struct local_fixture : test::actor_fixture {
     *sys, *make_local_backend("local", {{"type", "local"}})));
 
   cloud_token create(const std::string& id) {
-    auto t = call<cloud_token>(cloud, atom::create_v, id, int64_t{1000},
-                               std::string{"{}"}, int64_t{0});
+    auto t = call<cloud_token>(cloud, atom::create_v,
+                               token_request{id, 1000, "{}", 0});
     REQUIRE(t);
     return *t;
   }
@@ -47,7 +47,7 @@ TEST_CASE_FIXTURE(local_fixture, "a value with the right id but another "
     CHECK(code_of(call<std::string>(cloud, atom::lookup_v, bad).error())
           == ec::invalid_token);
     CHECK(code_of(call<cloud_token>(cloud, atom::exchange_v,
-                                    std::string{"lease-a"}, bad)
+                                    token_swap{"lease-a", bad})
                     .error())
           == ec::invalid_token);
   }
@@ -59,10 +59,12 @@ TEST_CASE_FIXTURE(local_fixture, "exchange issues a fresh value once") {
   auto id = call<std::string>(cloud, atom::lookup_v, a.value);
   REQUIRE(id);
   CHECK(*id == "lease-a");
-  auto fresh = call<cloud_token>(cloud, atom::exchange_v, *id, a.value);
+  auto fresh = call<cloud_token>(cloud, atom::exchange_v,
+                                 token_swap{*id, a.value});
   REQUIRE(fresh);
   CHECK(fresh->value != a.value);
-  auto again = call<cloud_token>(cloud, atom::exchange_v, *id, a.value);
+  auto again = call<cloud_token>(cloud, atom::exchange_v,
+                                 token_swap{*id, a.value});
   CHECK(code_of(again.error()) == ec::invalid_token);
   CHECK(code_of(call<std::string>(cloud, atom::lookup_v, a.value).error())
         == ec::invalid_token);
@@ -73,7 +75,7 @@ TEST_CASE_FIXTURE(local_fixture, "revoke is idempotent and kills the value") {
   auto a = create("lease-a");
   CHECK(call<atom::ok>(cloud, atom::revoke_v, std::string{"lease-a"}));
   CHECK(call<atom::ok>(cloud, atom::revoke_v, std::string{"lease-a"}));
-  CHECK(!call<cloud_token>(cloud, atom::get_v, std::string{"lease-a"}));
+  CHECK(call<std::vector<cloud_token>>(cloud, atom::get_all_v)->empty());
   CHECK(!call<std::string>(cloud, atom::lookup_v, a.value));
 }
 
@@ -88,22 +90,23 @@ TEST_CASE_FIXTURE(local_fixture, "adopted tokens are known again") {
 }
 
 TEST_CASE_FIXTURE(local_fixture, "unknown options are invalid_request") {
-  auto t = call<cloud_token>(cloud, atom::create_v, std::string{"x"},
-                             int64_t{1000}, std::string{R"({"db":"y"})"},
-                             int64_t{0});
+  auto t = call<cloud_token>(cloud, atom::create_v,
+                             token_request{"x", 1000, R"({"db":"y"})", 0});
   CHECK(code_of(t.error()) == ec::invalid_request);
 }
 
 TEST_CASE_FIXTURE(local_fixture, "a create past its caller's deadline is "
                                  "refused and makes nothing") {
-  auto late = call<cloud_token>(cloud, atom::create_v, std::string{"late"},
-                                int64_t{1000}, std::string{"{}"},
-                                steady_deadline(-std::chrono::seconds(1)));
+  // Deadlines are on the actor clock: simulated time here.
+  auto deadline = deadline_after(sys->clock(), std::chrono::seconds(5));
+  sched->advance_time(std::chrono::seconds(6));
+  auto late = call<cloud_token>(cloud, atom::create_v,
+                                token_request{"late", 1000, "{}", deadline});
   CHECK(code_of(late.error()) == ec::backend_unavailable);
-  CHECK(!call<cloud_token>(cloud, atom::get_v, std::string{"late"}));
-  auto t = call<cloud_token>(cloud, atom::create_v, std::string{"late"},
-                             int64_t{1000}, std::string{"{}"},
-                             steady_deadline(std::chrono::seconds(5)));
+  CHECK(call<std::vector<cloud_token>>(cloud, atom::get_all_v)->empty());
+  deadline = deadline_after(sys->clock(), std::chrono::seconds(5));
+  auto t = call<cloud_token>(cloud, atom::create_v,
+                             token_request{"late", 1000, "{}", deadline});
   REQUIRE(t);
   CHECK(t->backend_id == "late");
 }

@@ -8,6 +8,7 @@
 
 #include <sqlite3.h>
 
+#include "actors/list_view.hpp"
 #include "core/error.hpp"
 #include "storage_backends/storage_actor.hpp"
 #include "tests/unit/actor_fixture.hpp"
@@ -105,11 +106,12 @@ TEST_CASE("every storage backend keeps the same contract") {
 
     // List: filters, expiry cut-off, paging.
     list_query q;
+    int64_t now_ms = 0;
     q.limit = 4;
-    q.now_ms = 10'010; // id100..id109 expired, except the replaced id100
+    now_ms = 10'010; // id100..id109 expired, except the replaced id100
     std::set<std::string> seen;
     for (int pages = 0; pages < 20; ++pages) {
-      auto page = db.list(q);
+      auto page = db.list(filter_of(q, now_ms));
       REQUIRE(page);
       CHECK(page->leases.size() <= 4);
       for (auto& x : page->leases)
@@ -121,12 +123,13 @@ TEST_CASE("every storage backend keeps the same contract") {
     CHECK(seen.size() == 20);
     CHECK(seen.count("id100") == 1);
     q = list_query{};
+    now_ms = 0;
     q.tag = "t";
-    auto tagged = db.list(q);
+    auto tagged = db.list(filter_of(q, now_ms));
     CHECK(tagged->leases.size() == 9); // i % 3 == 0 minus the retagged id100
     q.tag.clear();
     q.backend = "other";
-    CHECK(db.list(q)->leases.size() == 14);
+    CHECK(db.list(filter_of(q, now_ms))->leases.size() == 14);
 
     // An intent record is loaded at start but never listed.
     auto intent = sample("id999", 90'000);
@@ -134,8 +137,9 @@ TEST_CASE("every storage backend keeps the same contract") {
     REQUIRE(!db.apply({{storage_write::save, intent}}));
     CHECK(db.get("id999")->state == state_pending);
     q = list_query{};
+    now_ms = 0;
     q.limit = 1000;
-    auto everything = db.list(q);
+    auto everything = db.list(filter_of(q, now_ms));
     REQUIRE(everything);
     for (auto& x : everything->leases)
       CHECK(x.id != "id999");
@@ -150,18 +154,18 @@ TEST_CASE("every storage backend keeps the same contract") {
     auto read_back = db.get("id998");
     CHECK(read_back->attempts == 10);
     CHECK(read_back->last_error == "backend down");
-    auto with_stuck = db.list(q);
+    auto with_stuck = db.list(filter_of(q, now_ms));
     REQUIRE(with_stuck);
     CHECK(std::any_of(with_stuck->leases.begin(), with_stuck->leases.end(),
                       [](const lease& x) { return x.id == "id998"; }));
     // Filtered by state: only the irrevocable one, or only the live ones.
     q.state = list_state::irrevocable;
-    auto only_stuck = db.list(q);
+    auto only_stuck = db.list(filter_of(q, now_ms));
     REQUIRE(only_stuck);
     REQUIRE(only_stuck->leases.size() == 1);
     CHECK(only_stuck->leases[0].id == "id998");
     q.state = list_state::active;
-    auto only_live = db.list(q);
+    auto only_live = db.list(filter_of(q, now_ms));
     REQUIRE(only_live);
     CHECK(only_live->leases.size() == with_stuck->leases.size() - 1);
     for (auto& x : only_live->leases)
@@ -181,7 +185,6 @@ TEST_CASE("every storage backend keeps revoke jobs, apart from leases") {
     a.backend = "local";
     a.created_ms = 1'000;
     a.total = 12;
-    a.remaining = 5; // progress is counted, never stored
     revoke_job b = a;
     b.id = "job-b";
     b.backend = "";
@@ -190,7 +193,7 @@ TEST_CASE("every storage backend keeps revoke jobs, apart from leases") {
     REQUIRE(!db.apply({{storage_write::save_job, {}, a},
                        {storage_write::save_job, {}, b},
                        {storage_write::save, sample("lease", 5)}}));
-    a.state = "done";
+    a.state = job_state::done;
     a.finished_ms = 1'500;
     revoke_job gone;
     gone.id = "job-b";
@@ -205,9 +208,8 @@ TEST_CASE("every storage backend keeps revoke jobs, apart from leases") {
     CHECK(job.tag.empty());
     CHECK(job.created_ms == 1'000);
     CHECK(job.total == 12);
-    CHECK(job.state == "done");
+    CHECK(job.state == job_state::done);
     CHECK(job.finished_ms == 1'500);
-    CHECK(job.remaining == 0);
     CHECK(db.load("", 10)->leases.size() == 1);
   }
 }
@@ -334,7 +336,7 @@ public:
   caf::expected<lease_page> load(const std::string&, uint32_t) override {
     return lease_page{};
   }
-  caf::expected<lease_page> list(const list_query&) override {
+  caf::expected<lease_page> list(const lease_filter&) override {
     return lease_page{};
   }
   caf::expected<std::vector<revoke_job>> load_jobs() override {
@@ -386,11 +388,12 @@ TEST_CASE("every storage backend bounds a page by bytes as well as by "
     }
     REQUIRE(!db.apply(batch));
     list_query q;
+    int64_t now_ms = 0;
     q.limit = 1000;
     std::set<std::string> seen;
     for (int pages = 1;; ++pages) {
       REQUIRE(pages <= 40);
-      auto page = db.list(q);
+      auto page = db.list(filter_of(q, now_ms));
       REQUIRE(page);
       CHECK(!page->leases.empty());
       size_t bytes = 0;
@@ -452,9 +455,10 @@ TEST_CASE("sqlite upgrades a version 3 database to version 4, keeping every "
     CHECK(two->attempts == 3);
     CHECK(two->last_error == "down");
     list_query q;
+    int64_t now_ms = 0;
     q.tag = "b";
-    q.now_ms = 2000;
-    auto page = (*db)->list(q);
+    now_ms = 2000;
+    auto page = (*db)->list(filter_of(q, now_ms));
     REQUIRE(page);
     REQUIRE(page->leases.size() == 1);
     CHECK(page->leases[0].id == "old1");

@@ -1,0 +1,112 @@
+// The lease manager's bulk revocations (`revoke_prefix`): a job picks its
+// leases at once (dead at the API from then on) and feeds them to their
+// revocation lanes a batch per message.
+
+#include <caf/all.hpp>
+
+#include "actors/lease_manager_state.hpp"
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "core/secrets.hpp"
+
+namespace tlm {
+
+/// Starts a job revoking every live (or given-up) lease that matches.
+/// Only the job is stored before the answer; its leases then go through
+/// the same paced, retried path as expiry.
+caf::typed_response_promise<job_status>
+lease_manager_state::revoke_matching(const std::string& backend_name,
+                                     const std::string& tag) {
+  auto rp = self->make_response_promise<job_status>();
+  if (backend_name.empty() && tag.empty())
+    rp.deliver(make_error(ec::invalid_request,
+                          "revoke_prefix needs a backend or a tag"));
+  else if (!backend_name.empty() && backend(backend_name) == nullptr)
+    rp.deliver(make_error(ec::unknown_backend, "no backend named '"
+                                                 + backend_name
+                                                 + "' is configured"));
+  if (!rp.pending())
+    return rp;
+  for (auto& id : jobs.forget_outdated(now_ms()))
+    store_quietly(atom::remove_v, atom::job_v, id);
+  revoke_job job;
+  job.id = random_token(16);
+  job.backend = backend_name;
+  job.tag = tag;
+  job.created_ms = jobs.next_start(now_ms());
+  auto number = jobs.start(job);
+  std::vector<lease_key> picked;
+  auto now = now_ms();
+  for (auto& slot : index) {
+    auto& entry = slot.second;
+    if (entry.job != 0 || !lease_index::visible(entry, now)
+        || !revoke_jobs::matches(entry.record, job))
+      continue;
+    entry.job = number;
+    jobs.lease_added(number, given_up(entry.phase));
+    if (!given_up(entry.phase))
+      index.set_phase(slot, lease_phase::queued); // dead at the API now
+    picked.push_back(slot.first);
+  }
+  job.total = picked.size();
+  jobs.set_total(number, job.total);
+  if (job.total == 0)
+    jobs.finish(number, job.created_ms);
+  self
+    ->request(cfg.storage, caf::infinite, atom::save_v,
+              jobs.status(number).job)
+    .then(
+      [this, rp, number, picked = std::move(picked)](atom::ok) mutable {
+        auto status = jobs.status(number);
+        log_line("info", "revoke job '" + status.job.id + "' started for "
+                           + std::to_string(status.job.total) + " leases");
+        rp.deliver(status);
+        if (!picked.empty()) {
+          to_revoke.emplace_back(number, std::move(picked));
+          if (to_revoke.size() == 1)
+            self->send(self, atom::feed_lanes_v);
+        }
+      },
+      [this, rp, number, picked](caf::error& err) mutable {
+        for (auto& key : picked)
+          if (auto* s = index.find(key); s && s->second.job == number) {
+            s->second.job = 0;
+            if (s->second.phase == lease_phase::queued)
+              index.set_phase(*s, lease_phase::active);
+          }
+        jobs.drop(number);
+        rp.deliver(from_storage(std::move(err)));
+      });
+  return rp;
+}
+
+caf::result<job_status> lease_manager_state::job(const std::string& id) {
+  if (auto status = jobs.status(id))
+    return *status;
+  return make_error(ec::not_found, "no revoke job has this job_id");
+}
+
+void lease_manager_state::feed_lanes() {
+  if (to_revoke.empty())
+    return;
+  auto& [number, keys] = to_revoke.front();
+  auto n = std::min(keys.size(), cfg.due_per_tick);
+  for (size_t k = keys.size() - n; k < keys.size(); ++k) {
+    auto* s = index.find(keys[k]);
+    if (s == nullptr || s->second.job != number)
+      continue; // revoked meanwhile
+    if (s->second.phase == lease_phase::queued) {
+      save_quietly(*s); // stored as revoking, so `list` stops showing it
+      queue_revocation(*s);
+    } else if (s->second.phase == lease_phase::irrevocable) {
+      schedule_at(*s, now_ms()); // one more try, now
+    }
+  }
+  keys.resize(keys.size() - n);
+  if (keys.empty())
+    to_revoke.pop_front();
+  if (!to_revoke.empty())
+    self->send(self, atom::feed_lanes_v);
+}
+
+} // namespace tlm

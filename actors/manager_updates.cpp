@@ -1,0 +1,216 @@
+// The lease manager's updates of a live lease: renew and exchange. Both
+// go through `store_update`, which applies only the fields its operation
+// owns to the lease as it is when the backend has answered.
+
+#include <caf/all.hpp>
+#include <nlohmann/json.hpp>
+
+#include "actors/lease_manager_state.hpp"
+#include "actors/manager_errors.hpp"
+
+namespace tlm {
+
+namespace {
+
+/// Applies `patch` to the meta of `x` as a JSON Merge Patch (RFC 7386),
+/// within the bounds of what a lease may carry.
+caf::expected<std::string> merge_meta(const lease& x,
+                                      const std::string& patch) {
+  auto merged = nlohmann::json::parse(x.meta, nullptr, false);
+  auto changes = nlohmann::json::parse(patch, nullptr, false);
+  if (merged.is_discarded() || !merged.is_object())
+    merged = nlohmann::json::object();
+  if (changes.is_discarded() || !changes.is_object())
+    return make_error(ec::invalid_request, "meta must be a JSON object");
+  merged.merge_patch(changes);
+  auto text = merged.dump();
+  if (auto problem = client_data_problem(text, x.description, x.tags);
+      !problem.empty())
+    return make_error(ec::invalid_request, std::move(problem));
+  return text;
+}
+
+caf::error ended_meanwhile(ec code) {
+  return make_error(code, "the lease ended meanwhile");
+}
+
+/// Applies an update to the lease as it is now and saves that, unless the
+/// lease died meanwhile (then the client gets `dead_code`); the reply is
+/// the lease as saved, and `more`. `change` sets only the fields its
+/// operation owns, so racing updates of one lease never undo each other
+/// (issue 9: a renew saved the copy it took before an exchange and brought
+/// the used value back). The index takes the update when the save is
+/// sent, not when it is confirmed: the next update starts from it, and
+/// storage applies writes in order, so no save carries stale fields. A
+/// failed save (its client is told) leaves the index ahead of storage
+/// until the next write of the lease, which carries it all.
+template <class Change, class Promise, class... More>
+void store_update(lease_manager_state& st, const std::string& id,
+                  Change change, Promise rp, ec dead_code, More... more) {
+  // A revoke may have begun while the backend answered; saving now would
+  // bring the record back after the revoke's removal. Storage applies
+  // writes in order, so one checked and sent here cannot pass a removal.
+  auto* s = st.live(id);
+  if (s == nullptr) {
+    --st.pending_requests;
+    rp.deliver(ended_meanwhile(dead_code));
+    return;
+  }
+  auto updated = s->second.record.unpack(id);
+  change(updated);
+  st.index.update(*s, updated);
+  st.schedule_at(*s, updated.expires_ms);
+  st.self->request(st.cfg.storage, caf::infinite, atom::save_v, updated)
+    .then(
+      [&st, rp, updated, dead_code, more...](atom::ok) mutable {
+        --st.pending_requests;
+        if (st.live(updated.id) == nullptr)
+          rp.deliver(ended_meanwhile(dead_code));
+        else
+          rp.deliver(std::move(updated), more...);
+      },
+      [&st, rp](caf::error& err) mutable {
+        --st.pending_requests;
+        rp.deliver(lease_manager_state::from_storage(std::move(err)));
+      });
+}
+
+} // namespace
+
+caf::typed_response_promise<lease, bool>
+lease_manager_state::renew(const std::string& id, int64_t ttl) {
+  auto rp = self->make_response_promise<lease, bool>();
+  auto* s = live(id);
+  if (s == nullptr) {
+    rp.deliver(not_found());
+    return rp;
+  }
+  auto& record = s->second.record;
+  if (ttl == use_default_ttl)
+    ttl = record.ttl_ms;
+  auto* be = backend(record.backend());
+  if (!record.renewable)
+    rp.deliver(make_error(ec::not_renewable,
+                          "the lease was not created renewable"));
+  else if (auto err = check_ttl(cfg, ttl))
+    rp.deliver(std::move(err));
+  else if (be == nullptr)
+    rp.deliver(make_error(ec::unknown_backend,
+                          "backend '" + std::string{record.backend()}
+                            + "' is not configured"));
+  else if (overloaded())
+    rp.deliver(overload_error());
+  if (!rp.pending())
+    return rp;
+  auto now = now_ms();
+  // A total-life cap, as in Vault: renewals never pass issued + max ttl.
+  auto cap = record.issued_ms + cfg.max_ttl_ms;
+  bool capped = now + ttl > cap;
+  auto expires = std::min(now + ttl, cap);
+  auto term = expires - now;
+  ++pending_requests;
+  self
+    ->request(be->actor, timeout_of(*be), atom::renew_v,
+              std::string{record.backend_id(id)}, term)
+    .then(
+      [this, rp, id, term, expires, capped](atom::ok) mutable {
+        auto extend = [term, expires](lease& x) {
+          x.ttl_ms = term;
+          x.expires_ms = expires;
+        };
+        store_update(*this, id, extend, rp, ec::not_found, capped);
+      },
+      [this, rp, name = be->name](caf::error& err) mutable {
+        --pending_requests;
+        rp.deliver(from_cloud(name, std::move(err)));
+      });
+  return rp;
+}
+
+/// The backend of an exchange: the one named, else the default if it
+/// exchanges, else the first that does.
+static const backend_handle*
+exchange_backend(const lease_manager_state& st, const std::string& name) {
+  if (!name.empty())
+    return st.backend(name);
+  auto* preferred = st.backend(st.cfg.default_backend);
+  if (preferred != nullptr && preferred->exchangeable)
+    return preferred;
+  for (auto& [_, handle] : st.backends)
+    if (handle.exchangeable)
+      return &handle;
+  return nullptr;
+}
+
+caf::typed_response_promise<lease>
+lease_manager_state::exchange(const exchange_request& req) {
+  auto rp = self->make_response_promise<lease>();
+  auto* be = exchange_backend(*this, req.backend);
+  if (be == nullptr || !be->exchangeable) {
+    auto under = req.backend.empty() ? "" : " under '" + req.backend + "'";
+    rp.deliver(make_error(ec::invalid_token,
+                          "no configured backend exchanges tokens" + under));
+    return rp;
+  }
+  if (overloaded()) {
+    rp.deliver(overload_error());
+    return rp;
+  }
+  ++pending_requests;
+  // Step 1: which lease holds this value? Checked before the swap so a
+  // rejected merge never burns the client's token.
+  self->request(be->actor, timeout_of(*be), atom::lookup_v, req.value)
+    .then(
+      [this, rp, req = exchange_request{req}, name = be->name](std::string& bid) mutable {
+        auto* s = live(bid);
+        if (s == nullptr || s->second.record.backend() != name) {
+          --pending_requests;
+          rp.deliver(invalid_token());
+          return;
+        }
+        req.backend = name;
+        exchange_found(req, bid, rp);
+      },
+      [this, rp, name = be->name](caf::error& err) mutable {
+        --pending_requests;
+        rp.deliver(from_cloud(name, std::move(err)));
+      });
+  return rp;
+}
+
+void lease_manager_state::exchange_found(
+  const exchange_request& req, const std::string& bid,
+  caf::typed_response_promise<lease> rp) {
+  auto merged = merge_meta(live(bid)->second.record.unpack(bid), req.meta);
+  if (!merged) {
+    --pending_requests;
+    rp.deliver(std::move(merged.error()));
+    return;
+  }
+  // Step 2: the atomic swap; of two racing exchanges one wins.
+  auto* be = backend(req.backend);
+  self
+    ->request(be->actor, timeout_of(*be), atom::exchange_v,
+              token_swap{bid, req.value})
+    .then(
+      [this, rp, bid, merged = std::move(*merged)](cloud_token& token) mutable {
+        // The new value gets a fresh term of the lease's current ttl, also
+        // when a renew changed it meanwhile. Only an exchange changes meta,
+        // and only one exchange of a value swaps, so the meta merged above
+        // is still current.
+        auto swap = [this, &token, &merged](lease& x) {
+          auto now = now_ms();
+          x.value = std::move(token.value);
+          x.meta = std::move(merged);
+          x.expires_ms = std::min(now + x.ttl_ms, x.issued_ms + cfg.max_ttl_ms);
+          x.ttl_ms = x.expires_ms - now;
+        };
+        store_update(*this, bid, swap, rp, ec::invalid_token);
+      },
+      [this, rp, name = be->name](caf::error& err) mutable {
+        --pending_requests;
+        rp.deliver(from_cloud(name, std::move(err)));
+      });
+}
+
+} // namespace tlm
