@@ -1,6 +1,8 @@
 // The lease manager actor: a thin behaviour over its state, plus the
-// client actions. Expiry and revocation live in manager_revocation.cpp,
-// revoke jobs in manager_jobs.cpp, the start in manager_startup.cpp.
+// client actions that read or end a lease. The rest of its state's work
+// has a file each: manager_create.cpp, manager_updates.cpp (renew and
+// exchange), manager_jobs.cpp, manager_revocation.cpp (expiry, lanes,
+// retries) and manager_startup.cpp.
 
 #include "actors/lease_manager.hpp"
 
@@ -12,7 +14,6 @@
 #include "actors/reconciler.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
-#include "core/secrets.hpp"
 
 namespace tlm {
 
@@ -21,7 +22,6 @@ namespace {
 using std::chrono::duration_cast;
 using std::chrono::milliseconds;
 
-constexpr size_t lease_id_bytes = 16; // 22 base64url characters
 
 /// Growing past this rehashes every lease at once and stalls requests.
 constexpr size_t initial_capacity = 1 << 21;
@@ -43,6 +43,16 @@ caf::error revocation_pending(std::string_view backend_name,
                       + std::string{why}
                       + "); it is retried in the background until it does "
                         "(list with state revoking shows it)");
+}
+
+/// A dead lease whose revocation a client or a job asked for, or that has
+/// failed: a revoke hears that it is pending. One that merely expired is
+/// gone for the client (`not_found`), as before its expiry was handled.
+bool revocation_asked(const lease_entry& e, int64_t now_ms) {
+  if (e.phase == lease_phase::active)
+    return false;
+  bool expired = e.record.expires_ms <= now_ms;
+  return !expired || e.job != 0 || !e.record.last_error().empty();
 }
 
 /// The lease a client sees: a dead one's token may still work at its
@@ -109,121 +119,6 @@ caf::error lease_manager_state::from_storage(caf::error err) {
                     "the lease storage did not answer in time");
 }
 
-// -- create -------------------------------------------------------------------
-
-caf::typed_response_promise<lease>
-lease_manager_state::create(create_request& req) {
-  auto rp = self->make_response_promise<lease>();
-  auto name = req.backend.empty() ? cfg.default_backend : req.backend;
-  auto* be = backend(name);
-  auto ttl = req.ttl_ms == use_default_ttl ? cfg.default_ttl_ms : req.ttl_ms;
-  auto problem = client_data_problem(req.meta, req.description, req.tags);
-  if (be == nullptr)
-    rp.deliver(make_error(ec::unknown_backend,
-                          "no backend named '" + name + "' is configured"));
-  else if (auto err = check_ttl(cfg, ttl))
-    rp.deliver(std::move(err));
-  else if (!problem.empty())
-    rp.deliver(make_error(ec::invalid_request, std::move(problem)));
-  else if (overloaded())
-    rp.deliver(overload_error());
-  if (rp.pending() == false)
-    return rp;
-  lease record;
-  record.id = random_token(lease_id_bytes);
-  record.backend = name;
-  record.ttl_ms = ttl;
-  record.renewable = req.renewable;
-  record.tags = std::move(req.tags);
-  record.meta = std::move(req.meta);
-  record.description = std::move(req.description);
-  ++pending_requests;
-  if (!be->remote) {
-    // A local token dies with the process unless its lease is stored, so
-    // it needs no intent record.
-    create_at_cloud(std::move(record), std::move(req.options), rp);
-    return rp;
-  }
-  // Crash-safe creation: the intent is durable before the token exists,
-  // so a crash in between leaves a record that start-up reconciles.
-  record.state = state_pending;
-  record.issued_ms = now_ms();
-  record.expires_ms = record.issued_ms + ttl;
-  self->request(cfg.storage, caf::infinite, atom::save_v, record)
-    .then(
-      [this, rp, record, options = std::move(req.options)](atom::ok) mutable {
-        create_at_cloud(std::move(record), std::move(options), rp);
-      },
-      [this, rp](caf::error& err) mutable {
-        --pending_requests;
-        rp.deliver(from_storage(std::move(err)));
-      });
-  return rp;
-}
-
-void lease_manager_state::create_at_cloud(
-  lease record, std::string options, caf::typed_response_promise<lease> rp) {
-  auto* be = backend(record.backend);
-  token_request req{record.id, record.ttl_ms, std::move(options), 0};
-  if (be->remote)
-    req.deadline_ns = deadline_after(self->clock(), remote_timeout(*be));
-  self->request(be->actor, timeout_of(*be), atom::create_v, std::move(req))
-    .then(
-      [this, rp, record](cloud_token& token) mutable {
-        record.backend_id = std::move(token.backend_id);
-        record.value = std::move(token.value);
-        record.issued_ms = std::max(now_ms(), jobs.newest_start_ms() + 1);
-        record.expires_ms = record.issued_ms + record.ttl_ms;
-        record.state = state_active;
-        store_new(std::move(record), rp);
-      },
-      [this, rp, record, name = be->name](caf::error& err) mutable {
-        --pending_requests;
-        err = from_cloud(name, std::move(err));
-        create_failed(record, err);
-        rp.deliver(std::move(err));
-      });
-}
-
-void lease_manager_state::create_failed(const lease& record, caf::error err) {
-  if (record.state != state_pending)
-    return;
-  auto code = code_of(err);
-  if (code == ec::invalid_request || code == ec::backend_error) {
-    // The backend said no: nothing was made, the intent goes.
-    store_quietly(atom::remove_v, record.id);
-    return;
-  }
-  // Timed out or cut off: the token may exist or still appear. The intent
-  // stays; a look after the backend's own deadline, when a slow create has
-  // finished one way or the other, revokes what it finds.
-  auto wait = 2 * remote_timeout(*backend(record.backend)).count();
-  self->send(reconciler, atom::reconcile_v, record.backend,
-             std::set<std::string>{record.id}, int64_t{wait});
-}
-
-void lease_manager_state::store_new(lease record,
-                                    caf::typed_response_promise<lease> rp) {
-  self->request(cfg.storage, caf::infinite, atom::save_v, record)
-    .then(
-      [this, rp, record](atom::ok) mutable {
-        --pending_requests;
-        auto key = *lease_key::of(record.id);
-        auto& s = index.insert(key, packed_lease{record}, lease_phase::active);
-        schedule_at(s, record.expires_ms);
-        rp.deliver(std::move(record));
-      },
-      [this, rp, record](caf::error& err) mutable {
-        --pending_requests;
-        // The token exists but no lease holds it: take it back.
-        if (auto* be = backend(record.backend))
-          self->request(be->actor, timeout_of(*be), atom::revoke_v,
-                        record.backend_id)
-            .then([](atom::ok) {}, [](caf::error&) {});
-        rp.deliver(from_storage(std::move(err)));
-      });
-}
-
 // -- get, list, health ----------------------------------------------------------
 
 caf::result<lease> lease_manager_state::get(const std::string& id) {
@@ -284,7 +179,7 @@ lease_manager_state::revoke(const revoke_request& req) {
     return force_drop(req.token_id);
   auto rp = self->make_response_promise<atom::ok>();
   auto* s = index.find(req.token_id);
-  if (s != nullptr && s->second.phase != lease_phase::active) {
+  if (s != nullptr && revocation_asked(s->second, now_ms())) {
     // Asked again while its backend has not confirmed: say so again.
     auto& record = s->second.record;
     auto why = record.last_error();
