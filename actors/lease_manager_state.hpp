@@ -97,6 +97,7 @@ struct lease_manager_state {
                       caf::typed_response_promise<lease> rp);
   caf::typed_response_promise<job_status>
   revoke_matching(const std::string& backend_name, const std::string& tag);
+  std::vector<lease_key> pick(uint32_t number, const revoke_job& job);
   caf::result<job_status> job(const std::string& id);
   health_report health();
 

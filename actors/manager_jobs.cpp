@@ -35,19 +35,7 @@ lease_manager_state::revoke_matching(const std::string& backend_name,
   job.tag = tag;
   job.created_ms = jobs.next_start(now_ms());
   auto number = jobs.start(job);
-  std::vector<lease_key> picked;
-  auto now = now_ms();
-  for (auto& slot : index) {
-    auto& entry = slot.second;
-    if (entry.job != 0 || !lease_index::visible(entry, now)
-        || !revoke_jobs::matches(entry.record, job))
-      continue;
-    entry.job = number;
-    jobs.lease_added(number, given_up(entry.phase));
-    if (!given_up(entry.phase))
-      index.set_phase(slot, lease_phase::queued); // dead at the API now
-    picked.push_back(slot.first);
-  }
+  auto picked = pick(number, job);
   job.total = picked.size();
   jobs.set_total(number, job.total);
   if (job.total == 0)
@@ -78,6 +66,26 @@ lease_manager_state::revoke_matching(const std::string& backend_name,
         rp.deliver(from_storage(std::move(err)));
       });
   return rp;
+}
+
+/// Marks every live (or given-up) lease under the job's filter as the
+/// job's; live ones are dead at the API from now on.
+std::vector<lease_key> lease_manager_state::pick(uint32_t number,
+                                                 const revoke_job& job) {
+  std::vector<lease_key> picked;
+  auto now = now_ms();
+  for (auto& slot : index) {
+    auto& entry = slot.second;
+    if (entry.job != 0 || !lease_index::visible(entry, now)
+        || !revoke_jobs::matches(entry.record, job))
+      continue;
+    entry.job = number;
+    jobs.lease_added(number, given_up(entry.phase));
+    if (!given_up(entry.phase))
+      index.set_phase(slot, lease_phase::queued);
+    picked.push_back(slot.first);
+  }
+  return picked;
 }
 
 caf::result<job_status> lease_manager_state::job(const std::string& id) {

@@ -200,7 +200,7 @@ api_request list_request(const http_target& target) {
 }
 
 /// `DELETE /v1/leases/{id}[?force=...]` as a revoke message.
-api_request revoke_request(const http_target& target, const std::string& id) {
+api_request revoke_route(const http_target& target, const std::string& id) {
   api_request failed;
   if (!query_ok(target.query, {"force"}, "DELETE /v1/leases/{id}", failed))
     return failed;
@@ -237,12 +237,12 @@ api_request renew_request(const http_target& target, const std::string& id,
   return parse_message(message);
 }
 
-/// Maps a REST call onto an action message.
-routed route(const std::string& method, const http_target& target,
-             const std::string& body) {
+/// The refusal of a call no route takes (404) or not with its method
+/// (405), if it is one.
+std::optional<routed> refusal(const std::string& method,
+                              const http_target& target,
+                              const std::vector<std::string>& methods) {
   routed out;
-  auto [what, id] = match(target.segments);
-  auto methods = methods_of(what);
   if (methods.empty()) {
     // The id segment is never echoed: it may be a token sent by mistake.
     auto& segs = target.segments;
@@ -255,14 +255,23 @@ routed route(const std::string& method, const http_target& target,
                                                 + path.substr(0, 200));
     return out;
   }
-  if (std::find(methods.begin(), methods.end(), method) == methods.end()) {
-    for (auto& m : methods)
-      out.allow += (out.allow.empty() ? "" : ", ") + m;
-    out.status = 405;
-    out.req.error = make_error(ec::invalid_request,
-                               "this route takes only " + out.allow);
-    return out;
-  }
+  if (std::find(methods.begin(), methods.end(), method) != methods.end())
+    return std::nullopt;
+  for (auto& m : methods)
+    out.allow += (out.allow.empty() ? "" : ", ") + m;
+  out.status = 405;
+  out.req.error = make_error(ec::invalid_request,
+                             "this route takes only " + out.allow);
+  return out;
+}
+
+/// Maps a REST call onto an action message.
+routed route(const std::string& method, const http_target& target,
+             const std::string& body) {
+  auto [what, id] = match(target.segments);
+  if (auto refused = refusal(method, target, methods_of(what)))
+    return std::move(*refused);
+  routed out;
   auto no_query = [&](const char* name) {
     return query_ok(target.query, {}, name, out.req);
   };
@@ -297,7 +306,7 @@ routed route(const std::string& method, const http_target& target,
       break;
     case resource::lease:
       if (method == "DELETE")
-        out.req = revoke_request(target, id);
+        out.req = revoke_route(target, id);
       else if (no_query("GET /v1/leases/{id}"))
         out.req = parse_message(json{{"action", "get"}, {"token_id", id}});
       break;

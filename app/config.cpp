@@ -334,25 +334,18 @@ caf::error validate(const daemon_config& cfg) {
   return caf::none;
 }
 
-command_line parse_command_line(int argc, char** argv) {
-  command_line result;
-  auto& cfg = result.config;
-  CLI::App app{"tlmd: a token lease manager. It hands out expiring tokens "
-               "over a JSON action protocol (TCP: one object a line; HTTP: "
-               "POST /v1/actions and REST routes) and revokes each token at "
-               "its backend when its lease ends, also across restarts.",
-               "tlmd"};
-  std::string config_file;
-  daemon_config flags;
-  app.add_option("--config", config_file,
-                 "JSON config file; flags override its values. Keys: bind, "
-                 "http_port, tcp_port, storage, default_backend, "
-                 "default_ttl_ms, min_ttl_ms, max_ttl_ms, api_key_file, "
-                 "retry_base_ms, retry_max_ms, max_revoke_attempts, tcp_max_connections, http_threads, "
-                 "http_read_timeout_ms, http_idle_timeout_ms, http_max_per_peer, "
-                 "tcp_idle_timeout_ms, tcp_auth_timeout_ms, "
-                 "tcp_reply_buffer_bytes, tcp_reply_buffer_total_bytes, backends "
-                 "({\"<name>\":{\"type\":\"local\"}})");
+namespace {
+
+/// A flag overrides the config file's value only when given.
+template <class T>
+void override_with(CLI::Option* opt, T& target, const T& value) {
+  if (opt->count() > 0)
+    target = value;
+}
+
+/// Where tlmd listens and keeps its leases; applies the given ones.
+std::function<void(daemon_config&)> add_listen_flags(CLI::App& app,
+                                                     daemon_config& flags) {
   auto* bind = app.add_option("--bind", flags.bind,
                               "address to listen on (default 127.0.0.1); a "
                               "non-loopback address needs API keys");
@@ -364,6 +357,35 @@ command_line parse_command_line(int argc, char** argv) {
                                  "'memory' or 'sqlite:PATH' (default "
                                  "sqlite:./data/tlm.db); PATH's folder must "
                                  "exist, only ./data is created");
+  auto* keys = app.add_option("--api-key-file", flags.api_key_file,
+                              "file of API keys, one a line; when set, HTTP "
+                              "needs 'Authorization: Bearer <key>' and TCP "
+                              "an {\"action\":\"auth\",\"api_key\":...} "
+                              "first");
+  auto* conns = app.add_option("--tcp-max-connections",
+                               flags.tcp_max_connections,
+                               "TCP connections served at once; at the "
+                               "limit a new client takes the place of the "
+                               "longest-idle one (default 1024)");
+  auto* threads = app.add_option(
+    "--http-threads", flags.http_threads,
+    "HTTP connections served at once; beyond them, connections wait and "
+    "those waiting longest on their client are shed (default "
+      + std::to_string(daemon_config{}.http_threads) + ")");
+  return [=, &flags](daemon_config& cfg) {
+    override_with(bind, cfg.bind, flags.bind);
+    override_with(http, cfg.http_port, flags.http_port);
+    override_with(tcp, cfg.tcp_port, flags.tcp_port);
+    override_with(storage, cfg.storage, flags.storage);
+    override_with(keys, cfg.api_key_file, flags.api_key_file);
+    override_with(conns, cfg.tcp_max_connections, flags.tcp_max_connections);
+    override_with(threads, cfg.http_threads, flags.http_threads);
+  };
+}
+
+/// The lease policy: ttl bounds and revocation retries.
+std::function<void(daemon_config&)> add_policy_flags(CLI::App& app,
+                                                     daemon_config& flags) {
   auto* def_ttl = app.add_option("--default-ttl", flags.default_ttl_ms,
                                  "ttl in ms when a create names none "
                                  "(default 3600000, 1 h)");
@@ -372,11 +394,6 @@ command_line parse_command_line(int argc, char** argv) {
   auto* max_ttl = app.add_option("--max-ttl", flags.max_ttl_ms,
                                  "largest ttl and total life of a lease in "
                                  "ms (default 345600000, 96 h)");
-  auto* keys = app.add_option("--api-key-file", flags.api_key_file,
-                              "file of API keys, one a line; when set, HTTP "
-                              "needs 'Authorization: Bearer <key>' and TCP "
-                              "an {\"action\":\"auth\",\"api_key\":...} "
-                              "first");
   auto* retry_base = app.add_option(
     "--retry-base", flags.retry_base_ms,
     "first wait in ms before retrying a failed revocation; waits double "
@@ -388,64 +405,73 @@ command_line parse_command_line(int argc, char** argv) {
     "--max-revoke-attempts", flags.max_revoke_attempts,
     "failed revocations after which a lease is shown as irrevocable (still "
     "retried every --retry-max; default 10)");
-  auto* conns = app.add_option("--tcp-max-connections",
-                               flags.tcp_max_connections,
-                               "TCP connections served at once; at the "
-                               "limit a new client takes the place of the "
-                               "longest-idle one (default 1024)");
-  auto* threads = app.add_option("--http-threads", flags.http_threads,
-                                 "HTTP connections served at once; beyond "
-                                 "them, connections wait and those waiting "
-                                 "longest on their client are shed (default "
-                                   + std::to_string(
-                                     daemon_config{}.http_threads)
-                                   + ")");
+  return [=, &flags](daemon_config& cfg) {
+    override_with(def_ttl, cfg.default_ttl_ms, flags.default_ttl_ms);
+    override_with(min_ttl, cfg.min_ttl_ms, flags.min_ttl_ms);
+    override_with(max_ttl, cfg.max_ttl_ms, flags.max_ttl_ms);
+    override_with(retry_base, cfg.retry_base_ms, flags.retry_base_ms);
+    override_with(retry_max, cfg.retry_max_ms, flags.retry_max_ms);
+    override_with(attempts, cfg.max_revoke_attempts,
+                  flags.max_revoke_attempts);
+    // An unset default follows narrowed bounds instead of contradicting
+    // them.
+    if (def_ttl->count() == 0
+        && cfg.default_ttl_ms == daemon_config{}.default_ttl_ms)
+      cfg.default_ttl_ms = std::clamp(cfg.default_ttl_ms, cfg.min_ttl_ms,
+                                      std::max(cfg.min_ttl_ms,
+                                               cfg.max_ttl_ms));
+  };
+}
+
+command_line stop_with(int code, std::string output) {
+  command_line result;
+  result.exit_now = true;
+  result.exit_code = code;
+  result.output = std::move(output);
+  return result;
+}
+
+} // namespace
+
+command_line parse_command_line(int argc, char** argv) {
+  CLI::App app{"tlmd: a token lease manager. It hands out expiring tokens "
+               "over a JSON action protocol (TCP: one object a line; HTTP: "
+               "POST /v1/actions and REST routes) and revokes each token at "
+               "its backend when its lease ends, also across restarts.",
+               "tlmd"};
+  std::string config_file;
+  daemon_config flags;
+  app.add_option("--config", config_file,
+                 "JSON config file; flags override its values. Keys: bind, "
+                 "http_port, tcp_port, storage, default_backend, "
+                 "default_ttl_ms, min_ttl_ms, max_ttl_ms, api_key_file, "
+                 "retry_base_ms, retry_max_ms, max_revoke_attempts, "
+                 "tcp_max_connections, http_threads, http_read_timeout_ms, "
+                 "http_idle_timeout_ms, http_max_per_peer, "
+                 "tcp_idle_timeout_ms, tcp_auth_timeout_ms, "
+                 "tcp_reply_buffer_bytes, tcp_reply_buffer_total_bytes, "
+                 "backends ({\"<name>\":{\"type\":\"local\"}})");
+  auto appliers = {add_listen_flags(app, flags), add_policy_flags(app, flags)};
   auto apply_http_flags = add_http_flags(app, flags.http);
   auto apply_tcp_flags = add_tcp_flags(app, flags.tcp);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     std::ostringstream out, err;
-    result.exit_code = app.exit(e, out, err);
-    result.output = out.str() + err.str();
-    result.exit_now = true;
-    return result;
+    auto code = app.exit(e, out, err);
+    return stop_with(code, out.str() + err.str());
   }
+  command_line result;
+  auto& cfg = result.config;
   if (!config_file.empty())
-    if (auto err = apply_file(config_file, cfg)) {
-      result.exit_now = true;
-      result.exit_code = 2;
-      result.output = "tlmd: " + message_of(err) + "\n";
-      return result;
-    }
-  auto override_with = [](CLI::Option* opt, auto& target, const auto& value) {
-    if (opt->count() > 0)
-      target = value;
-  };
-  override_with(bind, cfg.bind, flags.bind);
-  override_with(http, cfg.http_port, flags.http_port);
-  override_with(tcp, cfg.tcp_port, flags.tcp_port);
-  override_with(storage, cfg.storage, flags.storage);
-  override_with(def_ttl, cfg.default_ttl_ms, flags.default_ttl_ms);
-  override_with(min_ttl, cfg.min_ttl_ms, flags.min_ttl_ms);
-  override_with(max_ttl, cfg.max_ttl_ms, flags.max_ttl_ms);
-  override_with(keys, cfg.api_key_file, flags.api_key_file);
-  override_with(retry_base, cfg.retry_base_ms, flags.retry_base_ms);
-  override_with(retry_max, cfg.retry_max_ms, flags.retry_max_ms);
-  override_with(attempts, cfg.max_revoke_attempts, flags.max_revoke_attempts);
-  override_with(conns, cfg.tcp_max_connections, flags.tcp_max_connections);
-  override_with(threads, cfg.http_threads, flags.http_threads);
+    if (auto err = apply_file(config_file, cfg))
+      return stop_with(2, "tlmd: " + message_of(err) + "\n");
+  for (auto& apply : appliers)
+    apply(cfg);
   apply_http_flags(cfg.http);
   apply_tcp_flags(cfg.tcp);
-  // An unset default follows narrowed bounds instead of contradicting them.
-  if (def_ttl->count() == 0 && cfg.default_ttl_ms == daemon_config{}.default_ttl_ms)
-    cfg.default_ttl_ms = std::clamp(cfg.default_ttl_ms, cfg.min_ttl_ms,
-                                    std::max(cfg.min_ttl_ms, cfg.max_ttl_ms));
-  if (auto err = validate(cfg)) {
-    result.exit_now = true;
-    result.exit_code = 2;
-    result.output = "tlmd: " + message_of(err) + "\n";
-  }
+  if (auto err = validate(cfg))
+    return stop_with(2, "tlmd: " + message_of(err) + "\n");
   return result;
 }
 

@@ -98,15 +98,25 @@ listen_on(const char* what, const Poco::Net::SocketAddress& address) {
   return std::nullopt;
 }
 
-int serve(const daemon_config& cfg, const sigset_t& stop_signals) {
+/// What a start needs before any actor runs: an operator's mistake stops
+/// it while it is built, with a message naming what is wrong.
+struct start_parts {
   api_keys keys;
+  std::optional<Poco::Net::ServerSocket> http_socket, tcp_socket;
+  std::vector<std::pair<std::string, std::shared_ptr<cloud_backend>>> clouds;
+  std::unique_ptr<storage_backend> storage;
+  bool new_storage = false;
+};
+
+/// Reads the API keys and takes the ports; an exit code on failure.
+int take_ports(const daemon_config& cfg, start_parts& parts) {
   if (!cfg.api_key_file.empty()) {
     auto loaded = api_keys::load(cfg.api_key_file);
     if (!loaded) {
       log("error", message_of(loaded.error()));
       return 2;
     }
-    keys = std::move(*loaded);
+    parts.keys = std::move(*loaded);
   }
   Poco::Net::SocketAddress http_address, tcp_address;
   try {
@@ -117,7 +127,7 @@ int serve(const daemon_config& cfg, const sigset_t& stop_signals) {
                    + e.displayText());
     return 2;
   }
-  if (!http_address.host().isLoopback() && keys.empty()) {
+  if (!http_address.host().isLoopback() && parts.keys.empty()) {
     log("error", "refusing to listen on non-loopback address '" + cfg.bind
                    + "' without API keys: set --api-key-file");
     return 2;
@@ -125,22 +135,22 @@ int serve(const daemon_config& cfg, const sigset_t& stop_signals) {
   // The ports are taken first, and the storage locked next: a second tlmd
   // on them stops before it loads (and revokes) a single lease. Clients
   // that connect before the ready line wait in the listen backlog.
-  auto http_socket = listen_on("HTTP", http_address);
-  if (!http_socket)
+  parts.http_socket = listen_on("HTTP", http_address);
+  if (!parts.http_socket)
     return 1;
-  auto tcp_socket = listen_on("TCP", tcp_address);
-  if (!tcp_socket)
-    return 1;
-  // Backends and storage are built before any actor runs, so a bad config
-  // stops us with a message naming the key.
-  std::vector<std::pair<std::string, std::shared_ptr<cloud_backend>>> clouds;
+  parts.tcp_socket = listen_on("TCP", tcp_address);
+  return parts.tcp_socket ? 0 : 1;
+}
+
+/// Builds the backends and opens the storage; an exit code on failure.
+int build_backends(const daemon_config& cfg, start_parts& parts) {
   for (auto& [name, settings] : cfg.backends.items()) {
     auto backend = make_cloud_backend(name, settings);
     if (!backend) {
       log("error", message_of(backend.error()));
       return 2;
     }
-    clouds.emplace_back(name, std::move(*backend));
+    parts.clouds.emplace_back(name, std::move(*backend));
   }
   // The one folder tlmd creates is the built-in default's, so that a first
   // start without flags works; a configured path's folder must exist.
@@ -152,13 +162,14 @@ int serve(const daemon_config& cfg, const sigset_t& stop_signals) {
                                    std::filesystem::perms::owner_all,
                                    ignored);
   }
-  auto storage_backend = make_storage_backend(cfg.storage);
-  if (!storage_backend) {
-    log("error", message_of(storage_backend.error()));
+  auto storage = make_storage_backend(cfg.storage);
+  if (!storage) {
+    log("error", message_of(storage.error()));
     return 2;
   }
-  bool new_storage = (*storage_backend)->created_new();
-  if (new_storage) {
+  parts.storage = std::move(*storage);
+  parts.new_storage = parts.storage->created_new();
+  if (parts.new_storage) {
     // Only a file store says it is new, so the spec is `sqlite:PATH`.
     std::filesystem::path path = cfg.storage.substr(cfg.storage.find(':') + 1);
     auto where = path.string();
@@ -167,10 +178,12 @@ int serve(const daemon_config& cfg, const sigset_t& stop_signals) {
                + ")";
     log("info", "created a new, empty database at " + where);
   }
+  return 0;
+}
 
-  auto sys_cfg = make_system_config();
-  caf::actor_system sys{sys_cfg};
-  gateway gw{sys, 2};
+lease_manager_config manager_config(const daemon_config& cfg,
+                                    start_parts& parts,
+                                    caf::actor_system& sys) {
   lease_manager_config mcfg;
   mcfg.default_backend = cfg.default_backend;
   mcfg.default_ttl_ms = cfg.default_ttl_ms;
@@ -179,13 +192,55 @@ int serve(const daemon_config& cfg, const sigset_t& stop_signals) {
   mcfg.retry_base_ms = cfg.retry_base_ms;
   mcfg.retry_max_ms = cfg.retry_max_ms;
   mcfg.max_revoke_attempts = static_cast<uint32_t>(cfg.max_revoke_attempts);
-  for (auto& [name, backend] : clouds) {
+  for (auto& [name, backend] : parts.clouds) {
     log("info", "backend " + backend->describe());
     mcfg.backends.push_back(
       {name, spawn_cloud_actor(sys, backend), backend->exchangeable(),
        backend->blocking(), backend->timeout(), backend->concurrency()});
   }
-  mcfg.storage = spawn_storage_actor(sys, std::move(*storage_backend));
+  mcfg.storage = spawn_storage_actor(sys, std::move(parts.storage));
+  return mcfg;
+}
+
+/// Serves until SIGTERM or SIGINT, then stops accepting and waits (at
+/// most 30 s) for the requests in flight.
+void serve_until_stopped(const daemon_config& cfg, start_parts& parts,
+                         dispatcher& disp, const sigset_t& stop_signals) {
+  http_server http{disp, std::move(*parts.http_socket), cfg.http_threads,
+                   cfg.http};
+  tcp_server tcp{disp, std::move(*parts.tcp_socket), cfg.tcp_max_connections,
+                 cfg.tcp};
+  http.start();
+  tcp.start();
+  log("info", "listening on " + cfg.bind + ": http " + std::to_string(http.port())
+                + ", tcp " + std::to_string(tcp.port()));
+  // Scripts parse the prefix up to the tcp port; the storage comes last, so
+  // a path with spaces stays the rest of the line.
+  std::cout << "tlmd ready http=" << http.port() << " tcp=" << tcp.port()
+            << " storage=" << (parts.new_storage ? "new:" : "") << cfg.storage
+            << std::endl;
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  log("info", std::string{"got "} + (sig == SIGTERM ? "SIGTERM" : "SIGINT")
+                + ", finishing in-flight requests");
+  // Stop accepting; each server finishes the requests it has begun.
+  tcp.stop();
+  http.stop();
+  for (auto deadline = std::chrono::steady_clock::now() + 30s;
+       disp.in_flight() > 0 && std::chrono::steady_clock::now() < deadline;)
+    std::this_thread::sleep_for(5ms);
+}
+
+int serve(const daemon_config& cfg, const sigset_t& stop_signals) {
+  start_parts parts;
+  if (auto code = take_ports(cfg, parts))
+    return code;
+  if (auto code = build_backends(cfg, parts))
+    return code;
+  auto sys_cfg = make_system_config();
+  caf::actor_system sys{sys_cfg};
+  gateway gw{sys, 2};
+  auto mcfg = manager_config(cfg, parts, sys);
   auto storage = mcfg.storage;
   auto manager = spawn_lease_manager(sys, mcfg);
   auto stop_actors = [&] {
@@ -195,7 +250,6 @@ int serve(const daemon_config& cfg, const sigset_t& stop_signals) {
     for (auto& handle : mcfg.backends)
       caf::anon_send_exit(handle.actor, caf::exit_reason::user_shutdown);
   };
-
   auto loaded = ask<uint64_t>(gw, manager, std::chrono::hours(1),
                               atom::ready_v);
   if (!loaded) {
@@ -205,32 +259,8 @@ int serve(const daemon_config& cfg, const sigset_t& stop_signals) {
   }
   log("info", "loaded " + std::to_string(*loaded) + " live leases from "
                 + cfg.storage);
-
-  dispatcher disp{gw, manager, keys, 60s};
-  auto http = std::make_unique<http_server>(disp, std::move(*http_socket),
-                                            cfg.http_threads, cfg.http);
-  auto tcp = std::make_unique<tcp_server>(disp, std::move(*tcp_socket),
-                                          cfg.tcp_max_connections, cfg.tcp);
-  http->start();
-  tcp->start();
-  log("info", "listening on " + cfg.bind + ": http " + std::to_string(http->port())
-                + ", tcp " + std::to_string(tcp->port()));
-  // Scripts parse the prefix up to the tcp port; the storage comes last, so
-  // a path with spaces stays the rest of the line.
-  std::cout << "tlmd ready http=" << http->port() << " tcp=" << tcp->port()
-            << " storage=" << (new_storage ? "new:" : "") << cfg.storage
-            << std::endl;
-
-  int sig = 0;
-  sigwait(&stop_signals, &sig);
-  log("info", std::string{"got "} + (sig == SIGTERM ? "SIGTERM" : "SIGINT")
-                + ", finishing in-flight requests");
-  // Stop accepting; each server finishes the requests it has begun.
-  tcp->stop();
-  http->stop();
-  for (auto deadline = std::chrono::steady_clock::now() + 30s;
-       disp.in_flight() > 0 && std::chrono::steady_clock::now() < deadline;)
-    std::this_thread::sleep_for(5ms);
+  dispatcher disp{gw, manager, parts.keys, 60s};
+  serve_until_stopped(cfg, parts, disp, stop_signals);
   // Revocations already at a backend finish (bounded): their leases are
   // then gone for good instead of being revoked again after the restart.
   if (!ask<atom::ok>(gw, manager, 10s, atom::flush_v))

@@ -196,23 +196,8 @@ public:
                           + "' does not exist (tlmd creates no folders)");
     if (auto err = lock_.acquire(path))
       return err;
-    // Checked under the lock, so no other tlmd creates it meanwhile. SQLite
-    // takes an empty file for a new database too.
-    std::error_code missing;
-    auto size = std::filesystem::file_size(path, missing);
-    created_ = missing || size == 0;
-    // Token values live in it: readable by us alone, whatever the umask.
-    // SQLite gives its WAL and shared-memory files the database's mode.
-    if (missing) {
-      auto fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
-                       0600);
-      if (fd < 0)
-        return make_error(ec::storage_error, "cannot create the database '"
-                                               + path
-                                               + "': " + std::strerror(errno));
-      private_file(fd);
-      ::close(fd); // before SQLite opens it, so no lock of its own is lost
-    }
+    if (auto err = create_if_missing(path))
+      return err;
     if (sqlite3_open_v2(path.c_str(), &db_,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
                           | SQLITE_OPEN_NOMUTEX,
@@ -233,6 +218,33 @@ public:
       return err;
     if (auto err = migrate())
       return err;
+    return prepare_statements();
+  }
+
+  /// Creates the file with mode 0600 if it does not exist; notes whether
+  /// the database is new.
+  caf::error create_if_missing(const std::string& path) {
+    // Checked under the lock, so no other tlmd creates it meanwhile. SQLite
+    // takes an empty file for a new database too.
+    std::error_code missing;
+    auto size = std::filesystem::file_size(path, missing);
+    created_ = missing || size == 0;
+    // Token values live in it: readable by us alone, whatever the umask.
+    // SQLite gives its WAL and shared-memory files the database's mode.
+    if (missing) {
+      auto fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
+                       0600);
+      if (fd < 0)
+        return make_error(ec::storage_error, "cannot create the database '"
+                                               + path
+                                               + "': " + std::strerror(errno));
+      private_file(fd);
+      ::close(fd); // before SQLite opens it, so no lock of its own is lost
+    }
+    return caf::none;
+  }
+
+  caf::error prepare_statements() {
     std::string cols = lease_columns;
     bool ok = begin_.prepare(db_, "BEGIN IMMEDIATE")
               && commit_.prepare(db_, "COMMIT")
