@@ -14,8 +14,8 @@ gateway::gateway(caf::actor_system& sys, size_t actors) {
 }
 
 void gateway::submit(gateway_job job) {
-  auto& target = actors_[next_.fetch_add(1, std::memory_order_relaxed)
-                         % actors_.size()];
+  auto& target =
+    actors_[next_.fetch_add(1, std::memory_order_relaxed) % actors_.size()];
   caf::anon_send(target, std::move(job));
 }
 

@@ -12,8 +12,8 @@
 #include <caf/replies_to.hpp>
 #include <caf/typed_actor.hpp>
 
-#include "core/lease.hpp"
 #include "actors/type_ids.hpp"
+#include "core/lease.hpp"
 
 namespace tlm {
 
@@ -84,8 +84,7 @@ using reconciler_actor = caf::typed_actor<
   // Intent records of a backend (lease ids) whose create may have made a
   // token nobody holds: look for such tokens after `delay_ms` (0: now),
   // revoke what is found, then drop the records.
-  caf::reacts_to<atom::reconcile, std::string, std::set<std::string>,
-                 int64_t>,
+  caf::reacts_to<atom::reconcile, std::string, std::set<std::string>, int64_t>,
   // Self-message: a look that failed is due again.
   caf::reacts_to<atom::tick>>;
 
@@ -97,8 +96,8 @@ using lease_manager_actor = caf::typed_actor<
   caf::replies_to<atom::get, std::string>::with<lease>,
   // Starts a bulk revocation of the live leases matching (backend, tag),
   // answering once the job is stored; it runs in the background.
-  caf::replies_to<atom::revoke, atom::job, std::string, std::string>::with<
-    job_status>,
+  caf::replies_to<atom::revoke, atom::job, std::string,
+                  std::string>::with<job_status>,
   // Reports a bulk revocation's progress.
   caf::replies_to<atom::job, std::string>::with<job_status>,
   // Revokes the token at its backend, then forgets the lease; with `force`

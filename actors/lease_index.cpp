@@ -13,8 +13,7 @@ lease_index::slot* lease_index::find(const lease_key& key) {
 }
 
 lease_index::slot& lease_index::insert(const lease_key& key,
-                                       packed_lease record,
-                                       lease_phase phase) {
+                                       packed_lease record, lease_phase phase) {
   auto [i, added] = leases_.try_emplace(key);
   if (!added)
     tally(i->second, false);

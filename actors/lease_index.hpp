@@ -20,14 +20,14 @@ namespace tlm {
 struct lease_entry {
   packed_lease record;
   lease_phase phase = lease_phase::active;
-  int64_t due_ms = 0;  ///< The schedule entry that counts (`scheduled`).
-  uint32_t job = 0;    ///< Number of the revoke job it belongs to; 0: none.
+  int64_t due_ms = 0; ///< The schedule entry that counts (`scheduled`).
+  uint32_t job = 0;   ///< Number of the revoke job it belongs to; 0: none.
 };
 
 /// Leases of one backend in trouble, for `health`.
 struct trouble_count {
-  uint64_t retrying = 0;     ///< Dead, failed at least once, not given up.
-  uint64_t irrevocable = 0;  ///< Given up.
+  uint64_t retrying = 0;    ///< Dead, failed at least once, not given up.
+  uint64_t irrevocable = 0; ///< Given up.
 };
 
 class lease_index {

@@ -29,8 +29,7 @@ public:
     std::map<std::string, std::set<std::string>> intents;
   };
 
-  lease_loader(lease_index& index, expiry_schedule& schedule,
-               revoke_jobs& jobs)
+  lease_loader(lease_index& index, expiry_schedule& schedule, revoke_jobs& jobs)
     : index_(index), schedule_(schedule), jobs_(jobs) {
     // nop
   }

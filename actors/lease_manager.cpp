@@ -22,7 +22,6 @@ namespace {
 using std::chrono::duration_cast;
 using std::chrono::milliseconds;
 
-
 /// Growing past this rehashes every lease at once and stalls requests.
 constexpr size_t initial_capacity = 1 << 21;
 
@@ -38,7 +37,8 @@ caf::error revocation_pending(std::string_view backend_name,
                               std::string_view why) {
   return make_error(ec::revocation_pending,
                     "the lease is dead: tlmd will not serve it again, but "
-                    "backend '" + std::string{backend_name}
+                    "backend '"
+                      + std::string{backend_name}
                       + "' has not confirmed the revocation yet ("
                       + std::string{why}
                       + "); it is retried in the background until it does "
@@ -119,7 +119,7 @@ caf::error lease_manager_state::from_storage(caf::error err) {
                     "the lease storage did not answer in time");
 }
 
-// -- get, list, health ----------------------------------------------------------
+// -- get, list, health --------------------------------------------------------
 
 caf::result<lease> lease_manager_state::get(const std::string& id) {
   auto* s = index.find(id);
@@ -154,8 +154,8 @@ health_report lease_manager_state::health() {
   // Expired leases not handled yet leave the live count first, so health
   // and get agree at every moment.
   process_due(std::numeric_limits<size_t>::max());
-  health_report report{index.count(lease_phase::active), 0, loader.quarantined(),
-                       {}};
+  health_report report{
+    index.count(lease_phase::active), 0, loader.quarantined(), {}};
   for (auto& [name, _] : backends)
     health_of(name);
   for (auto& [name, trouble] : index.trouble())
@@ -225,8 +225,8 @@ void lease_manager_state::revoke_saved(
     // and the revocation is finished in the background.
     retry_later(key, err);
     auto* s = index.find(key);
-    rp.deliver(revocation_pending(s ? s->second.record.backend() : "",
-                                  message_of(err)));
+    rp.deliver(
+      revocation_pending(s ? s->second.record.backend() : "", message_of(err)));
   });
 }
 
@@ -257,7 +257,7 @@ lease_manager_state::force_drop(const std::string& id) {
   return rp;
 }
 
-// -- the actor ------------------------------------------------------------------
+// -- the actor ----------------------------------------------------------------
 
 void lease_manager_state::init(lease_manager_config config) {
   start_wall_ms = config.start_wall_ms != 0 ? config.start_wall_ms
@@ -274,9 +274,8 @@ void lease_manager_state::init(lease_manager_config config) {
   }
   index.reserve(initial_capacity);
   reconciler = spawn_reconciler(
-    self->system(),
-    {config.backends, config.storage, config.cloud_timeout,
-     config.reconcile_retry_ms, config.reconcile_min_delay_ms});
+    self->system(), {config.backends, config.storage, config.cloud_timeout,
+                     config.reconcile_retry_ms, config.reconcile_min_delay_ms});
   self->link_to(reconciler);
   cfg = std::move(config);
   load_jobs();
@@ -285,8 +284,9 @@ void lease_manager_state::init(lease_manager_config config) {
 lease_manager_actor spawn_lease_manager(caf::actor_system& sys,
                                         lease_manager_config cfg) {
   using self_ptr = lease_manager_actor::stateful_pointer<lease_manager_state>;
-  auto init = [](self_ptr self, lease_manager_config cfg)
-    -> lease_manager_actor::behavior_type {
+  auto init =
+    [](self_ptr self,
+       lease_manager_config cfg) -> lease_manager_actor::behavior_type {
     auto& st = self->state;
     st.self = self;
     st.init(std::move(cfg));

@@ -15,7 +15,7 @@ namespace tlm {
 struct backend_handle {
   std::string name;
   cloud_actor actor;
-  bool exchangeable = false;  ///< Supports one-time token exchange.
+  bool exchangeable = false; ///< Supports one-time token exchange.
   /// Calls cross a network, so they get `cloud_timeout`. In-process
   /// backends get none: a request timeout costs two trips through CAF's
   /// clock thread, the largest cost of a local create.

@@ -54,7 +54,7 @@ struct lease_manager_state {
   std::vector<caf::typed_response_promise<atom::ok>> waiting_for_drain;
   std::vector<caf::typed_response_promise<uint64_t>> waiting_for_ready;
   size_t pending_requests = 0;
-  std::optional<int64_t> armed_due;  ///< Deadline of the pending tick.
+  std::optional<int64_t> armed_due; ///< Deadline of the pending tick.
   bool loaded = false;
   std::minstd_rand jitter{std::random_device{}()}; // timing only, no secret
   int64_t start_wall_ms = 0;
@@ -63,7 +63,7 @@ struct lease_manager_state {
   /// Sets up the parts from `cfg`; `self` must be set.
   void init(lease_manager_config config);
 
-  // -- time and lookups (lease_manager.cpp) ----------------------------------
+  // -- time and lookups (lease_manager.cpp) -----------------------------------
 
   int64_t now_ms() const;
   const backend_handle* backend(std::string_view name) const;
@@ -77,7 +77,7 @@ struct lease_manager_state {
   static caf::error from_cloud(const std::string& name, caf::error err);
   static caf::error from_storage(caf::error err);
 
-  // -- client actions (lease_manager.cpp) ------------------------------------
+  // -- client actions (lease_manager.cpp) -------------------------------------
 
   caf::typed_response_promise<lease> create(create_request& req);
   void create_at_cloud(lease record, std::string options,
@@ -101,7 +101,7 @@ struct lease_manager_state {
   caf::result<job_status> job(const std::string& id);
   health_report health();
 
-  // -- expiry and revocation (manager_revocation.cpp) ------------------------
+  // -- expiry and revocation (manager_revocation.cpp) -------------------------
 
   void schedule_at(slot& s, int64_t due_ms);
   void arm_timer();
@@ -124,14 +124,14 @@ struct lease_manager_state {
   /// Hands the next batch of picked leases to their lanes.
   void feed_lanes();
 
-  // -- start-up (manager_startup.cpp) ----------------------------------------
+  // -- start-up (manager_startup.cpp) -----------------------------------------
 
   void load_jobs();
   void load_from(std::string after);
   void finish_loading();
   void finish_job(uint32_t number);
 
-  // -- storage writes nobody waits for ---------------------------------------
+  // -- storage writes nobody waits for ----------------------------------------
 
   /// A failed one is made good by the next change or the next start. Sent
   /// anonymously, so it leaves no pending response behind: CAF 0.17 keeps

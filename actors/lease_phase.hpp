@@ -11,12 +11,12 @@
 namespace tlm {
 
 enum class lease_phase : uint8_t {
-  active,       ///< Usable until `expires_ms`; its expiry is scheduled.
-  queued,       ///< Due: waits for its job's feed or its backend's lane.
-  revoking,     ///< Its revocation is in flight at the backend.
-  retry_wait,   ///< Waits for `due_ms` to try (again), e.g. after a failure.
-  irrevocable,  ///< Given up: shown with its last error, tried now and then.
-  retrying_irrevocable,  ///< ... one of those tries is in flight.
+  active,      ///< Usable until `expires_ms`; its expiry is scheduled.
+  queued,      ///< Due: waits for its job's feed or its backend's lane.
+  revoking,    ///< Its revocation is in flight at the backend.
+  retry_wait,  ///< Waits for `due_ms` to try (again), e.g. after a failure.
+  irrevocable, ///< Given up: shown with its last error, tried now and then.
+  retrying_irrevocable, ///< ... one of those tries is in flight.
 };
 
 constexpr size_t lease_phase_count = 6;
@@ -25,13 +25,10 @@ constexpr size_t lease_phase_count = 6;
 /// an expired lease is not rewritten before its first revocation attempt).
 inline record_state stored_state(lease_phase p) {
   switch (p) {
-    case lease_phase::active:
-      return record_state::active;
+    case lease_phase::active: return record_state::active;
     case lease_phase::irrevocable:
-    case lease_phase::retrying_irrevocable:
-      return record_state::irrevocable;
-    default:
-      return record_state::revoking;
+    case lease_phase::retrying_irrevocable: return record_state::irrevocable;
+    default: return record_state::revoking;
   }
 }
 

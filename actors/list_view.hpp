@@ -21,18 +21,12 @@ inline lease_filter filter_of(const list_query& q, int64_t now_ms) {
   state_window live{state_active, now_ms + 1, max};
   state_window given_up{state_irrevocable, min, max};
   switch (q.state) {
-    case list_state::visible:
-      f.windows = {live, given_up};
-      break;
-    case list_state::active:
-      f.windows = {live};
-      break;
+    case list_state::visible: f.windows = {live, given_up}; break;
+    case list_state::active: f.windows = {live}; break;
     case list_state::revoking:
       f.windows = {{state_revoking, min, max}, {state_active, min, now_ms}};
       break;
-    case list_state::irrevocable:
-      f.windows = {given_up};
-      break;
+    case list_state::irrevocable: f.windows = {given_up}; break;
   }
   return f;
 }

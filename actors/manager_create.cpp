@@ -121,8 +121,9 @@ void lease_manager_state::store_new(lease record,
         --pending_requests;
         // The token exists but no lease holds it: take it back.
         if (auto* be = backend(record.backend))
-          self->request(be->actor, timeout_of(*be), atom::revoke_v,
-                        record.backend_id)
+          self
+            ->request(be->actor, timeout_of(*be), atom::revoke_v,
+                      record.backend_id)
             .then([](atom::ok) {}, [](caf::error&) {});
         rp.deliver(from_storage(std::move(err)));
       });

@@ -22,9 +22,9 @@ lease_manager_state::revoke_matching(const std::string& backend_name,
     rp.deliver(make_error(ec::invalid_request,
                           "revoke_prefix needs a backend or a tag"));
   else if (!backend_name.empty() && backend(backend_name) == nullptr)
-    rp.deliver(make_error(ec::unknown_backend, "no backend named '"
-                                                 + backend_name
-                                                 + "' is configured"));
+    rp.deliver(
+      make_error(ec::unknown_backend,
+                 "no backend named '" + backend_name + "' is configured"));
   if (!rp.pending())
     return rp;
   for (auto& id : jobs.forget_outdated(now_ms()))
@@ -41,8 +41,7 @@ lease_manager_state::revoke_matching(const std::string& backend_name,
   if (job.total == 0)
     jobs.finish(number, job.created_ms);
   self
-    ->request(cfg.storage, caf::infinite, atom::save_v,
-              jobs.status(number).job)
+    ->request(cfg.storage, caf::infinite, atom::save_v, jobs.status(number).job)
     .then(
       [this, rp, number, picked = std::move(picked)](atom::ok) mutable {
         auto status = jobs.status(number);

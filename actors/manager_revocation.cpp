@@ -190,12 +190,11 @@ void lease_manager_state::give_up(slot& s) {
   auto& record = s.second.record;
   if (s.second.job != 0)
     jobs.lease_gave_up(s.second.job);
-  log_line("error", "lease '" + s.first.str() + "' at backend '"
-                      + std::string{record.backend()}
-                      + "' is irrevocable after "
-                      + std::to_string(record.attempts)
-                      + " failed attempts: "
-                      + std::string{record.last_error()});
+  log_line("error",
+           "lease '" + s.first.str() + "' at backend '"
+             + std::string{record.backend()} + "' is irrevocable after "
+             + std::to_string(record.attempts)
+             + " failed attempts: " + std::string{record.last_error()});
   save_quietly(s);
 }
 
@@ -234,8 +233,7 @@ void lease_manager_state::revocation_worked(std::string_view backend_name) {
   if (h.failed_attempts == 0)
     return;
   log_line("info", "backend '" + h.name + "' revokes tokens again, after "
-                     + std::to_string(h.failed_attempts)
-                     + " failed attempts");
+                     + std::to_string(h.failed_attempts) + " failed attempts");
   h.failed_attempts = 0;
   h.last_error.clear();
 }

@@ -45,8 +45,8 @@ caf::error ended_meanwhile(ec code) {
 /// failed save (its client is told) leaves the index ahead of storage
 /// until the next write of the lease, which carries it all.
 template <class Change, class Promise, class... More>
-void store_update(lease_manager_state& st, const std::string& id,
-                  Change change, Promise rp, ec dead_code, More... more) {
+void store_update(lease_manager_state& st, const std::string& id, Change change,
+                  Promise rp, ec dead_code, More... more) {
   // A revoke may have begun while the backend answered; saving now would
   // bring the record back after the revoke's removal. Storage applies
   // writes in order, so one checked and sent here cannot pass a removal.
@@ -90,14 +90,14 @@ lease_manager_state::renew(const std::string& id, int64_t ttl) {
     ttl = record.ttl_ms;
   auto* be = backend(record.backend());
   if (!record.renewable)
-    rp.deliver(make_error(ec::not_renewable,
-                          "the lease was not created renewable"));
+    rp.deliver(
+      make_error(ec::not_renewable, "the lease was not created renewable"));
   else if (auto err = check_ttl(cfg, ttl))
     rp.deliver(std::move(err));
   else if (be == nullptr)
-    rp.deliver(make_error(ec::unknown_backend,
-                          "backend '" + std::string{record.backend()}
-                            + "' is not configured"));
+    rp.deliver(make_error(ec::unknown_backend, "backend '"
+                                                 + std::string{record.backend()}
+                                                 + "' is not configured"));
   else if (overloaded())
     rp.deliver(overload_error());
   if (!rp.pending())
@@ -129,8 +129,8 @@ lease_manager_state::renew(const std::string& id, int64_t ttl) {
 
 /// The backend of an exchange: the one named, else the default if it
 /// exchanges, else the first that does.
-static const backend_handle*
-exchange_backend(const lease_manager_state& st, const std::string& name) {
+static const backend_handle* exchange_backend(const lease_manager_state& st,
+                                              const std::string& name) {
   if (!name.empty())
     return st.backend(name);
   auto* preferred = st.backend(st.cfg.default_backend);
@@ -161,7 +161,8 @@ lease_manager_state::exchange(const exchange_request& req) {
   // rejected merge never burns the client's token.
   self->request(be->actor, timeout_of(*be), atom::lookup_v, req.value)
     .then(
-      [this, rp, req = exchange_request{req}, name = be->name](std::string& bid) mutable {
+      [this, rp, req = exchange_request{req},
+       name = be->name](std::string& bid) mutable {
         auto* s = live(bid);
         if (s == nullptr || s->second.record.backend() != name) {
           --pending_requests;

@@ -85,8 +85,7 @@ struct reconciler_state {
     reconcile_later(std::max(cfg.retry_ms, timeout_ms_of(name)));
   }
 
-  void revoke_orphans(const std::string& name,
-                      const std::set<std::string>& ids,
+  void revoke_orphans(const std::string& name, const std::set<std::string>& ids,
                       std::vector<std::string> orphans) {
     if (orphans.empty()) {
       drop_intents(name, ids);
@@ -112,8 +111,7 @@ struct reconciler_state {
               });
   }
 
-  void drop_intents(const std::string& name,
-                    const std::set<std::string>& ids) {
+  void drop_intents(const std::string& name, const std::set<std::string>& ids) {
     auto& known = intents[name];
     for (auto& id : ids) {
       known.erase(id);
@@ -146,9 +144,8 @@ reconciler_actor spawn_reconciler(caf::actor_system& sys,
     self->state.cfg = std::move(cfg);
     return {
       [self](atom::reconcile, const std::string& backend,
-             const std::set<std::string>& ids, int64_t delay_ms) {
-        self->state.add(backend, ids, delay_ms);
-      },
+             const std::set<std::string>& ids,
+             int64_t delay_ms) { self->state.add(backend, ids, delay_ms); },
       [self](atom::tick) { self->state.on_tick(); },
     };
   };

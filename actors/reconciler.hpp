@@ -20,8 +20,8 @@ struct reconciler_config {
   std::vector<backend_handle> backends;
   storage_actor storage;
   std::chrono::milliseconds cloud_timeout{10'000};
-  int64_t retry_ms = 30'000;     ///< `reconcile_retry_ms`
-  int64_t min_delay_ms = 1'000;  ///< `reconcile_min_delay_ms`
+  int64_t retry_ms = 30'000;    ///< `reconcile_retry_ms`
+  int64_t min_delay_ms = 1'000; ///< `reconcile_min_delay_ms`
 };
 
 /// Spawns the reconciler; the manager links to it, so it ends with it.

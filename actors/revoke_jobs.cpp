@@ -39,8 +39,8 @@ bool revoke_jobs::restore(revoke_job job, int64_t now_ms) {
 
 uint32_t revoke_jobs::job_of_loaded(const packed_lease& x) const {
   for (auto& [number, e] : jobs_)
-    if (e.record.state != job_state::done
-        && x.issued_ms <= e.record.created_ms && matches(x, e.record))
+    if (e.record.state != job_state::done && x.issued_ms <= e.record.created_ms
+        && matches(x, e.record))
       return number;
   return 0;
 }

@@ -90,7 +90,7 @@ private:
 
   uint32_t add(revoke_job job);
 
-  std::map<uint32_t, entry> jobs_;  ///< In order of start.
+  std::map<uint32_t, entry> jobs_; ///< In order of start.
   std::unordered_map<std::string, uint32_t> number_of_;
   uint32_t last_number_ = 0;
   int64_t newest_start_ms_ = 0;

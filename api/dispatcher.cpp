@@ -26,23 +26,24 @@ void dispatcher::ask(reply_ptr to, size_t lane, Render render, Ts... xs) {
   ++in_flight_;
   // Both outcomes share one target: a copy of the callback per handler
   // allocates when it outgrows std::function's small buffer (TCP's does).
-  gateway_.submit(gateway_job{[this, to = std::move(to), render,
-                               ... xs = std::move(xs)](
-                                caf::event_based_actor* self) mutable {
-    // No request timeout: the manager always answers (its own calls to
-    // remote backends have deadlines), and a timeout would cost two trips
-    // through CAF's clock thread per request.
-    self->request(manager_, caf::infinite, std::move(xs)...)
-      .then(
-        [this, to, render](Results&... results) {
-          --in_flight_;
-          to->done({render(to->request_id, results...), ec::none});
-        },
-        [this, to](caf::error& err) {
-          --in_flight_;
-          to->done(failure(to->request_id, err));
-        });
-  }}, lane);
+  gateway_.submit(
+    gateway_job{[this, to = std::move(to), render,
+                 ... xs = std::move(xs)](caf::event_based_actor* self) mutable {
+      // No request timeout: the manager always answers (its own calls to
+      // remote backends have deadlines), and a timeout would cost two trips
+      // through CAF's clock thread per request.
+      self->request(manager_, caf::infinite, std::move(xs)...)
+        .then(
+          [this, to, render](Results&... results) {
+            --in_flight_;
+            to->done({render(to->request_id, results...), ec::none});
+          },
+          [this, to](caf::error& err) {
+            --in_flight_;
+            to->done(failure(to->request_id, err));
+          });
+    }},
+    lane);
 }
 
 size_t dispatcher::next_lane() {
@@ -158,15 +159,14 @@ void dispatcher::run(job_cmd& cmd, reply_ptr to, size_t lane) {
 api_reply dispatcher::call_and_wait(api_request req, size_t lane) {
   auto promise = std::make_shared<std::promise<api_reply>>();
   auto future = promise->get_future();
-  call(std::move(req),
-       [promise](api_reply reply) { promise->set_value(std::move(reply)); },
-       lane);
+  call(
+    std::move(req),
+    [promise](api_reply reply) { promise->set_value(std::move(reply)); }, lane);
   // The manager always answers; the deadline only guards a thread of ours
   // against a stopped actor system.
-  if (future.wait_for(timeout_)
-      != std::future_status::ready)
-    return failure(std::nullopt, make_error(ec::internal,
-                                            "the lease manager is gone"));
+  if (future.wait_for(timeout_) != std::future_status::ready)
+    return failure(std::nullopt,
+                   make_error(ec::internal, "the lease manager is gone"));
   return future.get();
 }
 

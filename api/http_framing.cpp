@@ -136,8 +136,8 @@ body_framing read_framing(const Poco::Net::MessageHeader& header) {
 http_target parse_target(const std::string& target) {
   http_target result;
   std::string_view rest = target;
-  if (auto scheme = rest.find("://");
-      !rest.empty() && rest.front() != '/' && scheme != std::string_view::npos) {
+  if (auto scheme = rest.find("://"); !rest.empty() && rest.front() != '/'
+                                      && scheme != std::string_view::npos) {
     // absolute-form: the path starts after the authority
     auto path = rest.find('/', scheme + 3);
     rest = path == std::string_view::npos ? std::string_view{"/"}

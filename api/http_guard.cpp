@@ -55,8 +55,8 @@ void connection_registry::cut_off(entry& e) {
 }
 
 connection_registry::id
-connection_registry::add(const Poco::Net::StreamSocket& socket,
-                         steady_time now, int64_t read_timeout_ms) {
+connection_registry::add(const Poco::Net::StreamSocket& socket, steady_time now,
+                         int64_t read_timeout_ms) {
   std::lock_guard<std::mutex> guard{mtx_};
   auto conn = next_++;
   entry e{socket, conn_phase::reading, now,

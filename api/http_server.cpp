@@ -41,10 +41,12 @@ struct http_answer {
 /// A failure object with a status the transport chose (405, 408, 505...).
 http_answer transport_failure(int status, std::string message,
                               ec code = ec::invalid_request) {
-  return {status,
-          dispatcher::failure(std::nullopt, make_error(code, std::move(message)))
-            .body,
-          {}, true};
+  return {
+    status,
+    dispatcher::failure(std::nullopt, make_error(code, std::move(message)))
+      .body,
+    {},
+    true};
 }
 
 /// A body that must hold a JSON object, or nothing (then `{}`).
@@ -52,10 +54,9 @@ json object_body(const std::string& body, api_request& failed) {
   if (body.find_first_not_of(" \t\r\n") == std::string::npos)
     return json::object();
   if (!nesting_ok(body)) {
-    failed.error = make_error(ec::invalid_request,
-                              "the body nests deeper than "
-                                + std::to_string(max_message_depth)
-                                + " levels");
+    failed.error = make_error(
+      ec::invalid_request, "the body nests deeper than "
+                             + std::to_string(max_message_depth) + " levels");
     return json::object();
   }
   // nlohmann's parser takes a NUL byte for the end of the input.
@@ -83,8 +84,8 @@ bool query_ok(const std::vector<std::pair<std::string, std::string>>& query,
     if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
       failed.error = make_error(
         ec::invalid_request,
-        "unknown query parameter '" + key.substr(0, 64) + "' for "
-          + route_name + (allowed.size() == 0 ? " (it takes none)" : ""));
+        "unknown query parameter '" + key.substr(0, 64) + "' for " + route_name
+          + (allowed.size() == 0 ? " (it takes none)" : ""));
       return false;
     }
   return true;
@@ -97,8 +98,7 @@ json body_message(const std::string& body, const char* verb,
   auto message = object_body(body, failed);
   if (failed.error)
     return message;
-  if (auto i = message.find("action");
-      i != message.end() && *i != json(verb)) {
+  if (auto i = message.find("action"); i != message.end() && *i != json(verb)) {
     failed.error = make_error(ec::invalid_request,
                               std::string{"the route is a "} + verb
                                 + "; leave action out of the body");
@@ -148,17 +148,12 @@ std::vector<std::string> methods_of(resource r) {
   switch (r) {
     case resource::actions:
     case resource::renew:
-    case resource::jobs:
-      return {"POST"};
+    case resource::jobs: return {"POST"};
     case resource::healthz:
-    case resource::job:
-      return {"GET"};
-    case resource::leases:
-      return {"GET", "POST"};
-    case resource::lease:
-      return {"GET", "DELETE"};
-    case resource::none:
-      break;
+    case resource::job: return {"GET"};
+    case resource::leases: return {"GET", "POST"};
+    case resource::lease: return {"GET", "DELETE"};
+    case resource::none: break;
   }
   return {};
 }
@@ -297,9 +292,7 @@ routed route(const std::string& method, const http_target& target,
       else
         out.req = list_request(target);
       break;
-    case resource::jobs:
-      with_body("revoke_prefix", "POST /v1/jobs");
-      break;
+    case resource::jobs: with_body("revoke_prefix", "POST /v1/jobs"); break;
     case resource::job:
       if (no_query("GET /v1/jobs/{id}"))
         out.req = parse_message(json{{"action", "job"}, {"job_id", id}});
@@ -310,11 +303,8 @@ routed route(const std::string& method, const http_target& target,
       else if (no_query("GET /v1/leases/{id}"))
         out.req = parse_message(json{{"action", "get"}, {"token_id", id}});
       break;
-    case resource::renew:
-      out.req = renew_request(target, id, body);
-      break;
-    case resource::none:
-      break;
+    case resource::renew: out.req = renew_request(target, id, body); break;
+    case resource::none: break;
   }
   return out;
 }
@@ -329,13 +319,14 @@ http_answer answer(dispatcher& d, const HTTPRequest& req,
                                            "send the header 'Authorization: "
                                            "Bearer <api key>'"))
               .body,
-            {}, false};
+            {},
+            false};
   auto r = route(req.getMethod(), target, body);
   auto reply = d.call_and_wait(std::move(r.req));
   http_answer out;
-  out.status = r.status != 0                           ? r.status
+  out.status = r.status != 0                         ? r.status
                : reply.code == ec::none && r.created ? 201
-                                                       : http_status(reply.code);
+                                                     : http_status(reply.code);
   out.body = std::move(reply.body);
   out.allow = std::move(r.allow);
   return out;
@@ -414,9 +405,9 @@ std::string render(const http_answer& a, bool keep_alive) {
 /// in order, keeps the connection alive between them.
 class http_connection : public Poco::Net::TCPServerConnection {
 public:
-  http_connection(const Poco::Net::StreamSocket& socket,
-                  http_server::impl& srv)
-    : TCPServerConnection(socket), srv_(srv),
+  http_connection(const Poco::Net::StreamSocket& socket, http_server::impl& srv)
+    : TCPServerConnection(socket),
+      srv_(srv),
       fd_(static_cast<int64_t>(socket.impl()->sockfd())) {
     // nop
   }
@@ -468,11 +459,11 @@ private:
   /// broke, 400.
   bool refuse_unread(const std::string& what, bool timed_out = false) {
     if (timed_out || srv_.registry.cut(conn_))
-      return reply(transport_failure(408, "the request did not arrive within "
-                                          + std::to_string(
-                                            srv_.limits.read_timeout_ms)
-                                          + " ms"),
-                   false);
+      return reply(
+        transport_failure(408, "the request did not arrive within "
+                                 + std::to_string(srv_.limits.read_timeout_ms)
+                                 + " ms"),
+        false);
     return reply(transport_failure(400, what), false);
   }
 
@@ -496,9 +487,9 @@ private:
       return reply(transport_failure(err->status, err->message), false);
     auto framing = read_framing(req);
     if (framing.error)
-      return reply(transport_failure(framing.error->status,
-                                     framing.error->message),
-                   false);
+      return reply(
+        transport_failure(framing.error->status, framing.error->message),
+        false);
     if (framing.length && *framing.length > max_message_bytes)
       return reply(transport_failure(413, "a message must be at most 1 MiB",
                                      ec::too_large),
@@ -531,8 +522,9 @@ private:
       in = std::make_unique<Poco::Net::HTTPChunkedInputStream>(session);
     else
       in = std::make_unique<Poco::Net::HTTPFixedLengthInputStream>(
-        session, static_cast<Poco::Net::HTTPFixedLengthStreamBuf::ContentLength>(
-                   *framing.length));
+        session,
+        static_cast<Poco::Net::HTTPFixedLengthStreamBuf::ContentLength>(
+          *framing.length));
     std::vector<char> buf(64 * 1024);
     try {
       while (*in) {
@@ -601,9 +593,8 @@ public:
       return refuse(socket, "the server is busy; try again later");
     auto fd = static_cast<int64_t>(socket.impl()->sockfd());
     if (!srv_.peers.try_acquire(peer, fd))
-      return refuse(socket,
-                    "too many connections from " + peer + " (at most "
-                      + std::to_string(srv_.limits.max_per_peer) + ")");
+      return refuse(socket, "too many connections from " + peer + " (at most "
+                              + std::to_string(srv_.limits.max_per_peer) + ")");
     return true;
   }
 
@@ -614,8 +605,8 @@ private:
     try {
       // A fresh socket's send buffer takes the few bytes without waiting.
       socket.setBlocking(false);
-      send_all(socket, render(transport_failure(503, why, ec::overloaded),
-                              false));
+      send_all(socket,
+               render(transport_failure(503, why, ec::overloaded), false));
       socket.shutdownSend();
       // Unread input would turn the close into a reset that can destroy
       // the answer before the client reads it.
@@ -635,8 +626,12 @@ private:
 
 http_server::impl::impl(dispatcher& d, Poco::Net::ServerSocket socket,
                         int threads, http_limits lim)
-  : disp(d), limits(lim), workers(threads), max_queued(std::max(1024, threads * 4)),
-    pool(2, threads + 1), peers(lim.max_per_peer) {
+  : disp(d),
+    limits(lim),
+    workers(threads),
+    max_queued(std::max(1024, threads * 4)),
+    pool(2, threads + 1),
+    peers(lim.max_per_peer) {
   params = new Poco::Net::HTTPServerParams;
   params->setMaxThreads(threads);
   // The admission filter refuses first, with an answer; Poco's own refusal
@@ -647,8 +642,8 @@ http_server::impl::impl(dispatcher& d, Poco::Net::ServerSocket socket,
   params->setKeepAliveTimeout(Poco::Timespan(lim.idle_timeout_ms * 1000));
   // Bounds each single read as well; the watchdog bounds the request.
   params->setTimeout(Poco::Timespan(lim.read_timeout_ms * 1000));
-  server = std::make_unique<Poco::Net::TCPServer>(
-    new connection_factory(*this), pool, socket, params);
+  server = std::make_unique<Poco::Net::TCPServer>(new connection_factory(*this),
+                                                  pool, socket, params);
   server->setConnectionFilter(new admission(*this));
 }
 

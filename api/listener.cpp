@@ -2,8 +2,8 @@
 
 namespace tlm {
 
-Poco::Net::ServerSocket listen_exclusively(
-  const Poco::Net::SocketAddress& address) {
+Poco::Net::ServerSocket
+listen_exclusively(const Poco::Net::SocketAddress& address) {
   // Poco's ServerSocket(address) also sets SO_REUSEPORT, which lets a
   // second process bind the same port; SO_REUSEADDR alone only allows a
   // quick restart over connections in TIME_WAIT.

@@ -51,8 +51,7 @@ public:
     out = v->get<bool>();
   }
 
-  void positive_integer(const json* v, const std::string& name,
-                        int64_t& out) {
+  void positive_integer(const json* v, const std::string& name, int64_t& out) {
     if (v == nullptr || error_)
       return;
     if (!v->is_number_integer())
@@ -108,7 +107,7 @@ private:
   caf::error& error_;
 };
 
-// -- one parse function per action -------------------------------------------
+// -- one parse function per action --------------------------------------------
 
 command parse_create(field_reader& in) {
   create_cmd cmd;
@@ -138,8 +137,8 @@ command parse_create(field_reader& in) {
       c.ttl_ms = option_ttl;
       rest.erase("ttl");
     }
-    if (auto r = options->find("role"); r != options->end() && !role.empty()
-                                        && *r != role) {
+    if (auto r = options->find("role");
+        r != options->end() && !role.empty() && *r != role) {
       in.fail("role and options.role differ; give one of them");
       return cmd;
     }
@@ -278,7 +277,8 @@ struct action_spec {
 };
 
 const action_spec action_specs[] = {
-  {"create", parse_create,
+  {"create",
+   parse_create,
    {"backend", "ttl", "role", "options", "renewable", "tags", "meta",
     "description"}},
   {"get", parse_get, {"token_id", "lease_id"}},
@@ -396,8 +396,8 @@ api_request parse_message(const json& message) {
     return req;
   }
   if (auto field = unknown_field(message, *spec)) {
-    in.fail("unknown field '" + field->substr(0, 64) + "': " + verb
-            + " takes " + field_list(*spec)
+    in.fail("unknown field '" + field->substr(0, 64) + "': " + verb + " takes "
+            + field_list(*spec)
             + " (backend options go into options, client data into meta)");
     return req;
   }
@@ -405,8 +405,7 @@ api_request parse_message(const json& message) {
   return req;
 }
 
-std::string render_success(const std::optional<json>& request_id,
-                           json body) {
+std::string render_success(const std::optional<json>& request_id, json body) {
   body["result"] = "success";
   if (request_id)
     body["request_id"] = *request_id;
@@ -480,7 +479,7 @@ bool plain(unsigned char u) {
 size_t utf8_sequence(std::string_view text, size_t i, bool* valid) {
   auto lead = static_cast<unsigned char>(text[i]);
   size_t length = 0;
-  unsigned char low = 0x80;  // the range of the second byte
+  unsigned char low = 0x80; // the range of the second byte
   unsigned char high = 0xBF;
   if (lead >= 0xC2 && lead <= 0xDF) {
     length = 2;
@@ -594,8 +593,8 @@ void close_reply(std::string& out, const std::optional<json>& request_id) {
 
 } // namespace
 
-std::string render_lease(const std::optional<json>& request_id,
-                         const lease& x, bool capped) {
+std::string render_lease(const std::optional<json>& request_id, const lease& x,
+                         bool capped) {
   std::string out;
   out.reserve(512 + x.meta.size() + x.description.size());
   out.append("{\"result\":\"success\",\"lease\":");
@@ -657,8 +656,8 @@ std::string rfc3339(int64_t ms) {
 
 std::string encode_cursor(const std::string& last_id) {
   std::ostringstream out;
-  Poco::Base64Encoder enc(out, Poco::BASE64_URL_ENCODING
-                                 | Poco::BASE64_NO_PADDING);
+  Poco::Base64Encoder enc(out,
+                          Poco::BASE64_URL_ENCODING | Poco::BASE64_NO_PADDING);
   enc.rdbuf()->setLineLength(0);
   enc << last_id;
   enc.close();

@@ -21,7 +21,7 @@ namespace tlm {
 /// Largest message we read, on TCP (one line) and HTTP (one body).
 constexpr size_t max_message_bytes = 1024 * 1024;
 
-// -- commands: one type per action -------------------------------------------
+// -- commands: one type per action --------------------------------------------
 
 struct create_cmd {
   create_request create;
@@ -42,7 +42,7 @@ struct renew_cmd {
 };
 
 struct list_cmd {
-  list_query query;  ///< `after` already decoded from the cursor.
+  list_query query; ///< `after` already decoded from the cursor.
 };
 
 struct exchange_cmd {
@@ -67,9 +67,9 @@ struct job_cmd {
 };
 
 /// What a valid message asks for.
-using command = std::variant<health_cmd, create_cmd, get_cmd, revoke_cmd,
-                             renew_cmd, list_cmd, exchange_cmd, auth_cmd,
-                             revoke_prefix_cmd, job_cmd>;
+using command =
+  std::variant<health_cmd, create_cmd, get_cmd, revoke_cmd, renew_cmd, list_cmd,
+               exchange_cmd, auth_cmd, revoke_prefix_cmd, job_cmd>;
 
 /// One parsed action message. `error` is set when it is not valid (then
 /// `cmd` means nothing); the request id is kept whenever the message got

@@ -59,8 +59,7 @@ std::vector<size_t> request_order::admit(size_t index,
       }
       break;
     }
-    case kind::fresh:
-      break;
+    case kind::fresh: break;
   }
   since_barrier_.push_back(index);
   return wait_for;

@@ -19,9 +19,9 @@ namespace tlm {
 /// What a request may read or change.
 struct request_scope {
   enum class kind : uint8_t {
-    fresh,  ///< Only a lease it makes (create).
-    one,    ///< One lease or job, named by `key`.
-    all,    ///< Anything (list, health, revoke_prefix, exchange).
+    fresh, ///< Only a lease it makes (create).
+    one,   ///< One lease or job, named by `key`.
+    all,   ///< Anything (list, health, revoke_prefix, exchange).
   };
   kind what = kind::all;
   std::string key;

@@ -203,8 +203,8 @@ public:
   }
 
 private:
-  static constexpr std::array<int64_t, 4> floors_{1024, 16 * 1024,
-                                                  64 * 1024, 0};
+  static constexpr std::array<int64_t, 4> floors_{1024, 16 * 1024, 64 * 1024,
+                                                  0};
   std::array<std::atomic<int64_t>, 4> seen_{};
 };
 
@@ -442,8 +442,8 @@ private:
   /// One failure line that answers no request; a client that does not read
   /// it is not waited for.
   void notify(ec code, const std::string& message) {
-    auto line = dispatcher::failure(std::nullopt, make_error(code, message))
-                  .body;
+    auto line =
+      dispatcher::failure(std::nullopt, make_error(code, message)).body;
     line.push_back('\n');
     try {
       send_all(line.data(), line.size(), poll_ms);
@@ -478,8 +478,7 @@ private:
          nl != std::string::npos && complete < max_batch_lines;
          nl = pending.find('\n', nl + 1))
       ++complete;
-    auto granted = complete > 0 ? shared_->requests.acquire_up_to(complete)
-                                : 0;
+    auto granted = complete > 0 ? shared_->requests.acquire_up_to(complete) : 0;
     std::vector<batch_line> lines;
     int64_t reserved = 0;
     bool too_large = false;
@@ -544,8 +543,9 @@ private:
       }
       std::string_view line{pending.data() + start, nl - start};
       auto next = prepare(line);
-      auto bytes = next.blank ? 0 : shared_->estimates.reserve(next.kind,
-                                                               line.size());
+      auto bytes = next.blank
+                     ? 0
+                     : shared_->estimates.reserve(next.kind, line.size());
       if (!lines.empty()
           && reserved + bytes > shared_->limits.reply_bytes_per_connection)
         break; // prepared again, first of the next batch
@@ -655,9 +655,8 @@ private:
     while (sent < size) {
       int n = 0;
       try {
-        n = socket().sendBytes(data + sent,
-                               static_cast<int>(
-                                 std::min<size_t>(size - sent, INT_MAX)));
+        n = socket().sendBytes(data + sent, static_cast<int>(std::min<size_t>(
+                                              size - sent, INT_MAX)));
       } catch (const Poco::TimeoutException&) {
         auto stalled = now_ms() - progress;
         if ((stall_ms > 0 && stalled >= stall_ms)
@@ -725,8 +724,7 @@ tcp_server::tcp_server(dispatcher& d, Poco::Net::ServerSocket socket,
   // Admission keeps the queue short (at most the connections being
   // evicted); a full queue would close new clients without a word.
   params->setMaxQueued(max_connections + 64);
-  auto shared = std::make_shared<shared_state>(d, limits, stopping_,
-                                               registry_);
+  auto shared = std::make_shared<shared_state>(d, limits, stopping_, registry_);
   server_ = std::make_unique<Poco::Net::TCPServer>(
     new connection_factory(std::move(shared)), pool_, socket, params);
   server_->setConnectionFilter(new admission_filter(registry_));

@@ -27,8 +27,8 @@ class connection_registry;
 class tcp_server {
 public:
   /// Serves on `socket`, already listening (see `listen_exclusively`).
-  tcp_server(dispatcher& d, Poco::Net::ServerSocket socket,
-             int max_connections, tcp_limits limits = {});
+  tcp_server(dispatcher& d, Poco::Net::ServerSocket socket, int max_connections,
+             tcp_limits limits = {});
   ~tcp_server();
 
   uint16_t port() const;

@@ -3,14 +3,14 @@
 #include <algorithm>
 #include <fstream>
 #include <functional>
-#include <optional>
 #include <limits>
+#include <optional>
 #include <sstream>
 
 #include <CLI/CLI.hpp>
 
-#include "core/error.hpp"
 #include "cloud_backends/registry.hpp"
+#include "core/error.hpp"
 
 namespace tlm {
 
@@ -25,21 +25,15 @@ caf::error config_error(std::string message) {
 /// What a JSON value is, for a message that says what was found instead.
 std::string kind_of(const json& value) {
   switch (value.type()) {
-    case json::value_t::null:
-      return "null";
-    case json::value_t::boolean:
-      return "a boolean";
+    case json::value_t::null: return "null";
+    case json::value_t::boolean: return "a boolean";
     case json::value_t::number_integer:
-    case json::value_t::number_unsigned:
-      return "an integer";
+    case json::value_t::number_unsigned: return "an integer";
     case json::value_t::number_float:
       return "a number with a fraction or exponent";
-    case json::value_t::string:
-      return "a string";
-    case json::value_t::array:
-      return "an array";
-    default:
-      return "an object";
+    case json::value_t::string: return "a string";
+    case json::value_t::array: return "an array";
+    default: return "an object";
   }
 }
 
@@ -148,7 +142,7 @@ std::function<void(http_limits&)> add_http_flags(CLI::App& app,
   };
 }
 
-// -- TCP limits (issue 9): timeouts and reply budgets -----------------------
+// -- TCP limits (issue 9): timeouts and reply budgets -------------------------
 
 /// Reads a TCP limit from the config file; nothing when `key` is not one.
 std::optional<caf::error> read_tcp_key(const std::string& key,
@@ -185,12 +179,13 @@ std::function<void(tcp_limits&)> add_tcp_flags(CLI::App& app,
     "--tcp-idle-timeout-ms", flags.idle_timeout_ms,
     "close a TCP connection after this long without a byte either way "
     "and no request in flight; a write its client does not read counts "
-    "as idle (default " + std::to_string(d.idle_timeout_ms) + "; 0: never)");
+    "as idle (default "
+      + std::to_string(d.idle_timeout_ms) + "; 0: never)");
   auto* auth = app.add_option(
     "--tcp-auth-timeout-ms", flags.auth_timeout_ms,
     "with API keys, close a TCP connection that has not authenticated "
-    "after this long (default " + std::to_string(d.auth_timeout_ms)
-      + "); before auth a line may have "
+    "after this long (default "
+      + std::to_string(d.auth_timeout_ms) + "); before auth a line may have "
       + std::to_string(max_pre_auth_line_bytes) + " bytes");
   auto* per_conn = app.add_option(
     "--tcp-reply-buffer-bytes", flags.reply_bytes_per_connection,
@@ -220,8 +215,7 @@ caf::error apply_file(const std::string& path, daemon_config& cfg) {
     return doc.error();
   if (!doc->is_object())
     return config_error("the config file '" + path
-                        + "' is not a JSON object (got " + kind_of(*doc)
-                        + ")");
+                        + "' is not a JSON object (got " + kind_of(*doc) + ")");
   for (auto& [key, value] : doc->items()) {
     caf::error err;
     if (key == "bind")
@@ -263,8 +257,7 @@ caf::error apply_file(const std::string& path, daemon_config& cfg) {
       else
         cfg.backends = value;
     } else
-      err = config_error("unknown config key '" + key + "' in '" + path
-                         + "'");
+      err = config_error("unknown config key '" + key + "' in '" + path + "'");
     if (err)
       return err;
   }
@@ -283,8 +276,9 @@ caf::error check_backend_types(const json& backends) {
       return wrong_type(key, "an object", settings);
     auto type = settings.find("type");
     if (type == settings.end())
-      return config_error(key + ".type is missing: it names the backend "
-                          "type");
+      return config_error(key
+                          + ".type is missing: it names the backend "
+                            "type");
     if (!type->is_string())
       return wrong_type(key + ".type", "a string", *type);
     auto& text = type->get_ref<const std::string&>();
@@ -311,7 +305,8 @@ caf::error validate(const daemon_config& cfg) {
     return config_error("min_ttl_ms must be at least 1");
   if (cfg.max_ttl_ms < cfg.min_ttl_ms)
     return config_error("max_ttl_ms must be at least min_ttl_ms");
-  if (cfg.default_ttl_ms < cfg.min_ttl_ms || cfg.default_ttl_ms > cfg.max_ttl_ms)
+  if (cfg.default_ttl_ms < cfg.min_ttl_ms
+      || cfg.default_ttl_ms > cfg.max_ttl_ms)
     return config_error("default_ttl_ms must lie between min_ttl_ms and "
                         "max_ttl_ms");
   if (cfg.retry_base_ms < 1 || cfg.retry_max_ms < cfg.retry_base_ms)
@@ -411,15 +406,13 @@ std::function<void(daemon_config&)> add_policy_flags(CLI::App& app,
     override_with(max_ttl, cfg.max_ttl_ms, flags.max_ttl_ms);
     override_with(retry_base, cfg.retry_base_ms, flags.retry_base_ms);
     override_with(retry_max, cfg.retry_max_ms, flags.retry_max_ms);
-    override_with(attempts, cfg.max_revoke_attempts,
-                  flags.max_revoke_attempts);
+    override_with(attempts, cfg.max_revoke_attempts, flags.max_revoke_attempts);
     // An unset default follows narrowed bounds instead of contradicting
     // them.
     if (def_ttl->count() == 0
         && cfg.default_ttl_ms == daemon_config{}.default_ttl_ms)
       cfg.default_ttl_ms = std::clamp(cfg.default_ttl_ms, cfg.min_ttl_ms,
-                                      std::max(cfg.min_ttl_ms,
-                                               cfg.max_ttl_ms));
+                                      std::max(cfg.min_ttl_ms, cfg.max_ttl_ms));
   };
 }
 

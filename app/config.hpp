@@ -36,9 +36,9 @@ struct daemon_config {
   /// More workers than a flood's slow connections keeps the others' latency
   /// (bench/http_slowloris.py: p99 16 ms at 256, 140 ms at 64, shedding).
   int http_threads = 256;
-  // -- HTTP limits (issue 9): defaults in `http_limits` ----------------------
+  // -- HTTP limits (issue 9): defaults in `http_limits` -----------------------
   http_limits http;
-  // -- TCP hardening (issue 9): timeouts and reply budgets ---------------------
+  // -- TCP hardening (issue 9): timeouts and reply budgets --------------------
   tcp_limits tcp;
 };
 

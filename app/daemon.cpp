@@ -8,13 +8,11 @@
 #include <optional>
 #include <thread>
 
-#include <caf/all.hpp>
 #include <Poco/Net/NetException.h>
 #include <Poco/Net/SocketAddress.h>
+#include <caf/all.hpp>
 
-#include "core/error.hpp"
 #include "actors/gateway.hpp"
-#include "core/log.hpp"
 #include "actors/lease_manager.hpp"
 #include "api/api_keys.hpp"
 #include "api/dispatcher.hpp"
@@ -24,6 +22,8 @@
 #include "app/config.hpp"
 #include "cloud_backends/cloud_actor.hpp"
 #include "cloud_backends/registry.hpp"
+#include "core/error.hpp"
+#include "core/log.hpp"
 #include "storage_backends/storage_actor.hpp"
 
 namespace tlm {
@@ -57,12 +57,11 @@ caf::actor_system_config make_system_config() {
   cfg.set("scheduler.policy", caf::atom("sharing"));
   cfg.set("scheduler.max-threads", size_t{2});
   cfg.add_message_types<caf::id_block::tlm>();
-  cfg.add_error_category(caf::atom("tlm"),
-                         [](uint8_t code, caf::atom_value,
-                            const caf::message& ctx) {
-                           return std::string{to_string(static_cast<ec>(code))}
-                                  + ": " + caf::to_string(ctx);
-                         });
+  cfg.add_error_category(caf::atom("tlm"), [](uint8_t code, caf::atom_value,
+                                              const caf::message& ctx) {
+    return std::string{to_string(static_cast<ec>(code))} + ": "
+           + caf::to_string(ctx);
+  });
   return cfg;
 }
 
@@ -123,8 +122,8 @@ int take_ports(const daemon_config& cfg, start_parts& parts) {
     http_address = Poco::Net::SocketAddress(cfg.bind, cfg.http_port);
     tcp_address = Poco::Net::SocketAddress(cfg.bind, cfg.tcp_port);
   } catch (const Poco::Exception& e) {
-    log("error", "cannot use bind address '" + cfg.bind + "': "
-                   + e.displayText());
+    log("error",
+        "cannot use bind address '" + cfg.bind + "': " + e.displayText());
     return 2;
   }
   if (!http_address.host().isLoopback() && parts.keys.empty()) {
@@ -159,8 +158,7 @@ int build_backends(const daemon_config& cfg, start_parts& parts) {
     // Ours alone, whatever the umask: the database holds token values.
     if (std::filesystem::create_directory(default_storage_dir, ignored))
       std::filesystem::permissions(default_storage_dir,
-                                   std::filesystem::perms::owner_all,
-                                   ignored);
+                                   std::filesystem::perms::owner_all, ignored);
   }
   auto storage = make_storage_backend(cfg.storage);
   if (!storage) {
@@ -174,7 +172,8 @@ int build_backends(const daemon_config& cfg, start_parts& parts) {
     std::filesystem::path path = cfg.storage.substr(cfg.storage.find(':') + 1);
     auto where = path.string();
     if (path.is_relative())
-      where += " (" + std::filesystem::absolute(path).lexically_normal().string()
+      where += " ("
+               + std::filesystem::absolute(path).lexically_normal().string()
                + ")";
     log("info", "created a new, empty database at " + where);
   }
@@ -194,9 +193,9 @@ lease_manager_config manager_config(const daemon_config& cfg,
   mcfg.max_revoke_attempts = static_cast<uint32_t>(cfg.max_revoke_attempts);
   for (auto& [name, backend] : parts.clouds) {
     log("info", "backend " + backend->describe());
-    mcfg.backends.push_back(
-      {name, spawn_cloud_actor(sys, backend), backend->exchangeable(),
-       backend->blocking(), backend->timeout(), backend->concurrency()});
+    mcfg.backends.push_back({name, spawn_cloud_actor(sys, backend),
+                             backend->exchangeable(), backend->blocking(),
+                             backend->timeout(), backend->concurrency()});
   }
   mcfg.storage = spawn_storage_actor(sys, std::move(parts.storage));
   return mcfg;
@@ -212,8 +211,9 @@ void serve_until_stopped(const daemon_config& cfg, start_parts& parts,
                  cfg.tcp};
   http.start();
   tcp.start();
-  log("info", "listening on " + cfg.bind + ": http " + std::to_string(http.port())
-                + ", tcp " + std::to_string(tcp.port()));
+  log("info", "listening on " + cfg.bind + ": http "
+                + std::to_string(http.port()) + ", tcp "
+                + std::to_string(tcp.port()));
   // Scripts parse the prefix up to the tcp port; the storage comes last, so
   // a path with spaces stays the rest of the line.
   std::cout << "tlmd ready http=" << http.port() << " tcp=" << tcp.port()
@@ -253,12 +253,13 @@ int serve(const daemon_config& cfg, const sigset_t& stop_signals) {
   auto loaded = ask<uint64_t>(gw, manager, std::chrono::hours(1),
                               atom::ready_v);
   if (!loaded) {
-    log("error", "cannot load the stored leases: " + message_of(loaded.error()));
+    log("error",
+        "cannot load the stored leases: " + message_of(loaded.error()));
     stop_actors();
     return 1;
   }
-  log("info", "loaded " + std::to_string(*loaded) + " live leases from "
-                + cfg.storage);
+  log("info",
+      "loaded " + std::to_string(*loaded) + " live leases from " + cfg.storage);
   dispatcher disp{gw, manager, parts.keys, 60s};
   serve_until_stopped(cfg, parts, disp, stop_signals);
   // Revocations already at a backend finish (bounded): their leases are

@@ -69,7 +69,7 @@ Exit status: 0 if every request succeeded, 1 if any failed (or none
 succeeded), 2 on bad usage or when the daemon cannot be reached.
 )";
 
-// -- options ---------------------------------------------------------------
+// -- options ------------------------------------------------------------------
 
 enum class protocol { tcp, http };
 enum class action { create, get, mixed };
@@ -119,9 +119,7 @@ options parse_options(int argc, char** argv) {
     if (i + 1 >= argc)
       usage_error("missing value for " + std::string{name});
     std::string_view value = argv[i + 1];
-    auto port = [&] {
-      return parse_number<uint16_t>(name, value, 1, 65535);
-    };
+    auto port = [&] { return parse_number<uint16_t>(name, value, 1, 65535); };
     auto count = [&] {
       return parse_number<uint64_t>(name, value, 0, UINT64_MAX);
     };
@@ -173,7 +171,7 @@ options parse_options(int argc, char** argv) {
   return opts;
 }
 
-// -- reply scanning --------------------------------------------------------
+// -- reply scanning -----------------------------------------------------------
 
 // Replies are scanned rather than parsed into a DOM: the bench shares two
 // cores with the daemon, and it only needs a few top-level members.
@@ -275,7 +273,7 @@ std::optional<std::string_view> lease_id(std::string_view reply) {
   return lease ? member(*lease, "id") : std::nullopt;
 }
 
-// -- statistics ------------------------------------------------------------
+// -- statistics ---------------------------------------------------------------
 
 struct run_stats {
   uint64_t sent = 0;
@@ -299,8 +297,8 @@ struct run_stats {
 
   void record(std::string_view reply, time_point sent_at,
               time_point received_at) {
-    auto us = std::chrono::duration_cast<std::chrono::microseconds>(
-      received_at - sent_at);
+    auto us = std::chrono::duration_cast<std::chrono::microseconds>(received_at
+                                                                    - sent_at);
     latency_us.push_back(static_cast<uint32_t>(us.count()));
     if (!is_success(reply)) {
       count_failure(error_code(reply));
@@ -331,15 +329,15 @@ struct run_stats {
 double percentile_ms(std::vector<uint32_t>& latency_us, double q) {
   if (latency_us.empty())
     return 0;
-  auto k = std::min(latency_us.size() - 1,
-                    static_cast<size_t>(
-                      q * static_cast<double>(latency_us.size())));
+  auto k = std::min(
+    latency_us.size() - 1,
+    static_cast<size_t>(q * static_cast<double>(latency_us.size())));
   std::nth_element(latency_us.begin(), latency_us.begin() + k,
                    latency_us.end());
   return latency_us[k] / 1000.0;
 }
 
-// -- connections -----------------------------------------------------------
+// -- connections --------------------------------------------------------------
 
 // A non-blocking TCP connection and the bytes received but not yet used.
 class connection {
@@ -452,7 +450,7 @@ connection connect_to(const std::string& host, uint16_t port) {
                            + why);
 }
 
-// -- HTTP responses --------------------------------------------------------
+// -- HTTP responses -----------------------------------------------------------
 
 struct http_response {
   int status = 0;
@@ -570,7 +568,7 @@ parse_state take_http_response(std::string& input, bool at_eof,
   return parse_state::complete;
 }
 
-// -- workload --------------------------------------------------------------
+// -- workload -----------------------------------------------------------------
 
 std::string frame(protocol proto, const std::string& host,
                   const std::string& body) {
@@ -585,8 +583,8 @@ std::string frame(protocol proto, const std::string& host,
 // bytes.
 class workload {
 public:
-  workload(action act, protocol proto, const std::string& host,
-           uint64_t ttl_ms, const std::vector<std::string>& lease_ids)
+  workload(action act, protocol proto, const std::string& host, uint64_t ttl_ms,
+           const std::vector<std::string>& lease_ids)
     : act_(act) {
     create_ = frame(proto, host,
                     R"({"action":"create","options":{"ttl":)"
@@ -599,10 +597,8 @@ public:
 
   const std::string& request(uint64_t index) const {
     switch (act_) {
-      case action::create:
-        return create_;
-      case action::get:
-        return gets_[index % gets_.size()];
+      case action::create: return create_;
+      case action::get: return gets_[index % gets_.size()];
       case action::mixed:
         // Ten requests: five creates, four gets, one health.
         if (index % 10 == 9)
@@ -619,7 +615,7 @@ private:
   std::vector<std::string> gets_; // round-robin over the lease pool
 };
 
-// -- load ------------------------------------------------------------------
+// -- load ---------------------------------------------------------------------
 
 // Hands out request indexes so the connections together send at most
 // `total` requests.
@@ -719,12 +715,9 @@ exchange_result http_exchange(connection& conn, std::string_view request,
   }
   for (bool open = true;;) {
     switch (take_http_response(conn.input, !open, response)) {
-      case parse_state::complete:
-        return exchange_result::answered;
-      case parse_state::malformed:
-        return exchange_result::malformed;
-      case parse_state::incomplete:
-        break;
+      case parse_state::complete: return exchange_result::answered;
+      case parse_state::malformed: return exchange_result::malformed;
+      case parse_state::incomplete: break;
     }
     if (!open)
       return exchange_result::closed;
@@ -786,10 +779,9 @@ run_result run_load(const run_spec& spec, const workload& work) {
     conns.push_back(connect_to(spec.host, spec.port));
   request_counter counter{spec.requests};
   auto start = bench_clock::now();
-  auto stop_sending
-    = start
-      + std::chrono::duration_cast<bench_clock::duration>(
-        std::chrono::duration<double>{spec.duration_s});
+  auto stop_sending = start
+                      + std::chrono::duration_cast<bench_clock::duration>(
+                        std::chrono::duration<double>{spec.duration_s});
   run_context ctx{spec, work, counter, stop_sending,
                   stop_sending + reply_grace};
   std::vector<run_stats> stats(conns.size());
@@ -817,7 +809,7 @@ run_result run_load(const run_spec& spec, const workload& work) {
   return result;
 }
 
-// -- reporting -------------------------------------------------------------
+// -- reporting ----------------------------------------------------------------
 
 std::string_view name_of(protocol proto) {
   return proto == protocol::tcp ? "tcp" : "http";
@@ -825,12 +817,9 @@ std::string_view name_of(protocol proto) {
 
 std::string_view name_of(action act) {
   switch (act) {
-    case action::create:
-      return "create";
-    case action::get:
-      return "get";
-    case action::mixed:
-      return "mixed";
+    case action::create: return "create";
+    case action::get: return "get";
+    case action::mixed: return "mixed";
   }
   return "?";
 }
@@ -858,16 +847,15 @@ void print_trouble(const run_stats& s) {
                 static_cast<unsigned long long>(s.reconnects));
 }
 
-// -- phases ----------------------------------------------------------------
+// -- phases -------------------------------------------------------------------
 
 // Creates `opts.fill` long-lived leases over pipelined TCP; true if all were.
 bool fill(const options& opts) {
-  run_spec spec{protocol::tcp,  opts.host, opts.fill_port,
-                fill_connections, fill_pipeline, opts.fill,
-                opts.fill_timeout_s};
+  run_spec spec{protocol::tcp, opts.host, opts.fill_port,     fill_connections,
+                fill_pipeline, opts.fill, opts.fill_timeout_s};
   auto result = run_load(
-    spec, workload{action::create, protocol::tcp, opts.host,
-                   opts.fill_ttl_ms, {}});
+    spec,
+    workload{action::create, protocol::tcp, opts.host, opts.fill_ttl_ms, {}});
   std::printf("fill leases=%llu ", static_cast<unsigned long long>(opts.fill));
   print_counts(result);
   print_trouble(result.stats);
@@ -881,11 +869,17 @@ bool fill(const options& opts) {
 
 // Creates the leases a get or mixed run reads, over the run's protocol.
 std::vector<std::string> create_pool(const options& opts) {
-  run_spec spec{opts.proto,       opts.host, opts.port, opts.connections,
-                opts.pipeline,    opts.pool, opts.duration_s,
+  run_spec spec{opts.proto,
+                opts.host,
+                opts.port,
+                opts.connections,
+                opts.pipeline,
+                opts.pool,
+                opts.duration_s,
                 /*keep_lease_ids=*/true};
-  auto result = run_load(spec, workload{action::create, opts.proto, opts.host,
-                                        opts.fill_ttl_ms, {}});
+  auto result = run_load(
+    spec,
+    workload{action::create, opts.proto, opts.host, opts.fill_ttl_ms, {}});
   if (result.stats.lease_ids.size() < opts.pool) {
     std::fprintf(stderr, "tlm_bench: created %zu of %llu pool leases:",
                  result.stats.lease_ids.size(),
@@ -901,9 +895,8 @@ std::vector<std::string> create_pool(const options& opts) {
 
 bool measure(const options& opts, const std::vector<std::string>& pool) {
   auto pipeline = opts.proto == protocol::tcp ? opts.pipeline : 1;
-  run_spec spec{opts.proto,    opts.host,     opts.port,
-                opts.connections, pipeline, opts.requests,
-                opts.duration_s};
+  run_spec spec{opts.proto, opts.host,     opts.port,      opts.connections,
+                pipeline,   opts.requests, opts.duration_s};
   auto result = run_load(
     spec, workload{opts.act, opts.proto, opts.host, opts.ttl_ms, pool});
   auto& s = result.stats;

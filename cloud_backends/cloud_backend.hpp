@@ -45,8 +45,7 @@ public:
   /// the service allows, so it can be found again after a crash.
   virtual caf::expected<cloud_token> create(const std::string& lease_id,
                                             int64_t ttl_ms,
-                                            const nlohmann::json& options)
-    = 0;
+                                            const nlohmann::json& options) = 0;
 
   /// Revokes a token. Idempotent: an unknown token counts as revoked.
   virtual caf::error revoke(const std::string& backend_id) = 0;

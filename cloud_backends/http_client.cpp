@@ -13,7 +13,6 @@
 #include <Poco/Timespan.h>
 #include <Poco/URI.h>
 
-
 namespace tlm {
 
 namespace {
@@ -22,9 +21,9 @@ namespace {
 Poco::Net::Context::Ptr tls_context() {
   static Poco::Net::Context::Ptr context = [] {
     Poco::Net::initializeSSL();
-    return Poco::Net::Context::Ptr(new Poco::Net::Context(
-      Poco::Net::Context::TLS_CLIENT_USE, "", "", "",
-      Poco::Net::Context::VERIFY_RELAXED, 9, true));
+    return Poco::Net::Context::Ptr(
+      new Poco::Net::Context(Poco::Net::Context::TLS_CLIENT_USE, "", "", "",
+                             Poco::Net::Context::VERIFY_RELAXED, 9, true));
   }();
   return context;
 }
@@ -67,8 +66,8 @@ std::unique_ptr<Poco::Net::HTTPClientSession> http_client::take() {
                                                               tls_context());
   else
     session = std::make_unique<Poco::Net::HTTPClientSession>(host_, port_);
-  auto t = Poco::Timespan(static_cast<Poco::Timespan::TimeDiff>(
-    timeout_.count() * 1000));
+  auto t = Poco::Timespan(
+    static_cast<Poco::Timespan::TimeDiff>(timeout_.count() * 1000));
   session->setTimeout(t, t, t);
   session->setKeepAlive(true);
   return session;
@@ -93,8 +92,8 @@ caf::expected<http_response> http_client::send(const std::string& method,
         if (!req.has("Content-Type"))
           req.setContentType("application/json");
       }
-      session->sendRequest(req).write(body.data(),
-                                      static_cast<std::streamsize>(body.size()));
+      session->sendRequest(req).write(
+        body.data(), static_cast<std::streamsize>(body.size()));
       Poco::Net::HTTPResponse resp;
       auto& in = session->receiveResponse(resp);
       http_response result;

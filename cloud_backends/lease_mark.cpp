@@ -1,6 +1,5 @@
 #include "cloud_backends/lease_mark.hpp"
 
-
 namespace tlm {
 
 std::string lease_mark::of(const std::string& lease_id) const {

@@ -5,11 +5,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/error.hpp"
 #include "cloud_backends/influxdb/influxdb_backend.hpp"
 #include "cloud_backends/influxdb1/influxdb1_backend.hpp"
 #include "cloud_backends/local/local_backend.hpp"
 #include "cloud_backends/redis_acl/redis_acl_backend.hpp"
+#include "core/error.hpp"
 
 namespace tlm {
 

@@ -11,8 +11,8 @@ namespace tlm {
 
 /// The settings every remote backend has, read the same way for all.
 struct remote_limits {
-  std::chrono::milliseconds timeout;  ///< `timeout_ms`, default 10 s.
-  size_t max_in_flight;               ///< `max_in_flight`, 1 to 256.
+  std::chrono::milliseconds timeout; ///< `timeout_ms`, default 10 s.
+  size_t max_in_flight;              ///< `max_in_flight`, 1 to 256.
 
   /// `default_in_flight`: what the service bears without tuning.
   static remote_limits read(settings_reader& in, int64_t default_in_flight) {

@@ -21,12 +21,10 @@ bool plain_role_name(const std::string& name) {
 
 namespace detail {
 
-std::string
-read_role_names(settings_reader& in,
-                const std::vector<std::string>& shorthand_keys,
-                const std::function<void(const std::string&, settings_reader&)>&
-                  each,
-                const std::function<void()>& shorthand) {
+std::string read_role_names(
+  settings_reader& in, const std::vector<std::string>& shorthand_keys,
+  const std::function<void(const std::string&, settings_reader&)>& each,
+  const std::function<void()>& shorthand) {
   auto roles = in.optional_json("roles", nullptr);
   if (roles.is_null()) {
     if (in.has("default_role"))
@@ -112,8 +110,7 @@ narrow_words(const nlohmann::json& options, const std::string& option,
   return result;
 }
 
-caf::error option_error(const std::string& option,
-                        const std::string& problem) {
+caf::error option_error(const std::string& option, const std::string& problem) {
   return make_error(ec::invalid_request, "options." + option + " " + problem);
 }
 

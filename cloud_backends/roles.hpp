@@ -12,19 +12,17 @@
 
 namespace tlm {
 
-// -- the parts that do not depend on what a role holds ----------------------
+// -- the parts that do not depend on what a role holds ------------------------
 
 namespace detail {
 
 /// Reads `roles` and `default_role`, calling `each` with every role's name
 /// and a reader of its object, or `shorthand` when `roles` is absent (its
 /// role is then `default`). Returns the default role's name.
-std::string
-read_role_names(settings_reader& in,
-                const std::vector<std::string>& shorthand_keys,
-                const std::function<void(const std::string&, settings_reader&)>&
-                  each,
-                const std::function<void()>& shorthand);
+std::string read_role_names(
+  settings_reader& in, const std::vector<std::string>& shorthand_keys,
+  const std::function<void(const std::string&, settings_reader&)>& each,
+  const std::function<void()>& shorthand);
 
 /// The name in `options.role`, or `fallback` when absent; `known` says
 /// whether a name is a role of the backend.

@@ -39,22 +39,19 @@ caf::error service_errors::timed_out() const {
 }
 
 caf::error service_errors::untrusted(const std::string& detail) const {
-  return make_error(ec::backend_error, service_ + " at " + address_
-                                         + " failed TLS verification: "
-                                         + detail);
+  return make_error(ec::backend_error,
+                    service_ + " at " + address_
+                      + " failed TLS verification: " + detail);
 }
 
-caf::error
-service_errors::rejected_credential(std::string_view detail) const {
-  return make_error(ec::backend_error, service_ + " rejected the "
-                                         + credential_
-                                         + in_parens(clip(detail))
-                                         + ": check " + fix_);
+caf::error service_errors::rejected_credential(std::string_view detail) const {
+  return make_error(ec::backend_error, service_ + " rejected the " + credential_
+                                         + in_parens(clip(detail)) + ": check "
+                                         + fix_);
 }
 
 caf::error service_errors::refused(std::string_view detail) const {
-  return make_error(ec::backend_error,
-                    service_ + " refused: " + clip(detail));
+  return make_error(ec::backend_error, service_ + " refused: " + clip(detail));
 }
 
 caf::error service_errors::unexpected(const std::string& what) const {

@@ -35,8 +35,7 @@ const nlohmann::json* settings_reader::find(const std::string& key) {
   return i == settings_.end() || i->is_null() ? nullptr : &*i;
 }
 
-void settings_reader::fail(const std::string& key,
-                           const std::string& problem) {
+void settings_reader::fail(const std::string& key, const std::string& problem) {
   if (!error_)
     error_ = make_error(ec::invalid_request, full_key(key) + " " + problem);
 }
@@ -94,8 +93,7 @@ std::string settings_reader::http_url(const std::string& key) {
 
 std::chrono::milliseconds settings_reader::timeout(const std::string& key,
                                                    int64_t fallback_ms) {
-  return std::chrono::milliseconds{
-    optional_int(key, fallback_ms, 1, 600'000)};
+  return std::chrono::milliseconds{optional_int(key, fallback_ms, 1, 600'000)};
 }
 
 std::string settings_reader::secret_file(const std::string& key) {

@@ -32,8 +32,7 @@ public:
   /// kept in files, never in the config itself).
   std::string secret_file(const std::string& key);
   /// A JSON value kept as it is (validated by the caller).
-  nlohmann::json optional_json(const std::string& key,
-                               nlohmann::json fallback);
+  nlohmann::json optional_json(const std::string& key, nlohmann::json fallback);
   bool optional_bool(const std::string& key, bool fallback);
   /// An array of non-empty strings (each checked further by the caller).
   std::vector<std::string> optional_strings(const std::string& key,

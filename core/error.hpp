@@ -9,8 +9,8 @@
 
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
-#include <caf/result.hpp>
 #include <caf/make_message.hpp>
+#include <caf/result.hpp>
 
 namespace tlm {
 

@@ -24,22 +24,22 @@ inline constexpr const char* state_irrevocable = "irrevocable";
 /// One lease: a secret token at a cloud backend plus the time it may live.
 /// Times are milliseconds since the Unix epoch (UTC).
 struct lease {
-  std::string id;          ///< Assigned by the manager, URL-safe, unique.
-  std::string backend;     ///< Name of the configured cloud backend.
-  std::string backend_id;  ///< The cloud's own id for the token.
-  std::string value;       ///< The secret token.
-  int64_t ttl_ms = 0;      ///< Length of the current term.
+  std::string id;         ///< Assigned by the manager, URL-safe, unique.
+  std::string backend;    ///< Name of the configured cloud backend.
+  std::string backend_id; ///< The cloud's own id for the token.
+  std::string value;      ///< The secret token.
+  int64_t ttl_ms = 0;     ///< Length of the current term.
   int64_t issued_ms = 0;
   int64_t expires_ms = 0;
   bool renewable = false;
   std::vector<std::string> tags;
-  std::string meta = "{}";  ///< A JSON object, serialized.
+  std::string meta = "{}"; ///< A JSON object, serialized.
   std::string description;
   /// `active`, or `pending`: the intent stored before a remote backend
   /// creates the token, so a crash in between leaves a record to reconcile.
   std::string state = state_active;
-  uint32_t attempts = 0;   ///< Failed revocation attempts.
-  std::string last_error;  ///< The backend's reason, never a secret.
+  uint32_t attempts = 0;  ///< Failed revocation attempts.
+  std::string last_error; ///< The backend's reason, never a secret.
 };
 
 template <class Inspector>
@@ -57,7 +57,7 @@ struct backend_health {
   uint64_t irrevocable = 0;
   /// Failed revocation attempts since the backend last confirmed one.
   uint64_t failed_attempts = 0;
-  std::string last_error;  ///< Of the latest failure, never a secret.
+  std::string last_error; ///< Of the latest failure, never a secret.
 
   bool failing() const {
     return retrying > 0 || irrevocable > 0 || failed_attempts > 0;
@@ -72,10 +72,10 @@ typename Inspector::result_type inspect(Inspector& f, backend_health& x) {
 
 /// What `health` reports.
 struct health_report {
-  uint64_t live = 0;         ///< Leases a client can use.
-  uint64_t irrevocable = 0;  ///< Leases whose revocation keeps failing.
-  uint64_t quarantined = 0;  ///< Stored records that could not be read.
-  std::vector<backend_health> backends;  ///< Every backend, by name.
+  uint64_t live = 0;        ///< Leases a client can use.
+  uint64_t irrevocable = 0; ///< Leases whose revocation keeps failing.
+  uint64_t quarantined = 0; ///< Stored records that could not be read.
+  std::vector<backend_health> backends; ///< Every backend, by name.
 
   /// Something needs an operator: a lease that may outlive its lease, a
   /// backend failing revocations, or a stored record nobody can read.
@@ -99,7 +99,7 @@ typename Inspector::result_type inspect(Inspector& f, health_report& x) {
 struct cloud_token {
   std::string backend_id;
   std::string value;
-  std::string extra = "{}";  ///< Backend-specific fields, a JSON object.
+  std::string extra = "{}"; ///< Backend-specific fields, a JSON object.
   /// The lease the token was made for: the one `create` was given, or, in
   /// `get_all`, the one read from the token's mark (empty for a token tlmd
   /// did not make).
@@ -108,15 +108,15 @@ struct cloud_token {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cloud_token& x) {
-  return f(caf::meta::type_name("cloud_token"), x.backend_id, x.value,
-           x.extra, x.lease_id);
+  return f(caf::meta::type_name("cloud_token"), x.backend_id, x.value, x.extra,
+           x.lease_id);
 }
 
 /// What the manager asks a cloud backend to create (`atom::create`).
 struct token_request {
-  std::string lease_id;  ///< The backend marks the token with it if it can.
+  std::string lease_id; ///< The backend marks the token with it if it can.
   int64_t ttl_ms = 0;
-  std::string options = "{}";  ///< Backend options, a JSON object.
+  std::string options = "{}"; ///< Backend options, a JSON object.
   /// The caller's deadline on the actor clock (`deadline_after`), in
   /// nanoseconds since its epoch; 0: none. A create still queued by then
   /// is refused, never made for nobody.
@@ -131,8 +131,8 @@ typename Inspector::result_type inspect(Inspector& f, token_request& x) {
 
 /// A one-time token to swap at its backend (cloud `atom::exchange`).
 struct token_swap {
-  std::string backend_id;  ///< The backend's id of the token.
-  std::string value;       ///< Its current value, used up by the swap.
+  std::string backend_id; ///< The backend's id of the token.
+  std::string value;      ///< Its current value, used up by the swap.
 };
 
 template <class Inspector>
@@ -142,9 +142,9 @@ typename Inspector::result_type inspect(Inspector& f, token_swap& x) {
 
 /// A client's exchange of a one-time token (manager `atom::exchange`).
 struct exchange_request {
-  std::string backend;  ///< Empty: the backend that exchanges tokens.
-  std::string value;    ///< The token presented, used up by the exchange.
-  std::string meta = "{}";  ///< A JSON Merge Patch for the lease's meta.
+  std::string backend;     ///< Empty: the backend that exchanges tokens.
+  std::string value;       ///< The token presented, used up by the exchange.
+  std::string meta = "{}"; ///< A JSON Merge Patch for the lease's meta.
 };
 
 template <class Inspector>
@@ -171,9 +171,9 @@ constexpr int64_t use_default_ttl = -1;
 
 /// A client's wish for a new lease, already validated for syntax by the API.
 struct create_request {
-  std::string backend;           ///< Empty: the configured default.
-  int64_t ttl_ms = use_default_ttl;  ///< Checked against the ttl bounds.
-  std::string options = "{}";    ///< Backend options (JSON object, no ttl).
+  std::string backend;              ///< Empty: the configured default.
+  int64_t ttl_ms = use_default_ttl; ///< Checked against the ttl bounds.
+  std::string options = "{}";       ///< Backend options (JSON object, no ttl).
   bool renewable = false;
   std::vector<std::string> tags;
   std::string meta = "{}";
@@ -188,10 +188,10 @@ typename Inspector::result_type inspect(Inspector& f, create_request& x) {
 
 /// Which leases `list` shows.
 enum class list_state : uint8_t {
-  visible,      ///< Live and irrevocable leases (the default).
-  active,       ///< Live leases.
-  revoking,     ///< Revocations under way, also of expired leases.
-  irrevocable,  ///< Leases whose revocation keeps failing.
+  visible,     ///< Live and irrevocable leases (the default).
+  active,      ///< Live leases.
+  revoking,    ///< Revocations under way, also of expired leases.
+  irrevocable, ///< Leases whose revocation keeps failing.
 };
 
 /// The stored state a `list_state` names ("" for `visible`); CAF prints
@@ -209,8 +209,8 @@ inline std::string to_string(list_state x) {
 /// A page request for `list`: leases in the storage's stable order, after
 /// the position `after` (opaque, from the previous page; empty: start).
 struct list_query {
-  std::string backend;   ///< Empty: any backend.
-  std::string tag;       ///< Empty: any tag.
+  std::string backend; ///< Empty: any backend.
+  std::string tag;     ///< Empty: any tag.
   list_state state = list_state::visible;
   std::string after;
   uint32_t limit = 100;
@@ -225,7 +225,7 @@ typename Inspector::result_type inspect(Inspector& f, list_query& x) {
 /// Stored leases of one stored state whose `expires_ms` lies in
 /// [min_expires_ms, max_expires_ms].
 struct state_window {
-  std::string state;  ///< `state_active`, `state_revoking`, ...
+  std::string state; ///< `state_active`, `state_revoking`, ...
   int64_t min_expires_ms = std::numeric_limits<int64_t>::min();
   int64_t max_expires_ms = std::numeric_limits<int64_t>::max();
 };
@@ -240,9 +240,9 @@ typename Inspector::result_type inspect(Inspector& f, state_window& x) {
 /// a backend and with a tag that fall in any of `windows`, one page after
 /// the position `after`.
 struct lease_filter {
-  std::string backend;  ///< Empty: any backend.
-  std::string tag;      ///< Empty: any tag.
-  std::vector<state_window> windows;  ///< At most `max_windows`.
+  std::string backend;               ///< Empty: any backend.
+  std::string tag;                   ///< Empty: any tag.
+  std::vector<state_window> windows; ///< At most `max_windows`.
   std::string after;
   uint32_t limit = 100;
 
@@ -291,10 +291,10 @@ inline bool parse_job_state(const std::string& text, job_state& out) {
 /// again by the filter and `issued_ms <= created_ms`.
 struct revoke_job {
   std::string id;
-  std::string backend;  ///< Empty: any backend.
-  std::string tag;      ///< Empty: any tag.
+  std::string backend; ///< Empty: any backend.
+  std::string tag;     ///< Empty: any tag.
   int64_t created_ms = 0;
-  uint64_t total = 0;   ///< Leases matched when the job began.
+  uint64_t total = 0; ///< Leases matched when the job began.
   job_state state = job_state::running;
   int64_t finished_ms = 0;
 };
@@ -307,8 +307,8 @@ typename Inspector::result_type inspect(Inspector& f, revoke_job& x) {
 
 /// How far a running job has come: counted by the manager, never stored.
 struct job_progress {
-  uint64_t remaining = 0;    ///< Matched leases not revoked yet.
-  uint64_t irrevocable = 0;  ///< ... of which revocation keeps failing.
+  uint64_t remaining = 0;   ///< Matched leases not revoked yet.
+  uint64_t irrevocable = 0; ///< ... of which revocation keeps failing.
 };
 
 template <class Inspector>

@@ -2,13 +2,12 @@
 
 #include <sys/random.h>
 
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
 #include <cstdint>
 #include <cstring>
 #include <stdexcept>
 #include <vector>
-
 
 namespace tlm {
 
@@ -48,8 +47,8 @@ void fill_random(unsigned char* out, size_t n) {
 // Base64url by hand: Poco's stream encoder needs an ostringstream per
 // token, which cost more than the rest of a create.
 std::string random_token(size_t bytes) {
-  static constexpr char alphabet[]
-    = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  static constexpr char alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
   std::vector<unsigned char> buf(bytes + 2, 0);
   fill_random(buf.data(), bytes);
   std::string out;

@@ -17,8 +17,7 @@ inline std::string cut_utf8(std::string_view text, size_t max_bytes) {
   auto end = max_bytes;
   // Step back over continuation bytes (10xxxxxx) to the start of the
   // character that straddles the cut, and cut before it.
-  while (end > 0
-         && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80)
+  while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80)
     --end;
   return std::string{text.substr(0, end)};
 }

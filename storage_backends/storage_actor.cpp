@@ -50,24 +50,23 @@ storage_behavior(storage_actor::stateful_pointer<storage_state> self,
   self->state.backend = std::move(*backend);
   return {
     [self](atom::save, lease& record) {
-      return self->state.enqueue(self, {storage_write::save,
-                                        std::move(record)});
+      return self->state.enqueue(self,
+                                 {storage_write::save, std::move(record)});
     },
     [self](atom::remove, std::string& id) {
       lease key;
       key.id = std::move(id);
-      return self->state.enqueue(self, {storage_write::remove,
-                                        std::move(key)});
+      return self->state.enqueue(self, {storage_write::remove, std::move(key)});
     },
     [self](atom::save, revoke_job& job) {
-      return self->state.enqueue(self, {storage_write::save_job, {},
-                                        std::move(job)});
+      return self->state.enqueue(self,
+                                 {storage_write::save_job, {}, std::move(job)});
     },
     [self](atom::remove, atom::job, std::string& id) {
       revoke_job key;
       key.id = std::move(id);
-      return self->state.enqueue(self, {storage_write::remove_job, {},
-                                        std::move(key)});
+      return self->state.enqueue(
+        self, {storage_write::remove_job, {}, std::move(key)});
     },
     [self](atom::load, atom::job) {
       return to_result(self->state.backend->load_jobs());

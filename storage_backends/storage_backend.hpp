@@ -58,8 +58,7 @@ public:
   /// the start-up load revokes those), at most `max_load_page_bytes` of
   /// them but at least one.
   virtual caf::expected<lease_page> load(const std::string& after,
-                                         uint32_t max)
-    = 0;
+                                         uint32_t max) = 0;
 
   /// Every stored bulk revocation job.
   virtual caf::expected<std::vector<revoke_job>> load_jobs() = 0;

@@ -4,7 +4,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/error.hpp"
 #include "cloud_backends/http_client.hpp"
 #include "cloud_backends/influxdb/influxdb_rights.hpp"
 #include "cloud_backends/lease_mark.hpp"
@@ -12,6 +11,7 @@
 #include "cloud_backends/roles.hpp"
 #include "cloud_backends/service_errors.hpp"
 #include "cloud_backends/settings.hpp"
+#include "core/error.hpp"
 
 namespace tlm {
 
@@ -71,19 +71,17 @@ public:
     if (!created.is_object() || !created.contains("id")
         || !created.contains("token"))
       return errors_.unexpected("a create without id or token");
-    return cloud_token{created["id"].get<std::string>(),
-                       created["token"].get<std::string>(),
-                       json{{"orgID", *org_id},
-                            {"role", role->name},
-                            {"permissions", permissions}}
-                         .dump(),
-                       lease_id};
+    return cloud_token{
+      created["id"].get<std::string>(), created["token"].get<std::string>(),
+      json{
+        {"orgID", *org_id}, {"role", role->name}, {"permissions", permissions}}
+        .dump(),
+      lease_id};
   }
 
   caf::error revoke(const std::string& backend_id) override {
-    auto resp = http_->send("DELETE",
-                            "/api/v2/authorizations/" + url_encode(backend_id),
-                            {}, auth_);
+    auto resp = http_->send(
+      "DELETE", "/api/v2/authorizations/" + url_encode(backend_id), {}, auth_);
     if (!resp)
       return std::move(resp.error());
     // 404: deleted before, which is what we want.
@@ -92,15 +90,12 @@ public:
     return failure(*resp, false);
   }
 
-
   caf::expected<std::vector<cloud_token>> get_all() override {
     auto org_id = resolve_org();
     if (!org_id)
       return std::move(org_id.error());
-    auto resp = http_->send("GET",
-                            "/api/v2/authorizations?orgID="
-                              + url_encode(*org_id),
-                            {}, auth_);
+    auto resp = http_->send(
+      "GET", "/api/v2/authorizations?orgID=" + url_encode(*org_id), {}, auth_);
     if (!resp)
       return std::move(resp.error());
     if (resp->status != 200)
@@ -129,9 +124,9 @@ private:
   }
 
   caf::error unknown_org() const {
-    return make_error(ec::backend_error,
-                      errors_.service() + " has no org '" + org_
-                        + "': check backends." + name_ + ".org");
+    return make_error(ec::backend_error, errors_.service() + " has no org '"
+                                           + org_ + "': check backends." + name_
+                                           + ".org");
   }
 
   /// The org id, from the config or looked up once by name.
@@ -139,8 +134,8 @@ private:
     std::lock_guard<std::mutex> guard{org_mtx_};
     if (!org_id_.empty())
       return org_id_;
-    auto resp = http_->send("GET", "/api/v2/orgs?org=" + url_encode(org_),
-                            {}, auth_);
+    auto resp = http_->send("GET", "/api/v2/orgs?org=" + url_encode(org_), {},
+                            auth_);
     if (!resp)
       return std::move(resp.error());
     if (resp->status == 404)
@@ -184,8 +179,8 @@ make_influxdb_backend(const std::string& name, const json& settings) {
                         in.full_key("token_file") + " and its permissions"};
   auto http = std::make_shared<http_client>(url, limits.timeout, errors);
   return std::make_shared<influxdb_backend>(
-    name, std::move(errors), std::move(http), std::move(token),
-    std::move(org), std::move(org_id), std::move(roles), limits);
+    name, std::move(errors), std::move(http), std::move(token), std::move(org),
+    std::move(org_id), std::move(roles), limits);
 }
 
 } // namespace tlm

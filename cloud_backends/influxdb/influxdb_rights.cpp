@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <set>
 
-#include "core/error.hpp"
 #include "cloud_backends/roles.hpp"
+#include "core/error.hpp"
 
 namespace tlm {
 
@@ -15,19 +15,38 @@ using json = nlohmann::json;
 /// The resource types of InfluxData's contract (OSS has all but the last
 /// three). A type outside it would be refused by the service anyway; here
 /// a typo refuses the start instead of every create.
-const std::set<std::string> resource_types{
-  "authorizations", "buckets", "dashboards", "orgs", "tasks", "telegrafs",
-  "users", "variables", "secrets", "labels", "views", "documents",
-  "notificationRules", "notificationEndpoints", "checks", "dbrp",
-  "annotations", "sources", "scrapers", "notebooks", "remotes",
-  "replications", "instance", "flows", "functions", "subscriptions"};
+const std::set<std::string> resource_types{"authorizations",
+                                           "buckets",
+                                           "dashboards",
+                                           "orgs",
+                                           "tasks",
+                                           "telegrafs",
+                                           "users",
+                                           "variables",
+                                           "secrets",
+                                           "labels",
+                                           "views",
+                                           "documents",
+                                           "notificationRules",
+                                           "notificationEndpoints",
+                                           "checks",
+                                           "dbrp",
+                                           "annotations",
+                                           "sources",
+                                           "scrapers",
+                                           "notebooks",
+                                           "remotes",
+                                           "replications",
+                                           "instance",
+                                           "flows",
+                                           "functions",
+                                           "subscriptions"};
 
 bool influx_id(const std::string& text) {
-  return text.size() == 16
-         && std::all_of(text.begin(), text.end(), [](char c) {
-              return std::isdigit(static_cast<unsigned char>(c))
-                     || (c >= 'a' && c <= 'f');
-            });
+  return text.size() == 16 && std::all_of(text.begin(), text.end(), [](char c) {
+           return std::isdigit(static_cast<unsigned char>(c))
+                  || (c >= 'a' && c <= 'f');
+         });
 }
 
 std::string string_field(const json& object, const char* key) {
@@ -93,9 +112,10 @@ influxdb_rights read_permissions(settings_reader& in, const char* key,
       return r;
     }
     if (influxdb_dangerous(p) && !allow_dangerous)
-      in.fail(key, "grants " + describe(p) + ", which can make tokens or "
-                     "users, read secrets or copy data out, and needs "
-                     "\"allow_dangerous\": true in a role");
+      in.fail(key, "grants " + describe(p)
+                     + ", which can make tokens or "
+                       "users, read secrets or copy data out, and needs "
+                       "\"allow_dangerous\": true in a role");
     r.permissions.push_back(std::move(p));
   }
   return r;
@@ -159,7 +179,8 @@ caf::expected<influxdb_rights> narrow_influxdb(const influxdb_rights& role,
     if (key != "role" && key != "permissions")
       return make_error(ec::invalid_request,
                         "the influxdb backend takes the options ttl, role "
-                        "and permissions, not '" + key + "'");
+                        "and permissions, not '"
+                          + key + "'");
   auto i = options.find("permissions");
   if (i == options.end())
     return role;

@@ -5,8 +5,6 @@
 
 #include <sstream>
 
-#include "core/error.hpp"
-#include "core/secrets.hpp"
 #include "cloud_backends/http_client.hpp"
 #include "cloud_backends/influxdb1/influxdb1_rights.hpp"
 #include "cloud_backends/lease_mark.hpp"
@@ -14,6 +12,8 @@
 #include "cloud_backends/roles.hpp"
 #include "cloud_backends/service_errors.hpp"
 #include "cloud_backends/settings.hpp"
+#include "core/error.hpp"
+#include "core/secrets.hpp"
 
 namespace tlm {
 
@@ -66,9 +66,9 @@ public:
         revoke(user); // no half-made credentials
         auto text = message_of(err);
         if (text.find("database not found") != std::string::npos)
-          return make_error(ec::invalid_request,
-                            errors_.service() + " refused '" + grant
-                              + "': database not found");
+          return make_error(ec::invalid_request, errors_.service()
+                                                   + " refused '" + grant
+                                                   + "': database not found");
         return err;
       }
     }
@@ -85,7 +85,6 @@ public:
       return caf::none;
     return err;
   }
-
 
   caf::expected<std::vector<cloud_token>> get_all() override {
     auto result = query_result("SHOW USERS");
@@ -162,8 +161,7 @@ make_influxdb1_backend(const std::string& name, const json& settings) {
   auto limits = remote_limits::read(in, 4);
   if (auto err = in.finish())
     return err;
-  service_errors errors{"InfluxDB 1.x '" + name + "'", url,
-                        "admin credentials",
+  service_errors errors{"InfluxDB 1.x '" + name + "'", url, "admin credentials",
                         in.full_key("admin_user") + " and admin_password_file"};
   auto http = std::make_shared<http_client>(url, limits.timeout, errors);
   return std::make_shared<influxdb1_backend>(

@@ -2,8 +2,8 @@
 
 #include <algorithm>
 
-#include "core/error.hpp"
 #include "cloud_backends/roles.hpp"
+#include "core/error.hpp"
 
 namespace tlm {
 
@@ -97,7 +97,8 @@ caf::expected<influxdb1_rights> narrow_influxdb1(const influxdb1_rights& role,
     if (key != "database" && key != "privilege")
       return make_error(ec::invalid_request,
                         "the influxdb1 backend takes the options ttl, role, "
-                        "database and privilege (strings), not '" + key + "'");
+                        "database and privilege (strings), not '"
+                          + key + "'");
     if (!value.is_string())
       return option_error(key, "must be a string");
   }

@@ -7,10 +7,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cloud_backends/settings.hpp"
 #include "core/error.hpp"
 #include "core/lease_key.hpp"
 #include "core/secrets.hpp"
-#include "cloud_backends/settings.hpp"
 
 namespace tlm {
 

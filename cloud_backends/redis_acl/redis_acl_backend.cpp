@@ -9,8 +9,6 @@
 #include <Poco/Redis/Type.h>
 #include <nlohmann/json.hpp>
 
-#include "core/error.hpp"
-#include "core/secrets.hpp"
 #include "cloud_backends/connection_pool.hpp"
 #include "cloud_backends/lease_mark.hpp"
 #include "cloud_backends/redis_acl/redis_rights.hpp"
@@ -18,6 +16,8 @@
 #include "cloud_backends/roles.hpp"
 #include "cloud_backends/service_errors.hpp"
 #include "cloud_backends/settings.hpp"
+#include "core/error.hpp"
+#include "core/secrets.hpp"
 
 namespace tlm {
 
@@ -55,7 +55,9 @@ public:
     auto user = user_name_mark.of(lease_id);
     auto password = random_token(32);
     Array cmd;
-    cmd << "ACL" << "SETUSER" << user << "reset" << "on" << (">" + password);
+    cmd << "ACL"
+        << "SETUSER" << user << "reset"
+        << "on" << (">" + password);
     for (auto& word : rights->acl_rule())
       cmd << word;
     auto reply = run(cmd);
@@ -68,15 +70,16 @@ public:
 
   caf::error revoke(const std::string& backend_id) override {
     Array cmd;
-    cmd << "ACL" << "DELUSER" << backend_id;
+    cmd << "ACL"
+        << "DELUSER" << backend_id;
     auto reply = run(cmd); // 0 deleted: gone already, which is fine
     return reply ? caf::none : std::move(reply.error());
   }
 
-
   caf::expected<std::vector<cloud_token>> get_all() override {
     Array cmd;
-    cmd << "ACL" << "USERS";
+    cmd << "ACL"
+        << "USERS";
     auto reply = run(cmd);
     if (!reply)
       return std::move(reply.error());
@@ -186,13 +189,11 @@ make_redis_acl_backend(const std::string& name, const json& settings) {
   if (auto err = in.finish())
     return err;
   service_errors errors{"Redis '" + name + "'",
-                        host + ":" + std::to_string(port),
-                        "admin credentials",
+                        host + ":" + std::to_string(port), "admin credentials",
                         in.full_key("admin_user") + " and admin_password_file"};
   return std::make_shared<redis_acl_backend>(
     name, std::move(errors), std::move(host), static_cast<int>(port),
-    std::move(admin_user),
-    std::move(admin_password), std::move(roles), limits);
+    std::move(admin_user), std::move(admin_password), std::move(roles), limits);
 }
 
 } // namespace tlm

@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <set>
 
-#include "core/error.hpp"
 #include "cloud_backends/roles.hpp"
+#include "core/error.hpp"
 
 namespace tlm {
 
@@ -18,25 +18,81 @@ using json = nlohmann::json;
 /// by mistake refuses the start; the rule's trailing `-@admin -@dangerous`
 /// covers what later versions add.
 const std::set<std::string>& dangerous_commands() {
-  static const std::set<std::string> names{
-    "acl|deluser", "acl|dryrun", "acl|getuser", "acl|list", "acl|load",
-    "acl|log", "acl|save", "acl|setuser", "acl|users", "bgrewriteaof",
-    "bgsave", "client|kill", "client|list", "client|no-evict", "client|pause",
-    "client|unblock", "client|unpause", "cluster|addslots",
-    "cluster|addslotsrange", "cluster|bumpepoch",
-    "cluster|count-failure-reports", "cluster|delslots",
-    "cluster|delslotsrange", "cluster|failover", "cluster|flushslots",
-    "cluster|forget", "cluster|meet", "cluster|replicas", "cluster|replicate",
-    "cluster|reset", "cluster|saveconfig", "cluster|set-config-epoch",
-    "cluster|setslot", "cluster|slaves", "config|get", "config|resetstat",
-    "config|rewrite", "config|set", "debug", "failover", "flushall",
-    "flushdb", "info", "keys", "lastsave", "latency|doctor", "latency|graph",
-    "latency|histogram", "latency|history", "latency|latest",
-    "latency|reset", "migrate", "module|list", "module|load",
-    "module|loadex", "module|unload", "monitor", "pfdebug", "pfselftest",
-    "psync", "replconf", "replicaof", "restore", "restore-asking", "role",
-    "save", "shutdown", "slaveof", "slowlog|get", "slowlog|len",
-    "slowlog|reset", "sort", "sort_ro", "swapdb", "sync"};
+  static const std::set<std::string> names{"acl|deluser",
+                                           "acl|dryrun",
+                                           "acl|getuser",
+                                           "acl|list",
+                                           "acl|load",
+                                           "acl|log",
+                                           "acl|save",
+                                           "acl|setuser",
+                                           "acl|users",
+                                           "bgrewriteaof",
+                                           "bgsave",
+                                           "client|kill",
+                                           "client|list",
+                                           "client|no-evict",
+                                           "client|pause",
+                                           "client|unblock",
+                                           "client|unpause",
+                                           "cluster|addslots",
+                                           "cluster|addslotsrange",
+                                           "cluster|bumpepoch",
+                                           "cluster|count-failure-reports",
+                                           "cluster|delslots",
+                                           "cluster|delslotsrange",
+                                           "cluster|failover",
+                                           "cluster|flushslots",
+                                           "cluster|forget",
+                                           "cluster|meet",
+                                           "cluster|replicas",
+                                           "cluster|replicate",
+                                           "cluster|reset",
+                                           "cluster|saveconfig",
+                                           "cluster|set-config-epoch",
+                                           "cluster|setslot",
+                                           "cluster|slaves",
+                                           "config|get",
+                                           "config|resetstat",
+                                           "config|rewrite",
+                                           "config|set",
+                                           "debug",
+                                           "failover",
+                                           "flushall",
+                                           "flushdb",
+                                           "info",
+                                           "keys",
+                                           "lastsave",
+                                           "latency|doctor",
+                                           "latency|graph",
+                                           "latency|histogram",
+                                           "latency|history",
+                                           "latency|latest",
+                                           "latency|reset",
+                                           "migrate",
+                                           "module|list",
+                                           "module|load",
+                                           "module|loadex",
+                                           "module|unload",
+                                           "monitor",
+                                           "pfdebug",
+                                           "pfselftest",
+                                           "psync",
+                                           "replconf",
+                                           "replicaof",
+                                           "restore",
+                                           "restore-asking",
+                                           "role",
+                                           "save",
+                                           "shutdown",
+                                           "slaveof",
+                                           "slowlog|get",
+                                           "slowlog|len",
+                                           "slowlog|reset",
+                                           "sort",
+                                           "sort_ro",
+                                           "swapdb",
+                                           "sync"};
   return names;
 }
 
@@ -75,8 +131,8 @@ std::string command_word(const std::string& text) {
   auto bar = text.find('|');
   if (text.empty() || text.size() > 60 || text.front() == '|'
       || text.back() == '|'
-      || (bar != std::string::npos && text.find('|', bar + 1)
-                                        != std::string::npos)
+      || (bar != std::string::npos
+          && text.find('|', bar + 1) != std::string::npos)
       || !std::all_of(text.begin(), text.end(), [](char c) {
            return std::isalnum(static_cast<unsigned char>(c)) || c == '|'
                   || c == '-' || c == '_';
@@ -104,8 +160,10 @@ void check_words(settings_reader& in, const std::string& key,
   for (auto& w : words) {
     auto n = normalize(w);
     if (n.empty()) {
-      in.fail(key, "holds '" + w.substr(0, 60) + "', which is no plain name "
-                     "such as \"" + example + "\"");
+      in.fail(key, "holds '" + w.substr(0, 60)
+                     + "', which is no plain name "
+                       "such as \""
+                     + example + "\"");
       return;
     }
     w = n;
@@ -126,13 +184,16 @@ void check_role(settings_reader& in, redis_rights& r, const char* patterns,
     return;
   for (auto& c : r.categories)
     if (dangerous_categories.count(c) != 0)
-      in.fail(categories, "holds '" + c + "', which needs \"allow_dangerous\""
-                          ": true in the role");
+      in.fail(categories, "holds '" + c
+                            + "', which needs \"allow_dangerous\""
+                              ": true in the role");
   for (auto& c : r.commands)
     if (dangerous_command(c))
-      in.fail(commands, "holds '" + c + "', which can change users, config "
-                        "or all data and needs \"allow_dangerous\": true in "
-                        "the role");
+      in.fail(commands,
+              "holds '" + c
+                + "', which can change users, config "
+                  "or all data and needs \"allow_dangerous\": true in "
+                  "the role");
 }
 
 caf::expected<std::vector<std::string>>
@@ -156,16 +217,15 @@ narrow_patterns(const redis_rights& role, const std::string& role_name,
       return option_error(option, "must be one word of "
                                   "[A-Za-z0-9_:.*?-/[]{}|] without ACL rule "
                                   "characters");
-    if (std::none_of(role.key_patterns.begin(), role.key_patterns.end(),
-                     [&](const std::string& outer) {
-                       return glob_within(p, outer);
-                     })) {
+    if (std::none_of(
+          role.key_patterns.begin(), role.key_patterns.end(),
+          [&](const std::string& outer) { return glob_within(p, outer); })) {
       std::string allowed;
       for (auto& k : role.key_patterns)
         allowed += (allowed.empty() ? "" : ", ") + k;
       return option_error(option, "'" + p + "' does not fall inside role '"
-                                    + role_name + "' (key patterns: "
-                                    + allowed + ")");
+                                    + role_name + "' (key patterns: " + allowed
+                                    + ")");
     }
     result.push_back(p);
   }
@@ -236,7 +296,8 @@ caf::expected<redis_rights> narrow_redis(const redis_rights& role,
       return make_error(ec::invalid_request,
                         "the redis_acl backend takes the options ttl, role, "
                         "key_pattern (string), key_patterns, categories and "
-                        "commands (arrays of strings), not '" + key + "'");
+                        "commands (arrays of strings), not '"
+                          + key + "'");
   redis_rights result;
   result.allow_dangerous = role.allow_dangerous;
   auto patterns = narrow_patterns(role, role_name, options);

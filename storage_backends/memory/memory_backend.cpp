@@ -15,7 +15,8 @@ namespace {
 bool in_window(const packed_lease& x, const state_window& w) {
   record_state state;
   return parse_record_state(w.state, state) && x.state == state
-         && x.expires_ms >= w.min_expires_ms && x.expires_ms <= w.max_expires_ms;
+         && x.expires_ms >= w.min_expires_ms
+         && x.expires_ms <= w.max_expires_ms;
 }
 
 bool matches(const packed_lease& x, const lease_filter& f) {
@@ -49,14 +50,12 @@ public:
       if (w.kind != storage_write::save && w.kind != storage_write::remove)
         continue;
       if (!lease_key::of(w.record.id))
-        return make_error(ec::storage_error,
-                          "'" + w.record.id.substr(0, 64)
-                            + "' is not a lease id");
+        return make_error(ec::storage_error, "'" + w.record.id.substr(0, 64)
+                                               + "' is not a lease id");
       if (w.kind == storage_write::save
           && !parse_record_state(w.record.state, state))
-        return make_error(ec::storage_error,
-                          "'" + w.record.state.substr(0, 32)
-                            + "' is not a lease state");
+        return make_error(ec::storage_error, "'" + w.record.state.substr(0, 32)
+                                               + "' is not a lease state");
     }
     for (auto& w : batch) {
       if (w.kind == storage_write::save_job) {
@@ -83,8 +82,8 @@ public:
     auto key = lease_key::of(id);
     auto i = key ? by_id_.find(*key) : by_id_.end();
     if (i == by_id_.end())
-      return make_error(ec::not_found, "no stored lease has the id '" + id
-                                         + "'");
+      return make_error(ec::not_found,
+                        "no stored lease has the id '" + id + "'");
     return i->second.record.unpack(id);
   }
 

@@ -54,9 +54,9 @@ CREATE TABLE IF NOT EXISTS revoke_jobs(
 ) WITHOUT ROWID;
 )sql";
 
-constexpr const char* lease_columns
-  = "id, backend, backend_id, value, ttl_ms, issued_ms, expires_ms, "
-    "renewable, tags, meta, description, state, attempts, last_error";
+constexpr const char* lease_columns =
+  "id, backend, backend_id, value, ttl_ms, issued_ms, expires_ms, "
+  "renewable, tags, meta, description, state, attempts, last_error";
 
 /// Makes a file we just created readable and writable by its owner only
 /// (`open`'s mode is masked by the umask; this is not).
@@ -103,17 +103,17 @@ public:
       auto reason = errno == EWOULDBLOCK
                       ? "in use by another process" + holder()
                       : std::string{"not lockable: "} + std::strerror(errno);
-      return make_error(ec::storage_error, "the database '" + db_path
-                                             + "' is " + reason + " (lock '"
-                                             + path + "')");
+      return make_error(ec::storage_error, "the database '" + db_path + "' is "
+                                             + reason + " (lock '" + path
+                                             + "')");
     }
     // The pid is only a hint for the message above; the lock is the truth.
     auto pid = std::to_string(::getpid()) + "\n";
     if (::ftruncate(fd_, 0) != 0
         || ::pwrite(fd_, pid.data(), pid.size(), 0)
              != static_cast<ssize_t>(pid.size()))
-      return make_error(ec::storage_error, "cannot write the lock file '"
-                                             + path + "'");
+      return make_error(ec::storage_error,
+                        "cannot write the lock file '" + path + "'");
     return caf::none;
   }
 
@@ -169,8 +169,9 @@ public:
 
   std::string text(int col) const {
     auto p = sqlite3_column_text(stmt_, col);
-    return p ? std::string(reinterpret_cast<const char*>(p),
-                           static_cast<size_t>(sqlite3_column_bytes(stmt_, col)))
+    return p ? std::string(
+             reinterpret_cast<const char*>(p),
+             static_cast<size_t>(sqlite3_column_bytes(stmt_, col)))
              : std::string{};
   }
 
@@ -191,8 +192,8 @@ public:
     auto dir = std::filesystem::path(path).parent_path();
     if (!dir.empty() && !std::filesystem::is_directory(dir, ignored))
       return make_error(ec::storage_error,
-                        "cannot open the database '" + path
-                          + "': its folder '" + dir.string()
+                        "cannot open the database '" + path + "': its folder '"
+                          + dir.string()
                           + "' does not exist (tlmd creates no folders)");
     if (auto err = lock_.acquire(path))
       return err;
@@ -246,46 +247,43 @@ public:
 
   caf::error prepare_statements() {
     std::string cols = lease_columns;
-    bool ok = begin_.prepare(db_, "BEGIN IMMEDIATE")
-              && commit_.prepare(db_, "COMMIT")
-              && rollback_.prepare(db_, "ROLLBACK")
-              && insert_.prepare(db_, "INSERT INTO leases(" + cols
-                                        + ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
-                                          "ON CONFLICT(id) DO NOTHING")
-              && update_.prepare(db_,
-                                 "UPDATE leases SET backend=?2, backend_id=?3, "
-                                 "value=?4, ttl_ms=?5, issued_ms=?6, "
-                                 "expires_ms=?7, renewable=?8, tags=?9, "
-                                 "meta=?10, description=?11, state=?12, "
-                                 "attempts=?13, last_error=?14 "
-                                 "WHERE id=?1")
-              && remove_.prepare(db_, "DELETE FROM leases WHERE id = ?")
-              && save_job_.prepare(db_, "INSERT OR REPLACE INTO revoke_jobs("
-                                        "id, backend, tag, created_ms, total, "
-                                        "state, finished_ms) "
-                                        "VALUES(?,?,?,?,?,?,?)")
-              && remove_job_.prepare(db_,
-                                     "DELETE FROM revoke_jobs WHERE id = ?")
-              && load_jobs_.prepare(db_, "SELECT id, backend, tag, created_ms, "
-                                         "total, state, finished_ms FROM "
-                                         "revoke_jobs ORDER BY created_ms")
-              && get_.prepare(db_, "SELECT " + cols
-                                     + " FROM leases WHERE id = ?")
-              && load_.prepare(db_, "SELECT " + cols
-                                      + " FROM leases WHERE id > ? "
-                                        "ORDER BY id LIMIT ?")
-              && list_.prepare(
-                db_, "SELECT " + cols
-                       + " FROM leases WHERE id > ?1 AND ("
-                         // The filter's windows (lease_filter::max_windows).
-                         "(state = ?6 AND expires_ms BETWEEN ?7 AND ?8) "
-                         "OR (state = ?9 AND expires_ms BETWEEN ?10 AND ?11) "
-                         "OR (state = ?12 AND expires_ms BETWEEN ?13 AND ?14) "
-                         "OR (state = ?15 AND expires_ms BETWEEN ?16 AND ?17)) "
-                         "AND (?3 = '' OR backend = ?3) "
-                         "AND (?4 = '' OR EXISTS (SELECT 1 FROM "
-                         "json_each(leases.tags) WHERE value = ?4)) "
-                         "ORDER BY id LIMIT ?5");
+    bool ok =
+      begin_.prepare(db_, "BEGIN IMMEDIATE") && commit_.prepare(db_, "COMMIT")
+      && rollback_.prepare(db_, "ROLLBACK")
+      && insert_.prepare(db_, "INSERT INTO leases(" + cols
+                                + ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+                                  "ON CONFLICT(id) DO NOTHING")
+      && update_.prepare(db_, "UPDATE leases SET backend=?2, backend_id=?3, "
+                              "value=?4, ttl_ms=?5, issued_ms=?6, "
+                              "expires_ms=?7, renewable=?8, tags=?9, "
+                              "meta=?10, description=?11, state=?12, "
+                              "attempts=?13, last_error=?14 "
+                              "WHERE id=?1")
+      && remove_.prepare(db_, "DELETE FROM leases WHERE id = ?")
+      && save_job_.prepare(db_, "INSERT OR REPLACE INTO revoke_jobs("
+                                "id, backend, tag, created_ms, total, "
+                                "state, finished_ms) "
+                                "VALUES(?,?,?,?,?,?,?)")
+      && remove_job_.prepare(db_, "DELETE FROM revoke_jobs WHERE id = ?")
+      && load_jobs_.prepare(db_, "SELECT id, backend, tag, created_ms, "
+                                 "total, state, finished_ms FROM "
+                                 "revoke_jobs ORDER BY created_ms")
+      && get_.prepare(db_, "SELECT " + cols + " FROM leases WHERE id = ?")
+      && load_.prepare(db_, "SELECT " + cols
+                              + " FROM leases WHERE id > ? "
+                                "ORDER BY id LIMIT ?")
+      && list_.prepare(
+        db_, "SELECT " + cols
+               + " FROM leases WHERE id > ?1 AND ("
+                 // The filter's windows (lease_filter::max_windows).
+                 "(state = ?6 AND expires_ms BETWEEN ?7 AND ?8) "
+                 "OR (state = ?9 AND expires_ms BETWEEN ?10 AND ?11) "
+                 "OR (state = ?12 AND expires_ms BETWEEN ?13 AND ?14) "
+                 "OR (state = ?15 AND expires_ms BETWEEN ?16 AND ?17)) "
+                 "AND (?3 = '' OR backend = ?3) "
+                 "AND (?4 = '' OR EXISTS (SELECT 1 FROM "
+                 "json_each(leases.tags) WHERE value = ?4)) "
+                 "ORDER BY id LIMIT ?5");
     if (!ok)
       return fail("cannot prepare SQLite statements");
     return caf::none;
@@ -329,8 +327,8 @@ public:
     if (!rows)
       return std::move(rows.error());
     if (rows->empty())
-      return make_error(ec::not_found, "no stored lease has the id '" + id
-                                         + "'");
+      return make_error(ec::not_found,
+                        "no stored lease has the id '" + id + "'");
     return std::move(rows->front());
   }
 
@@ -459,7 +457,8 @@ private:
 
   caf::error fail(const std::string& what) {
     return make_error(ec::storage_error,
-                      what + ": " + (db_ ? sqlite3_errmsg(db_) : "no database"));
+                      what + ": "
+                        + (db_ ? sqlite3_errmsg(db_) : "no database"));
   }
 
   caf::error step_done(statement& s, const char* what) {
@@ -470,10 +469,8 @@ private:
 
   caf::error write(const storage_write& w) {
     switch (w.kind) {
-      case storage_write::save:
-        return save(w.record);
-      case storage_write::remove:
-        return remove(w.record.id);
+      case storage_write::save: return save(w.record);
+      case storage_write::remove: return remove(w.record.id);
       case storage_write::save_job:
         save_job_.bind(1, w.job.id)
           .bind(2, w.job.backend)
@@ -579,8 +576,8 @@ private:
     }
   } conn_;
   sqlite3*& db_ = conn_.handle;
-  statement begin_, commit_, rollback_, insert_, update_, remove_,
-    get_, load_, list_, save_job_, remove_job_, load_jobs_;
+  statement begin_, commit_, rollback_, insert_, update_, remove_, get_, load_,
+    list_, save_job_, remove_job_, load_jobs_;
 };
 
 } // namespace

@@ -43,7 +43,8 @@ struct api_fixture {
     mcfg.storage = spawn_storage_actor(*sys, make_memory_backend());
     mcfg.backends.push_back(
       {"local",
-       spawn_cloud_actor(*sys, *make_local_backend("local", {{"type", "local"}})),
+       spawn_cloud_actor(*sys,
+                         *make_local_backend("local", {{"type", "local"}})),
        true, false});
     auto manager = spawn_lease_manager(*sys, mcfg);
     actors = {caf::actor_cast<caf::actor>(manager),
@@ -98,8 +99,8 @@ struct api_fixture {
   static void send_all(Poco::Net::StreamSocket& s, const std::string& text) {
     size_t sent = 0;
     while (sent < text.size())
-      sent += static_cast<size_t>(s.sendBytes(
-        text.data() + sent, static_cast<int>(text.size() - sent)));
+      sent += static_cast<size_t>(
+        s.sendBytes(text.data() + sent, static_cast<int>(text.size() - sent)));
   }
 
   /// POSTs `body`, announcing `length` bytes (default: the body's size).
@@ -109,9 +110,8 @@ struct api_fixture {
     Poco::Net::HTTPClientSession session("127.0.0.1", http->port());
     Poco::Net::HTTPRequest req(Poco::Net::HTTPRequest::HTTP_POST, path,
                                Poco::Net::HTTPMessage::HTTP_1_1);
-    req.setContentLength(length >= 0
-                           ? length
-                           : static_cast<std::streamsize>(body.size()));
+    req.setContentLength(
+      length >= 0 ? length : static_cast<std::streamsize>(body.size()));
     if (!bearer.empty())
       req.set("Authorization", "Bearer " + bearer);
     session.sendRequest(req) << body;
@@ -129,9 +129,9 @@ TEST_CASE("TCP answers pipelined requests in order, one line each") {
   auto s = f.connect_tcp();
   std::string batch;
   for (int i = 0; i < 500; ++i)
-    batch += json{{"action", i % 2 ? "health" : "create"}, {"request_id", i}}
-               .dump()
-             + "\n";
+    batch +=
+      json{{"action", i % 2 ? "health" : "create"}, {"request_id", i}}.dump()
+      + "\n";
   batch += "\n"; // a blank line is not a request
   f.send_all(s, batch);
   auto replies = f.read_lines(s, 500);
@@ -195,19 +195,18 @@ TEST_CASE("HTTP: statuses mirror results; bodies over 1 MiB get 413") {
                                "k1");
   CHECK(status == 201);
   auto id = body["lease"]["id"].get<std::string>();
-  CHECK(f.post("/v1/actions",
-               json{{"action", "get"}, {"token_id", id}}.dump(), "k1")
+  CHECK(f.post("/v1/actions", json{{"action", "get"}, {"token_id", id}}.dump(),
+               "k1")
           .first
         == 200);
-  CHECK(f.post("/v1/actions", R"({"action":"renew","token_id":")" + id
-                                + R"("})",
-               "k1")
+  CHECK(f.post("/v1/actions",
+               R"({"action":"renew","token_id":")" + id + R"("})", "k1")
           .second["error"]
         == "not_renewable");
   CHECK(f.post("/v1/actions", "{", "k1").first == 400);
-  CHECK(f.post("/v1/actions", R"({"action":"get","token_id":"nope"})", "k1")
-          .first
-        == 404);
+  CHECK(
+    f.post("/v1/actions", R"({"action":"get","token_id":"nope"})", "k1").first
+    == 404);
   // The server answers from the announced length, before reading a byte.
   auto big = f.post("/v1/actions", "{}", "k1",
                     static_cast<std::streamsize>(max_message_bytes + 1));
@@ -244,10 +243,11 @@ TEST_CASE("TCP auth: a line over 4 KiB before auth gets too_large and "
           "closes") {
   api_fixture f{api_keys::of({"secret-key"})};
   auto s = f.connect_tcp();
-  f.send_all(s, R"({"action":"health","request_id":1})" "\n"
-                + json{{"action", "auth"},
-                       {"api_key", std::string(5000, 'k')}}.dump()
-                + "\n");
+  f.send_all(
+    s, R"({"action":"health","request_id":1})"
+       "\n"
+         + json{{"action", "auth"}, {"api_key", std::string(5000, 'k')}}.dump()
+         + "\n");
   auto replies = f.read_lines(s, 3);
   REQUIRE(replies.size() == 2);
   CHECK(replies[0]["error"] == "unauthorized");

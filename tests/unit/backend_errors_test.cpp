@@ -6,20 +6,20 @@
 #include <mutex>
 #include <thread>
 
+#include <Poco/Net/Context.h>
 #include <Poco/Net/HTTPRequestHandler.h>
 #include <Poco/Net/HTTPRequestHandlerFactory.h>
 #include <Poco/Net/HTTPServer.h>
 #include <Poco/Net/HTTPServerParams.h>
 #include <Poco/Net/HTTPServerRequest.h>
 #include <Poco/Net/HTTPServerResponse.h>
-#include <Poco/Net/Context.h>
 #include <Poco/Net/SecureServerSocket.h>
 #include <Poco/Net/ServerSocket.h>
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
-#include "core/error.hpp"
 #include "cloud_backends/registry.hpp"
+#include "core/error.hpp"
 
 using namespace tlm;
 using json = nlohmann::json;
@@ -57,7 +57,8 @@ struct canned_server {
       }
       if (r.delay_ms > 0)
         std::this_thread::sleep_for(std::chrono::milliseconds(r.delay_ms));
-      resp.setStatus(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(r.status));
+      resp.setStatus(
+        static_cast<Poco::Net::HTTPResponse::HTTPStatus>(r.status));
       resp.setContentType("application/json");
       resp.setContentLength(static_cast<std::streamsize>(r.body.size()));
       resp.send() << r.body;
@@ -154,8 +155,8 @@ ec code(const caf::error& err) {
 TEST_CASE("influxdb: a create sends orgID, permissions and the lease mark") {
   canned_server srv;
   auto be = influxdb(srv.url());
-  srv.answer(201, {{"id", "0a1b2c3d4e5f6789"},
-                   {"token", std::string(86, 'x') + "=="}});
+  srv.answer(
+    201, {{"id", "0a1b2c3d4e5f6789"}, {"token", std::string(86, 'x') + "=="}});
   auto token = be->create("LEASE1", 1000, json::object());
   REQUIRE(token);
   CHECK(token->backend_id == "0a1b2c3d4e5f6789");
@@ -220,13 +221,12 @@ TEST_CASE("influxdb: https certificates are verified by default") {
   std::string cert = std::string{dir} + "/cert.pem";
   std::string key = std::string{dir} + "/key.pem";
   auto cmd = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "
-             "/CN=127.0.0.1 -keyout " + key + " -out " + cert
-             + " >/dev/null 2>&1";
+             "/CN=127.0.0.1 -keyout "
+             + key + " -out " + cert + " >/dev/null 2>&1";
   REQUIRE(std::system(cmd.c_str()) == 0);
   canned_server srv{cert, key};
   srv.answer(204, json::object());
-  auto be = influxdb("https://127.0.0.1:"
-                     + std::to_string(srv.server->port()));
+  auto be = influxdb("https://127.0.0.1:" + std::to_string(srv.server->port()));
   // A self-signed certificate no CA vouches for: refused, not trusted.
   auto err = be->revoke("0a1b2c3d4e5f6789");
   CHECK(code(err) == ec::backend_error);
@@ -246,7 +246,8 @@ TEST_CASE("influxdb: an org name is resolved once; unknown names say so") {
   CHECK(message_of(err).find("backends.v2.org") != std::string::npos);
   srv.answer(200, {{"orgs", {{{"id", "fedcba9876543210"}, {"name", "acme"}}}}});
   CHECK(be->get_all());
-  CHECK(srv.last_request == "GET /api/v2/authorizations?orgID=fedcba9876543210");
+  CHECK(srv.last_request
+        == "GET /api/v2/authorizations?orgID=fedcba9876543210");
   // Once known, the id is reused without asking again.
   srv.answer(201, {{"id", "0a1b2c3d4e5f6789"}, {"token", "t"}});
   REQUIRE(be->create("L", 1000, json::object()));
@@ -257,9 +258,10 @@ TEST_CASE("influxdb: an org name is resolved once; unknown names say so") {
 TEST_CASE("influxdb: get_all keeps only tokens marked by tlmd") {
   canned_server srv;
   auto be = influxdb(srv.url());
-  srv.answer(200, {{"authorizations",
-                    {{{"id", "1111111111111111"}, {"description", "tlm:A"}},
-                     {{"id", "2222222222222222"}, {"description", "theirs"}}}}});
+  srv.answer(200,
+             {{"authorizations",
+               {{{"id", "1111111111111111"}, {"description", "tlm:A"}},
+                {{"id", "2222222222222222"}, {"description", "theirs"}}}}});
   auto all = be->get_all();
   REQUIRE(all);
   REQUIRE(all->size() == 1);
@@ -270,19 +272,20 @@ TEST_CASE("influxdb: get_all keeps only tokens marked by tlmd") {
 
 TEST_CASE("influxdb1: InfluxQL errors inside 200 replies are checked") {
   canned_server srv;
-  auto made = make_cloud_backend(
-    "v1", {{"type", "influxdb1"},
-           {"url", srv.url()},
-           {"admin_user", "admin"},
-           {"admin_password_file", secret_file("pw")},
-           {"default_database", "db"}});
+  auto made = make_cloud_backend("v1",
+                                 {{"type", "influxdb1"},
+                                  {"url", srv.url()},
+                                  {"admin_user", "admin"},
+                                  {"admin_password_file", secret_file("pw")},
+                                  {"default_database", "db"}});
   REQUIRE(made);
   auto be = *made;
-  srv.answer(200, {{"results", {{{"statement_id", 0},
-                                 {"error", "user not found"}}}}});
+  srv.answer(
+    200, {{"results", {{{"statement_id", 0}, {"error", "user not found"}}}}});
   CHECK(!be->revoke("tlm_A")); // already gone
-  srv.answer(200, {{"results", {{{"statement_id", 0},
-                                 {"error", "user already exists"}}}}});
+  srv.answer(
+    200,
+    {{"results", {{{"statement_id", 0}, {"error", "user already exists"}}}}});
   auto err = be->create("A", 1000, json::object()).error();
   CHECK(code(err) == ec::backend_error);
   CHECK(message_of(err).find("user already exists") != std::string::npos);
@@ -301,17 +304,19 @@ TEST_CASE("influxdb1: InfluxQL errors inside 200 replies are checked") {
 TEST_CASE("redis_acl: an unreachable server is backend_unavailable; rules "
           "cannot be widened through options") {
   auto port = std::stoi(dead_url().substr(17));
-  auto made = make_cloud_backend("r", {{"type", "redis_acl"},
-                                       {"port", port},
-                                       {"admin_password_file", secret_file("pw")},
-                                       {"timeout_ms", 500}});
+  auto made = make_cloud_backend("r",
+                                 {{"type", "redis_acl"},
+                                  {"port", port},
+                                  {"admin_password_file", secret_file("pw")},
+                                  {"timeout_ms", 500}});
   REQUIRE(made);
   CHECK(code((*made)->revoke("tlm_A")) == ec::backend_unavailable);
   CHECK(code((*made)->create("A", 1000, {{"key_pattern", "* +@all"}}).error())
         == ec::invalid_request);
-  CHECK(code((*made)->create("A", 1000, {{"categories", {"all", "+@admin"}}})
-               .error())
-        == ec::invalid_request);
+  CHECK(
+    code(
+      (*made)->create("A", 1000, {{"categories", {"all", "+@admin"}}}).error())
+    == ec::invalid_request);
 }
 
 TEST_CASE("bad backend settings name the key to fix") {
@@ -321,31 +326,48 @@ TEST_CASE("bad backend settings name the key to fix") {
     const char* key;
   };
   bad_case cases[] = {
-    {{{"type", "influxdb"}, {"token_file", pw}, {"org", "o"}}, "backends.b.url"},
+    {{{"type", "influxdb"}, {"token_file", pw}, {"org", "o"}},
+     "backends.b.url"},
     {{{"type", "influxdb"}, {"url", "http://x"}, {"org", "o"}},
      "backends.b.token_file"},
-    {{{"type", "influxdb"}, {"url", "http://x"}, {"token_file", "/nonexistent"},
+    {{{"type", "influxdb"},
+      {"url", "http://x"},
+      {"token_file", "/nonexistent"},
       {"org", "o"}},
      "backends.b.token_file"},
     {{{"type", "influxdb"}, {"url", "http://x"}, {"token_file", pw}},
      "backends.b.org"},
-    {{{"type", "influxdb"}, {"url", "ftp://x"}, {"token_file", pw},
+    {{{"type", "influxdb"},
+      {"url", "ftp://x"},
+      {"token_file", pw},
       {"org", "o"}},
      "backends.b.url"},
-    {{{"type", "influxdb"}, {"url", "http://x"}, {"token_file", pw},
-      {"org", "o"}, {"timeout_ms", -1}},
+    {{{"type", "influxdb"},
+      {"url", "http://x"},
+      {"token_file", pw},
+      {"org", "o"},
+      {"timeout_ms", -1}},
      "backends.b.timeout_ms"},
-    {{{"type", "influxdb"}, {"url", "http://x"}, {"token_file", pw},
-      {"org", "o"}, {"colour", "red"}},
+    {{{"type", "influxdb"},
+      {"url", "http://x"},
+      {"token_file", pw},
+      {"org", "o"},
+      {"colour", "red"}},
      "backends.b.colour"},
-    {{{"type", "influxdb1"}, {"url", "http://x"}, {"admin_user", "a"},
-      {"admin_password_file", pw}, {"default_database", "d"},
+    {{{"type", "influxdb1"},
+      {"url", "http://x"},
+      {"admin_user", "a"},
+      {"admin_password_file", pw},
+      {"default_database", "d"},
       {"default_privilege", "OWN"}},
      "backends.b.default_privilege"},
-    {{{"type", "influxdb1"}, {"url", "http://x"}, {"admin_user", "a"},
+    {{{"type", "influxdb1"},
+      {"url", "http://x"},
+      {"admin_user", "a"},
       {"admin_password_file", pw}},
      "backends.b.default_database"},
-    {{{"type", "redis_acl"}, {"admin_password_file", pw},
+    {{{"type", "redis_acl"},
+      {"admin_password_file", pw},
       {"default_key_pattern", "a b"}},
      "backends.b.default_key_pattern"},
     {{{"type", "redis_acl"}, {"admin_password_file", pw}, {"port", 0}},
@@ -370,7 +392,7 @@ namespace {
 struct role_case {
   const char* type;
   json settings;
-  json narrowing;                          ///< options within `narrow`
+  json narrowing; ///< options within `narrow`
   std::vector<std::pair<json, const char*>> widening; ///< options, option named
 };
 
@@ -383,8 +405,11 @@ std::vector<role_case> role_cases() {
   };
   return {
     {"redis_acl",
-     {{"type", "redis_acl"}, {"port", port}, {"admin_password_file", pw},
-      {"timeout_ms", 500}, {"default_role", "narrow"},
+     {{"type", "redis_acl"},
+      {"port", port},
+      {"admin_password_file", pw},
+      {"timeout_ms", 500},
+      {"default_role", "narrow"},
       {"roles",
        {{"narrow", {{"key_patterns", {"app:*"}}, {"categories", {"read"}}}},
         {"wide",
@@ -397,8 +422,11 @@ std::vector<role_case> role_cases() {
       {{{"key_pattern", "app:* +@all"}}, "options.key_pattern"},
       {{{"role", "wide"}, {"categories", {"all"}}}, "options.categories"}}},
     {"influxdb1",
-     {{"type", "influxdb1"}, {"url", url}, {"admin_user", "admin"},
-      {"admin_password_file", pw}, {"timeout_ms", 500},
+     {{"type", "influxdb1"},
+      {"url", url},
+      {"admin_user", "admin"},
+      {"admin_password_file", pw},
+      {"timeout_ms", 500},
       {"default_role", "narrow"},
       {"roles",
        {{"narrow", {{"databases", {"metrics"}}, {"privilege", "READ"}}},
@@ -409,13 +437,17 @@ std::vector<role_case> role_cases() {
       {{{"privilege", "ALL PRIVILEGES"}}, "options.privilege"},
       {{{"role", "wide"}, {"database", "_internal"}}, "options.database"}}},
     {"influxdb",
-     {{"type", "influxdb"}, {"url", url}, {"token_file", pw},
-      {"org_id", "0123456789abcdef"}, {"timeout_ms", 500},
+     {{"type", "influxdb"},
+      {"url", url},
+      {"token_file", pw},
+      {"org_id", "0123456789abcdef"},
+      {"timeout_ms", 500},
       {"default_role", "narrow"},
       {"roles",
        {{"narrow", {{"permissions", {perm("read", "buckets")}}}},
-        {"wide", {{"permissions", {perm("read", "buckets"),
-                                   perm("write", "buckets")}}}}}}},
+        {"wide",
+         {{"permissions",
+           {perm("read", "buckets"), perm("write", "buckets")}}}}}}},
      {{"permissions", {perm("read", "buckets")}}},
      {{{{"permissions", {perm("write", "buckets")}}}, "options.permissions[0]"},
       {{{"permissions", {perm("write", "authorizations")}}},
@@ -456,8 +488,8 @@ TEST_CASE("conformance: options cannot widen a role of any remote backend") {
 TEST_CASE("local: a role is refused, saying there are none") {
   auto made = make_cloud_backend("l", {{"type", "local"}});
   REQUIRE(made);
-  auto err = (*made)->create("0123456789abcdefABCDEF", 1000, {{"role", "x"}})
-               .error();
+  auto err =
+    (*made)->create("0123456789abcdefABCDEF", 1000, {{"role", "x"}}).error();
   CHECK(code(err) == ec::invalid_request);
   CHECK(message_of(err).find("no roles") != std::string::npos);
 }
@@ -476,20 +508,20 @@ TEST_CASE("roles: the token's extra records the role and granted rights") {
   CHECK(extra["permissions"][0]["action"] == "read");
 
   auto v1 = make_cloud_backend(
-    "v1", {{"type", "influxdb1"},
-           {"url", srv.url()},
-           {"admin_user", "admin"},
-           {"admin_password_file", secret_file("pw")},
-           {"roles", {{"writer", {{"databases", {"db1", "db2"}},
-                                  {"privilege", "WRITE"}}}}}});
+    "v1",
+    {{"type", "influxdb1"},
+     {"url", srv.url()},
+     {"admin_user", "admin"},
+     {"admin_password_file", secret_file("pw")},
+     {"roles",
+      {{"writer", {{"databases", {"db1", "db2"}}, {"privilege", "WRITE"}}}}}});
   REQUIRE(v1);
   srv.answer(200, {{"results", {{{"statement_id", 0}}}}});
   token = (*v1)->create("A", 1000, {{"database", "db2"}});
   REQUIRE(token);
   CHECK(json::parse(token->extra)
-        == json{{"role", "writer"},
-                {"databases", {"db2"}},
-                {"privilege", "WRITE"}});
+        == json{
+          {"role", "writer"}, {"databases", {"db2"}}, {"privilege", "WRITE"}});
   CHECK(srv.last_body.find("GRANT%20WRITE%20ON%20%22db2%22")
         != std::string::npos);
   CHECK(token->extra.find(token->value.substr(7)) == std::string::npos);
@@ -498,9 +530,13 @@ TEST_CASE("roles: the token's extra records the role and granted rights") {
 TEST_CASE("roles: bad role settings refuse the start, naming the full key") {
   auto pw = secret_file("pw");
   json redis{{"type", "redis_acl"}, {"admin_password_file", pw}};
-  json v1{{"type", "influxdb1"}, {"url", "http://x"}, {"admin_user", "a"},
+  json v1{{"type", "influxdb1"},
+          {"url", "http://x"},
+          {"admin_user", "a"},
           {"admin_password_file", pw}};
-  json v2{{"type", "influxdb"}, {"url", "http://x"}, {"token_file", pw},
+  json v2{{"type", "influxdb"},
+          {"url", "http://x"},
+          {"token_file", pw},
           {"org", "o"}};
   auto with = [](json base, json extra) {
     base.update(extra);
@@ -535,9 +571,12 @@ TEST_CASE("roles: bad role settings refuse the start, naming the full key") {
      "backends.b.default_database cannot be combined"},
     {with(v1, {{"roles", {{"r", {{"databases", {"d e"}}}}}}}),
      "backends.b.roles.r.databases"},
-    {with(v2, {{"roles", {{"r", {{"permissions",
-                                  {{{"action", "write"},
-                                    {"resource", {{"type", "users"}}}}}}}}}}}),
+    {with(
+       v2,
+       {{"roles",
+         {{"r",
+           {{"permissions",
+             {{{"action", "write"}, {"resource", {{"type", "users"}}}}}}}}}}}),
      "backends.b.roles.r.permissions"},
     {with(v2, {{"default_permissions",
                 {{{"action", "write"},

@@ -6,11 +6,11 @@
 
 #include <doctest/doctest.h>
 
-#include "core/error.hpp"
 #include "api/api_keys.hpp"
 #include "app/config.hpp"
-#include "tests/unit/command_line.hpp"
 #include "cloud_backends/registry.hpp"
+#include "core/error.hpp"
+#include "tests/unit/command_line.hpp"
 
 using namespace tlm;
 using tlm::test::parse;
@@ -93,8 +93,8 @@ TEST_CASE("a config value of the wrong type names the expected type") {
   };
   CHECK(refusal(R"({"http_port": "3666"})")
         == "tlmd: http_port must be an integer (got a string)\n");
-  CHECK(refusal(R"({"tcp_port": 3667.5})").find(
-          "tcp_port must be an integer (got a number with a fraction")
+  CHECK(refusal(R"({"tcp_port": 3667.5})")
+          .find("tcp_port must be an integer (got a number with a fraction")
         != std::string::npos);
   CHECK(refusal(R"({"storage": 1})")
         == "tlmd: storage must be a string (got an integer)\n");
@@ -137,9 +137,9 @@ TEST_CASE("--help documents every flag and exits 0") {
   auto cmd = parse({"--help"});
   CHECK(cmd.exit_now);
   CHECK(cmd.exit_code == 0);
-  for (auto flag : {"--config", "--bind", "--http-port", "--tcp-port",
-                    "--storage", "--default-ttl", "--min-ttl", "--max-ttl",
-                    "--api-key-file"})
+  for (auto flag :
+       {"--config", "--bind", "--http-port", "--tcp-port", "--storage",
+        "--default-ttl", "--min-ttl", "--max-ttl", "--api-key-file"})
     CHECK(cmd.output.find(flag) != std::string::npos);
 }
 

@@ -1,8 +1,8 @@
 // The HTTP transport's pure rules: framing, targets, the per-peer count,
 // the watchdog's choice of connections to cut, and the HTTP limit flags.
 
-#include <doctest/doctest.h>
 #include <Poco/Net/HTTPRequest.h>
+#include <doctest/doctest.h>
 
 #include "api/http_framing.hpp"
 #include "api/http_guard.hpp"
@@ -16,8 +16,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
-body_framing framing(std::initializer_list<std::pair<const char*, const char*>>
-                       headers) {
+body_framing
+framing(std::initializer_list<std::pair<const char*, const char*>> headers) {
   Poco::Net::HTTPRequest req;
   for (auto& [k, v] : headers)
     req.add(k, v);
@@ -47,8 +47,7 @@ TEST_CASE("Content-Length is read strictly") {
   CHECK(*framing({{"Content-Length", "5, 5"}}).length == 5);
   CHECK(*framing({{"Content-Length", "18446744073709551615"}}).length
         == UINT64_MAX);
-  for (auto bad : {"abc", "18446744073709551616", "-5", "5x", "", "+5",
-                   "1 2"})
+  for (auto bad : {"abc", "18446744073709551616", "-5", "5x", "", "+5", "1 2"})
     CHECK_MESSAGE(status(framing({{"Content-Length", bad}})) == 400, bad);
   CHECK(status(framing({{"Content-Length", "5"}, {"Content-Length", "6"}}))
         == 400);
@@ -59,12 +58,12 @@ TEST_CASE("Transfer-Encoding: only a single chunked, never with a length") {
   CHECK(framing({{"Transfer-Encoding", "chunked"}}).chunked);
   CHECK(framing({{"Transfer-Encoding", "Chunked"}}).chunked);
   CHECK(status(framing({{"Transfer-Encoding", "gzip"}})) == 501);
-  CHECK(status(framing({{"Transfer-Encoding", "chunked"},
-                        {"Transfer-Encoding", "chunked"}}))
+  CHECK(status(framing(
+          {{"Transfer-Encoding", "chunked"}, {"Transfer-Encoding", "chunked"}}))
         == 501);
-  CHECK(status(framing({{"Transfer-Encoding", "chunked"},
-                        {"Content-Length", "5"}}))
-        == 400);
+  CHECK(
+    status(framing({{"Transfer-Encoding", "chunked"}, {"Content-Length", "5"}}))
+    == 400);
 }
 
 TEST_CASE("a target splits into decoded segments; %2F stays in its segment") {
@@ -189,8 +188,8 @@ TEST_CASE("HTTP limit flags and config keys, with defaults in one place") {
 TEST_CASE("a NUL byte anywhere refuses the message") {
   using namespace std::string_literals;
   CHECK(parse_request("{\"action\":\"health\"}"s).error == caf::none);
-  for (auto text : {"{\"action\":\"health\"}\0junk"s,
-                    "{\"action\":\"health\"}\0"s,
-                    "{\"action\":\"health\",\"request_id\":\"a\0b\"}"s})
+  for (auto text :
+       {"{\"action\":\"health\"}\0junk"s, "{\"action\":\"health\"}\0"s,
+        "{\"action\":\"health\",\"request_id\":\"a\0b\"}"s})
     CHECK(parse_request(text).error == ec::invalid_request);
 }

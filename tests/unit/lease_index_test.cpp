@@ -71,8 +71,8 @@ TEST_CASE("live and visible: one rule for get and list") {
   CHECK(lease_index::live(e, 99));
   CHECK(!lease_index::live(e, 100)); // expired, not yet revoked
   CHECK(!lease_index::visible(e, 100));
-  for (auto p : {lease_phase::queued, lease_phase::revoking,
-                 lease_phase::retry_wait}) {
+  for (auto p :
+       {lease_phase::queued, lease_phase::revoking, lease_phase::retry_wait}) {
     e.phase = p;
     CHECK(!lease_index::visible(e, 0));
   }

@@ -8,10 +8,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/error.hpp"
 #include "actors/lease_manager.hpp"
 #include "cloud_backends/cloud_actor.hpp"
 #include "cloud_backends/local/local_backend.hpp"
+#include "core/error.hpp"
 #include "storage_backends/memory/memory_backend.hpp"
 #include "storage_backends/storage_actor.hpp"
 #include "tests/unit/actor_fixture.hpp"
@@ -54,8 +54,7 @@ public:
   caf::expected<std::vector<cloud_token>> get_all() override {
     std::vector<cloud_token> result;
     for (auto& id : live)
-      result.push_back(
-        {id, "", "{}", id.substr(2)});
+      result.push_back({id, "", "{}", id.substr(2)});
     return result;
   }
   std::string describe() const override {
@@ -227,13 +226,16 @@ TEST_CASE_FIXTURE(manager_fixture, "failed revocations are retried until "
   CHECK(!call<lease>(storage, atom::get_v, x.id));
 }
 
-TEST_CASE_FIXTURE(manager_fixture, "revoke revokes at the cloud, then forgets") {
+TEST_CASE_FIXTURE(manager_fixture,
+                  "revoke revokes at the cloud, then forgets") {
   auto x = create_ttl(60'000, false, "flaky");
-  auto ok = call<atom::ok>(manager, atom::revoke_v, revoke_request{x.id, false});
+  auto ok = call<atom::ok>(manager, atom::revoke_v,
+                           revoke_request{x.id, false});
   CHECK(ok);
   CHECK(flaky->revoked.size() == 1);
   CHECK(code_of_get(x.id) == ec::not_found);
-  auto again = call<atom::ok>(manager, atom::revoke_v, revoke_request{x.id, false});
+  auto again = call<atom::ok>(manager, atom::revoke_v,
+                              revoke_request{x.id, false});
   CHECK(code_of(again.error()) == ec::not_found);
 }
 
@@ -242,7 +244,8 @@ TEST_CASE_FIXTURE(manager_fixture, "a failed client revoke says the lease is "
                                    "health shows it until it heals") {
   auto x = create_ttl(60'000, false, "flaky");
   flaky->failing_revokes = 1;
-  auto res = call<atom::ok>(manager, atom::revoke_v, revoke_request{x.id, false});
+  auto res = call<atom::ok>(manager, atom::revoke_v,
+                            revoke_request{x.id, false});
   REQUIRE(!res);
   CHECK(code_of(res.error()) == ec::revocation_pending);
   CHECK(message_of(res.error()).find("down for maintenance")
@@ -251,7 +254,8 @@ TEST_CASE_FIXTURE(manager_fixture, "a failed client revoke says the lease is "
   CHECK(code_of_get(x.id) == ec::not_found);   // ...but the lease is dead
   CHECK(live_count() == 0);
   // Asked again, the answer is the same, not a `not_found`.
-  auto again = call<atom::ok>(manager, atom::revoke_v, revoke_request{x.id, false});
+  auto again = call<atom::ok>(manager, atom::revoke_v,
+                              revoke_request{x.id, false});
   REQUIRE(!again);
   CHECK(code_of(again.error()) == ec::revocation_pending);
   auto h = call<health_report>(manager, atom::health_v);
@@ -340,16 +344,18 @@ TEST_CASE_FIXTURE(manager_fixture, "exchange swaps the value, merges meta") {
   req.meta = R"({"a":1,"b":2})";
   auto x = create(req);
   advance(4'000ms);
-  auto y = call<lease>(manager, atom::exchange_v, exchange_request{std::string{}, x.value,
-                       std::string{R"({"b":3,"c":4})"}});
+  auto y = call<lease>(
+    manager, atom::exchange_v,
+    exchange_request{std::string{}, x.value, std::string{R"({"b":3,"c":4})"}});
   REQUIRE(y);
   CHECK(y->id == x.id);
   CHECK(y->value != x.value);
   CHECK(nlohmann::json::parse(y->meta)
         == nlohmann::json{{"a", 1}, {"b", 3}, {"c", 4}});
   CHECK(y->expires_ms == start_ms + 14'000);
-  auto old = call<lease>(manager, atom::exchange_v, exchange_request{std::string{}, x.value,
-                         std::string{"{}"}});
+  auto old = call<lease>(
+    manager, atom::exchange_v,
+    exchange_request{std::string{}, x.value, std::string{"{}"}});
   CHECK(code_of(old.error()) == ec::invalid_token);
   auto stored = call<lease>(storage, atom::get_v, x.id);
   CHECK(stored->value == y->value);
@@ -357,10 +363,12 @@ TEST_CASE_FIXTURE(manager_fixture, "exchange swaps the value, merges meta") {
 
 TEST_CASE_FIXTURE(manager_fixture, "of two racing exchanges one wins") {
   auto x = create_ttl(10'000);
-  auto a = send_request<lease>(manager, atom::exchange_v, exchange_request{std::string{},
-                               x.value, std::string{"{}"}});
-  auto b = send_request<lease>(manager, atom::exchange_v, exchange_request{std::string{},
-                               x.value, std::string{"{}"}});
+  auto a = send_request<lease>(
+    manager, atom::exchange_v,
+    exchange_request{std::string{}, x.value, std::string{"{}"}});
+  auto b = send_request<lease>(
+    manager, atom::exchange_v,
+    exchange_request{std::string{}, x.value, std::string{"{}"}});
   sched->run();
   REQUIRE(a->has_value());
   REQUIRE(b->has_value());
@@ -374,16 +382,18 @@ TEST_CASE_FIXTURE(manager_fixture, "exchange rejects expired tokens and "
   req.meta = nlohmann::json{{"big", std::string(40'000, 'x')}}.dump();
   auto x = create(req);
   auto patch = nlohmann::json{{"more", std::string(40'000, 'y')}}.dump();
-  auto big = call<lease>(manager, atom::exchange_v, exchange_request{std::string{}, x.value,
-                         patch});
+  auto big = call<lease>(manager, atom::exchange_v,
+                         exchange_request{std::string{}, x.value, patch});
   CHECK(code_of(big.error()) == ec::invalid_request);
   // The rejected merge did not burn the token.
-  CHECK(call<lease>(manager, atom::exchange_v, exchange_request{std::string{}, x.value,
-                    std::string{"{}"}}));
+  CHECK(
+    call<lease>(manager, atom::exchange_v,
+                exchange_request{std::string{}, x.value, std::string{"{}"}}));
   auto y = *call<lease>(manager, atom::get_v, x.id);
   advance(2'000ms);
-  auto late = call<lease>(manager, atom::exchange_v, exchange_request{std::string{}, y.value,
-                          std::string{"{}"}});
+  auto late = call<lease>(
+    manager, atom::exchange_v,
+    exchange_request{std::string{}, y.value, std::string{"{}"}});
   CHECK(code_of(late.error()) == ec::invalid_token);
 }
 
@@ -432,8 +442,9 @@ TEST_CASE_FIXTURE(manager_fixture, "a new manager loads stored leases, "
   REQUIRE(kept);
   CHECK(kept->value == long_lease.value);
   // The local backend re-learned the token from the record.
-  CHECK(call<lease>(manager, atom::exchange_v, exchange_request{std::string{}, long_lease.value,
-                    std::string{"{}"}}));
+  CHECK(call<lease>(
+    manager, atom::exchange_v,
+    exchange_request{std::string{}, long_lease.value, std::string{"{}"}}));
 }
 
 TEST_CASE_FIXTURE(manager_fixture, "an expiry storm stays within the "
@@ -620,8 +631,10 @@ TEST_CASE_FIXTURE(manager_fixture, "force drops a lease without the backend") {
   CHECK(!call<lease>(storage, atom::get_v, x.id));
   CHECK(code_of_get(x.id) == ec::not_found);
   CHECK(flaky->revoked.empty()); // the backend never confirmed
-  CHECK(code_of(call<atom::ok>(manager, atom::revoke_v, revoke_request{x.id, true}).error())
-        == ec::not_found);
+  CHECK(
+    code_of(call<atom::ok>(manager, atom::revoke_v, revoke_request{x.id, true})
+              .error())
+    == ec::not_found);
 }
 
 TEST_CASE_FIXTURE(manager_fixture, "a revoke the backend did not confirm "
@@ -683,9 +696,10 @@ TEST_CASE_FIXTURE(manager_fixture, "a renew racing a revoke never brings the "
                                    "record back") {
   auto x = create_ttl(60'000, true, "flaky");
   // Both requests are in the manager's mailbox before either finishes.
-  auto renewed = send_request<std::tuple<lease, bool>>(
-    manager, atom::renew_v, x.id, int64_t{30'000});
-  auto revoked = send_request<atom::ok>(manager, atom::revoke_v, revoke_request{x.id, false});
+  auto renewed = send_request<std::tuple<lease, bool>>(manager, atom::renew_v,
+                                                       x.id, int64_t{30'000});
+  auto revoked = send_request<atom::ok>(manager, atom::revoke_v,
+                                        revoke_request{x.id, false});
   sched->run();
   REQUIRE(revoked->has_value());
   CHECK(**revoked);
@@ -757,9 +771,9 @@ TEST_CASE_FIXTURE(manager_fixture, "revoke_prefix refuses what it cannot "
                                    "do") {
   CHECK(code_of(start_job(*this, "", "").error()) == ec::invalid_request);
   CHECK(code_of(start_job(*this, "nope", "").error()) == ec::unknown_backend);
-  CHECK(code_of(call<job_status>(manager, atom::job_v, std::string{"x"})
-                  .error())
-        == ec::not_found);
+  CHECK(
+    code_of(call<job_status>(manager, atom::job_v, std::string{"x"}).error())
+    == ec::not_found);
   auto empty = start_job(*this, "", "no-such-tag");
   REQUIRE(empty);
   CHECK(empty->job.total == 0);
@@ -837,7 +851,8 @@ TEST_CASE_FIXTURE(manager_fixture, "finished revoke jobs are kept a day, "
   create_tagged(*this, "local", "old");
   auto old_job = start_job(*this, "", "old");
   REQUIRE(old_job);
-  CHECK(call<job_status>(manager, atom::job_v, old_job->job.id)->job.state == job_state::done);
+  CHECK(call<job_status>(manager, atom::job_v, old_job->job.id)->job.state
+        == job_state::done);
   advance(std::chrono::hours(23));
   CHECK(call<job_status>(manager, atom::job_v, old_job->job.id));
   advance(std::chrono::hours(2));
@@ -902,8 +917,9 @@ caf::behavior gated_cloud(caf::event_based_actor* self,
                           std::shared_ptr<reply_gate> gate) {
   return {
     [=](atom::create, const token_request& req) {
-      gate->answer(self, "create",
-                   be->create(req.lease_id, req.ttl_ms, nlohmann::json::object()));
+      gate->answer(
+        self, "create",
+        be->create(req.lease_id, req.ttl_ms, nlohmann::json::object()));
     },
     [=](atom::revoke, const std::string& id) {
       gate->answer(self, "revoke", ok_unless(be->revoke(id)));
@@ -964,8 +980,8 @@ struct race_fixture : manager_fixture {
 
   caf::expected<lease> exchange(const std::string& value,
                                 std::string meta = "{}") {
-    return call<lease>(manager, atom::exchange_v, exchange_request{std::string{"gated"}, value,
-                       meta});
+    return call<lease>(manager, atom::exchange_v,
+                       exchange_request{std::string{"gated"}, value, meta});
   }
 
   /// The manager and the storage both hold what `want` says.
@@ -1000,8 +1016,8 @@ TEST_CASE_FIXTURE(race_fixture, "a renew answered after an exchange extends "
                                 "burned value") {
   auto x = create_ttl(10'000, true, "gated");
   gate->holding = {"renew"};
-  auto renewed = send_request<std::tuple<lease, bool>>(
-    manager, atom::renew_v, x.id, int64_t{30'000});
+  auto renewed = send_request<std::tuple<lease, bool>>(manager, atom::renew_v,
+                                                       x.id, int64_t{30'000});
   sched->run(); // renewed at the backend; the answer is on its way
   REQUIRE(gate->held.size() == 1);
   advance(1'000ms);
@@ -1027,9 +1043,9 @@ TEST_CASE_FIXTURE(race_fixture, "an exchange answered after a renew keeps "
                                 "the renewed term and restarts it") {
   auto x = create_ttl(10'000, true, "gated");
   gate->holding = {"exchange"};
-  auto swapped = send_request<lease>(manager, atom::exchange_v,
-                                     exchange_request{std::string{"gated"}, x.value,
-                                     std::string{"{}"}});
+  auto swapped = send_request<lease>(
+    manager, atom::exchange_v,
+    exchange_request{std::string{"gated"}, x.value, std::string{"{}"}});
   sched->run(); // swapped at the backend; the answer is on its way
   REQUIRE(gate->held.size() == 1);
   auto r = renew(x.id, 30'000);
@@ -1052,12 +1068,12 @@ TEST_CASE_FIXTURE(race_fixture, "a renew answered between an exchange's save "
                                 "and its commit starts from the exchange") {
   auto x = create_ttl(10'000, true, "gated");
   gate->holding = {"exchange", "renew"};
-  auto swapped = send_request<lease>(manager, atom::exchange_v,
-                                     exchange_request{std::string{"gated"}, x.value,
-                                     std::string{R"({"k":2})"}});
+  auto swapped = send_request<lease>(
+    manager, atom::exchange_v,
+    exchange_request{std::string{"gated"}, x.value, std::string{R"({"k":2})"}});
   sched->run();
-  auto renewed = send_request<std::tuple<lease, bool>>(
-    manager, atom::renew_v, x.id, int64_t{30'000});
+  auto renewed = send_request<std::tuple<lease, bool>>(manager, atom::renew_v,
+                                                       x.id, int64_t{30'000});
   sched->run();
   REQUIRE(gate->held.size() == 2);
   // Both answers wait in the manager's mailbox: the renew's is handled
@@ -1083,12 +1099,12 @@ TEST_CASE_FIXTURE(race_fixture, "two renews set the term in the order the "
                                 "backend answers, around an exchange") {
   auto x = create_ttl(10'000, true, "gated");
   gate->holding = {"renew"};
-  auto first = send_request<std::tuple<lease, bool>>(
-    manager, atom::renew_v, x.id, int64_t{30'000});
+  auto first = send_request<std::tuple<lease, bool>>(manager, atom::renew_v,
+                                                     x.id, int64_t{30'000});
   sched->run();
   advance(1'000ms);
-  auto second = send_request<std::tuple<lease, bool>>(
-    manager, atom::renew_v, x.id, int64_t{20'000});
+  auto second = send_request<std::tuple<lease, bool>>(manager, atom::renew_v,
+                                                      x.id, int64_t{20'000});
   sched->run();
   REQUIRE(gate->held.size() == 2);
   auto y = exchange(x.value);
@@ -1117,8 +1133,8 @@ TEST_CASE_FIXTURE(race_fixture, "a renew answered after a revoke is refused "
                                 "and stores nothing") {
   auto x = create_ttl(10'000, true, "gated");
   gate->holding = {"renew"};
-  auto renewed = send_request<std::tuple<lease, bool>>(
-    manager, atom::renew_v, x.id, int64_t{30'000});
+  auto renewed = send_request<std::tuple<lease, bool>>(manager, atom::renew_v,
+                                                       x.id, int64_t{30'000});
   sched->run();
   REQUIRE(call<atom::ok>(manager, atom::revoke_v, revoke_request{x.id, false}));
   release(0);
@@ -1136,9 +1152,9 @@ TEST_CASE_FIXTURE(race_fixture, "a revoke right after an exchange's answer "
                                 "stores the exchanged value as revoking") {
   auto x = create_ttl(10'000, true, "gated");
   gate->holding = {"exchange", "revoke"};
-  auto swapped = send_request<lease>(manager, atom::exchange_v,
-                                     exchange_request{std::string{"gated"}, x.value,
-                                     std::string{R"({"k":3})"}});
+  auto swapped = send_request<lease>(
+    manager, atom::exchange_v,
+    exchange_request{std::string{"gated"}, x.value, std::string{R"({"k":3})"}});
   sched->run();
   REQUIRE(gate->held.size() == 1);
   release(0);

@@ -2,10 +2,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/error.hpp"
 #include "actors/interfaces.hpp"
 #include "cloud_backends/cloud_actor.hpp"
 #include "cloud_backends/local/local_backend.hpp"
+#include "core/error.hpp"
 #include "tests/unit/actor_fixture.hpp"
 
 using namespace tlm;
@@ -13,8 +13,8 @@ using namespace tlm;
 namespace {
 
 struct local_fixture : test::actor_fixture {
-  cloud_actor cloud = own(spawn_cloud_actor(
-    *sys, *make_local_backend("local", {{"type", "local"}})));
+  cloud_actor cloud = own(
+    spawn_cloud_actor(*sys, *make_local_backend("local", {{"type", "local"}})));
 
   cloud_token create(const std::string& id) {
     auto t = call<cloud_token>(cloud, atom::create_v,

@@ -75,8 +75,8 @@ TEST_CASE("a backend id equal to the lease id is kept once, and survives "
 }
 
 TEST_CASE("every record state has one name") {
-  for (auto name : {state_active, state_pending, state_revoking,
-                    state_irrevocable}) {
+  for (auto name :
+       {state_active, state_pending, state_revoking, state_irrevocable}) {
     record_state x;
     REQUIRE(parse_record_state(name, x));
     CHECK(std::string{to_string(x)} == name);

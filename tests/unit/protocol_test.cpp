@@ -99,10 +99,11 @@ TEST_CASE("wrong field types are invalid_request naming the field") {
 }
 
 TEST_CASE("negative and zero ttls are invalid_request") {
-  for (auto text : {R"({"action":"create","options":{"ttl":-5}})",
-                    R"({"action":"create","options":{"ttl":0}})",
-                    R"({"action":"renew","token_id":"x","ttl":-1})",
-                    R"({"action":"create","options":{"ttl":18446744073709551615}})"}) {
+  for (auto text :
+       {R"({"action":"create","options":{"ttl":-5}})",
+        R"({"action":"create","options":{"ttl":0}})",
+        R"({"action":"renew","token_id":"x","ttl":-1})",
+        R"({"action":"create","options":{"ttl":18446744073709551615}})"}) {
     CAPTURE(text);
     CHECK(code(parse_request(text)) == ec::invalid_request);
   }
@@ -149,9 +150,9 @@ TEST_CASE("lease_id is an alias of token_id") {
 }
 
 TEST_CASE("list filters by state; revoke_prefix and job read their fields") {
-  CHECK(query_of(parse_request(R"({"action":"list","state":"irrevocable"})"))
-          .state
-        == list_state::irrevocable);
+  CHECK(
+    query_of(parse_request(R"({"action":"list","state":"irrevocable"})")).state
+    == list_state::irrevocable);
   CHECK(query_of(parse_request(R"({"action":"list"})")).state
         == list_state::visible);
   auto bulk = parse_request(R"({"action":"revoke_prefix","tag":"ci"})");
@@ -183,10 +184,13 @@ TEST_CASE("replies echo request ids and carry codes and sentences") {
   auto ok = json::parse(render_success(req.request_id, {{"status", "ok"}}));
   CHECK(ok["result"] == "success");
   CHECK(ok["request_id"] == 42);
-  auto fail = json::parse(render_failure(json("x"),
-                                         make_error(ec::not_found, "gone")));
-  CHECK(fail == json{{"result", "failure"}, {"error", "not_found"},
-                     {"message", "gone"}, {"request_id", "x"}});
+  auto fail = json::parse(
+    render_failure(json("x"), make_error(ec::not_found, "gone")));
+  CHECK(fail
+        == json{{"result", "failure"},
+                {"error", "not_found"},
+                {"message", "gone"},
+                {"request_id", "x"}});
 }
 
 TEST_CASE("leases render with RFC 3339 times; list hides the value") {
@@ -268,10 +272,12 @@ TEST_CASE("create takes ttl and role at the top level or in options") {
   auto req = parse_request(R"({"action":"create","ttl":60000})");
   CHECK(code(req) == ec::none);
   CHECK(create_of(req).ttl_ms == 60'000);
-  req = parse_request(R"({"action":"create","ttl":5000,"options":{"ttl":5000}})");
+  req = parse_request(
+    R"({"action":"create","ttl":5000,"options":{"ttl":5000}})");
   CHECK(code(req) == ec::none);
   CHECK(create_of(req).ttl_ms == 5'000);
-  req = parse_request(R"({"action":"create","ttl":6000,"options":{"ttl":5000}})");
+  req = parse_request(
+    R"({"action":"create","ttl":6000,"options":{"ttl":5000}})");
   CHECK(code(req) == ec::invalid_request);
   CHECK(message(req).find("options.ttl") != std::string::npos);
   req = parse_request(R"({"action":"create","role":"reader"})");
@@ -289,8 +295,8 @@ TEST_CASE("create takes ttl and role at the top level or in options") {
 }
 
 TEST_CASE("a pending revocation renders as accepted, not as a failure") {
-  auto text = render_failure(json(3), make_error(ec::revocation_pending,
-                                                 "lease 'x' is dead"));
+  auto text = render_failure(
+    json(3), make_error(ec::revocation_pending, "lease 'x' is dead"));
   auto j = json::parse(text);
   CHECK(j["result"] == "accepted");
   CHECK(j["outcome"] == "revocation_pending");
@@ -351,7 +357,8 @@ TEST_CASE("the direct lease writer agrees with the JSON library") {
   x.description = "line\nbreak \u00fc";
   x.state = state_irrevocable;
   x.last_error = "backend said \"no\"";
-  auto req = parse_request(R"({"action":"get","token_id":"id","request_id":[1]})");
+  auto req = parse_request(
+    R"({"action":"get","token_id":"id","request_id":[1]})");
   req.request_id = json{{"nested", 1}};
   // An irrevocable lease is dead: its value, still valid at the backend,
   // is not handed out again; the get path blanks it before rendering.
@@ -376,7 +383,8 @@ TEST_CASE("the direct lease writer agrees with the JSON library") {
   CHECK(listed["leases"].size() == 2);
   CHECK(listed["leases"][0] == to_json(x, false));
   CHECK(listed["next_cursor"] == encode_cursor("next"));
-  CHECK(json::parse(render_page(req.request_id, lease_page{}))["next_cursor"].is_null());
+  CHECK(json::parse(render_page(req.request_id, lease_page{}))["next_cursor"]
+          .is_null());
 }
 
 TEST_CASE("a lease shows its value whenever it has one, never in a list") {
@@ -403,24 +411,27 @@ namespace {
 
 /// Every kind of ill-formed UTF-8, next to well-formed text.
 const std::string bad_utf8[] = {
-  "\xC3",                       // a 2-byte character cut at the end
-  "a\xE2\x82",                  // a 3-byte character cut at the end
-  "\xF0\x9F\x98",               // a 4-byte character cut at the end
-  "\xE2\x82" "b",               // ... cut in the middle of the text
-  "\xF0\x9F" "\xC3\xA9",        // ... followed by a whole character
-  "\xC0\xAF",                   // overlong 2-byte ('/')
-  "\xC1\xBF",                   // overlong 2-byte
-  "\xE0\x80\xAF",               // overlong 3-byte
-  "\xF0\x80\x80\xAF",           // overlong 4-byte
-  "\x80",                       // a lone continuation byte
-  "a\xBF\x80" "b",              // two of them
-  "\xED\xA0\x80",               // a high surrogate (U+D800)
-  "\xED\xBF\xBF",               // a low surrogate (U+DFFF)
-  "\xED\xA0\xBD\xED\xB8\x80",   // a surrogate pair, CESU-8 style
-  "\xF4\x90\x80\x80",           // above U+10FFFF
-  "\xF5\x80\x80\x80",           // a lead byte that never starts one
-  "\xFE\xFF",                   // bytes that never occur
-  "quote\" \x01 \xC3",          // escapes next to a bad byte
+  "\xC3",         // a 2-byte character cut at the end
+  "a\xE2\x82",    // a 3-byte character cut at the end
+  "\xF0\x9F\x98", // a 4-byte character cut at the end
+  "\xE2\x82"
+  "b", // ... cut in the middle of the text
+  "\xF0\x9F"
+  "\xC3\xA9",         // ... followed by a whole character
+  "\xC0\xAF",         // overlong 2-byte ('/')
+  "\xC1\xBF",         // overlong 2-byte
+  "\xE0\x80\xAF",     // overlong 3-byte
+  "\xF0\x80\x80\xAF", // overlong 4-byte
+  "\x80",             // a lone continuation byte
+  "a\xBF\x80"
+  "b",                        // two of them
+  "\xED\xA0\x80",             // a high surrogate (U+D800)
+  "\xED\xBF\xBF",             // a low surrogate (U+DFFF)
+  "\xED\xA0\xBD\xED\xB8\x80", // a surrogate pair, CESU-8 style
+  "\xF4\x90\x80\x80",         // above U+10FFFF
+  "\xF5\x80\x80\x80",         // a lead byte that never starts one
+  "\xFE\xFF",                 // bytes that never occur
+  "quote\" \x01 \xC3",        // escapes next to a bad byte
 };
 
 } // namespace
@@ -481,7 +492,9 @@ TEST_CASE("the JSON string writer replaces bad UTF-8 as the JSON library "
       ++n;
     return n;
   };
-  CHECK(count("a\xE2\x82" "b") == 1);
+  CHECK(count("a\xE2\x82"
+              "b")
+        == 1);
   CHECK(count("\xED\xA0\x80") == 3);
   CHECK(count("\xF0\x80\x80\xAF") == 4);
   // Well-formed text, of 1 to 4 bytes a character, passes unchanged.

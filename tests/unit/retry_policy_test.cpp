@@ -46,7 +46,7 @@ TEST_CASE("retry delays are full jitter within the ceiling") {
     lowest = std::min(lowest, d);
     highest = std::max(highest, d);
   }
-  CHECK(lowest < 500);    // spread over the whole range, not clustered
+  CHECK(lowest < 500); // spread over the whole range, not clustered
   CHECK(highest > 3'500);
   CHECK(retry_delay(s, 3, true, random) == 300'000);
 }

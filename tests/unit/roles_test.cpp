@@ -4,11 +4,11 @@
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
-#include "core/error.hpp"
 #include "cloud_backends/influxdb/influxdb_rights.hpp"
 #include "cloud_backends/influxdb1/influxdb1_rights.hpp"
 #include "cloud_backends/redis_acl/redis_rights.hpp"
 #include "cloud_backends/roles.hpp"
+#include "core/error.hpp"
 
 using namespace tlm;
 using json = nlohmann::json;
@@ -58,7 +58,7 @@ TEST_CASE("glob containment says yes only when sure") {
   CHECK_FALSE(glob_within("app*", "app:*"));
   CHECK_FALSE(glob_within("ap?:x", "app:*"));
   CHECK_FALSE(glob_within("app:x", "app:x:*"));
-  CHECK_FALSE(glob_within("abd", "a[bc]d")); // true, but not provable here
+  CHECK_FALSE(glob_within("abd", "a[bc]d"));    // true, but not provable here
   CHECK_FALSE(glob_within("a[b]:x", "a[b]:*")); // prefix not literal
   CHECK_FALSE(glob_within("app:x", "app:?"));
 }
@@ -66,8 +66,8 @@ TEST_CASE("glob containment says yes only when sure") {
 TEST_CASE("redis_acl: options narrow a role and never widen it") {
   auto role = app_role();
   // The issue's example: every part widens, so it is refused.
-  auto err = narrow_redis(role, "app", {{"key_pattern", "*"},
-                                        {"categories", {"all"}}});
+  auto err = narrow_redis(role, "app",
+                          {{"key_pattern", "*"}, {"categories", {"all"}}});
   CHECK(mentions(refusal(err.error()), "options.key_pattern"));
   err = narrow_redis(role, "app", {{"categories", {"all"}}});
   CHECK(mentions(refusal(err.error()), "options.categories"));
@@ -92,15 +92,16 @@ TEST_CASE("redis_acl: options narrow a role and never widen it") {
   CHECK(mentions(refusal(err.error()), "options.commands"));
   err = narrow_redis(role, "app", {{"categories", "read"}});
   CHECK(mentions(refusal(err.error()), "options.categories"));
-  err = narrow_redis(role, "app", {{"categories", json::array()},
-                                   {"commands", json::array()}});
+  err = narrow_redis(
+    role, "app", {{"categories", json::array()}, {"commands", json::array()}});
   CHECK(mentions(refusal(err.error()), "options.categories"));
   err = narrow_redis(role, "app", {{"colour", "red"}});
   CHECK(mentions(refusal(err.error()), "'colour'"));
 
-  auto ok = narrow_redis(role, "app", {{"key_pattern", "app:42:*"},
-                                       {"categories", {"READ"}},
-                                       {"commands", json::array()}});
+  auto ok = narrow_redis(role, "app",
+                         {{"key_pattern", "app:42:*"},
+                          {"categories", {"READ"}},
+                          {"commands", json::array()}});
   REQUIRE(ok);
   CHECK(ok->acl_rule()
         == std::vector<std::string>{"~app:42:*", "+@read", "-@admin",
@@ -119,29 +120,26 @@ TEST_CASE("redis_acl: options narrow a role and never widen it") {
 
 TEST_CASE("redis_acl: dangerous rights need a role that allows them") {
   auto read = [](settings_reader& in) { read_redis_role(in); };
-  CHECK(role_error({{"key_patterns", {"a:*"}}, {"categories", {"read"}}},
-                   read)
+  CHECK(role_error({{"key_patterns", {"a:*"}}, {"categories", {"read"}}}, read)
           .empty());
   for (auto category : {"admin", "dangerous", "all", "ALL"}) {
     CAPTURE(category);
-    auto text = role_error({{"key_patterns", {"a:*"}},
-                            {"categories", {"read", category}}},
-                           read);
+    auto text = role_error(
+      {{"key_patterns", {"a:*"}}, {"categories", {"read", category}}}, read);
     CHECK(mentions(text, "backends.b.roles.r.categories"));
     CHECK(mentions(text, "allow_dangerous"));
   }
-  for (auto command : {"acl", "ACL", "config", "config|set", "module",
-                       "debug", "client", "client|kill", "shutdown",
-                       "flushall", "replicaof", "monitor"}) {
+  for (auto command :
+       {"acl", "ACL", "config", "config|set", "module", "debug", "client",
+        "client|kill", "shutdown", "flushall", "replicaof", "monitor"}) {
     CAPTURE(command);
-    auto text = role_error({{"key_patterns", {"a:*"}},
-                            {"commands", {"get", command}}},
-                           read);
+    auto text = role_error(
+      {{"key_patterns", {"a:*"}}, {"commands", {"get", command}}}, read);
     CHECK(mentions(text, "backends.b.roles.r.commands"));
   }
-  CHECK(role_error({{"key_patterns", {"a:*"}},
-                    {"commands", {"client|setname", "get"}}},
-                   read)
+  CHECK(role_error(
+          {{"key_patterns", {"a:*"}}, {"commands", {"client|setname", "get"}}},
+          read)
           .empty());
   CHECK(role_error({{"key_patterns", {"*"}},
                     {"categories", {"all"}},
@@ -150,15 +148,14 @@ TEST_CASE("redis_acl: dangerous rights need a role that allows them") {
           .empty());
   CHECK(mentions(role_error({{"categories", {"read"}}}, read),
                  "backends.b.roles.r.key_patterns"));
-  CHECK(mentions(role_error({{"key_patterns", {"a b"}},
-                             {"categories", {"read"}}},
-                            read),
-                 "backends.b.roles.r.key_patterns"));
-  CHECK(mentions(role_error({{"key_patterns", {"a:*"}},
-                             {"categories", {"read"}},
-                             {"colour", "red"}},
-                            read),
-                 "backends.b.roles.r.colour"));
+  CHECK(mentions(
+    role_error({{"key_patterns", {"a b"}}, {"categories", {"read"}}}, read),
+    "backends.b.roles.r.key_patterns"));
+  CHECK(mentions(
+    role_error(
+      {{"key_patterns", {"a:*"}}, {"categories", {"read"}}, {"colour", "red"}},
+      read),
+    "backends.b.roles.r.colour"));
   // A role that allows them keeps them: no trailing subtraction.
   redis_rights all;
   all.key_patterns = {"*"};
@@ -195,8 +192,8 @@ TEST_CASE("influxdb1: options narrow a role and never widen it") {
   CHECK(ok->grants("\"u\"")
         == std::vector<std::string>{"GRANT READ ON \"logs\" TO \"u\""});
   role.privilege = "ALL";
-  ok = narrow_influxdb1(role, "rw", {{"privilege", "WRITE"},
-                                     {"database", "metrics"}});
+  ok = narrow_influxdb1(role, "rw",
+                        {{"privilege", "WRITE"}, {"database", "metrics"}});
   REQUIRE(ok);
   CHECK(ok->grants("\"u\"")
         == std::vector<std::string>{"GRANT WRITE ON \"metrics\" TO \"u\""});
@@ -204,15 +201,14 @@ TEST_CASE("influxdb1: options narrow a role and never widen it") {
 
 TEST_CASE("influxdb1: ALL PRIVILEGES on the server needs allow_dangerous") {
   auto read = [](settings_reader& in) { read_influxdb1_role(in); };
-  CHECK(role_error({{"databases", {"db"}}, {"privilege", "WRITE"}}, read)
-          .empty());
-  CHECK(mentions(role_error({{"admin", true}}, read),
-                 "backends.b.roles.r.admin"));
-  CHECK(role_error({{"admin", true}, {"allow_dangerous", true}}, read)
-          .empty());
-  CHECK(mentions(role_error({{"databases", {"db"}}, {"privilege", "OWN"}},
-                            read),
-                 "backends.b.roles.r.privilege"));
+  CHECK(
+    role_error({{"databases", {"db"}}, {"privilege", "WRITE"}}, read).empty());
+  CHECK(
+    mentions(role_error({{"admin", true}}, read), "backends.b.roles.r.admin"));
+  CHECK(role_error({{"admin", true}, {"allow_dangerous", true}}, read).empty());
+  CHECK(
+    mentions(role_error({{"databases", {"db"}}, {"privilege", "OWN"}}, read),
+             "backends.b.roles.r.privilege"));
   CHECK(mentions(role_error({{"privilege", "READ"}}, read),
                  "backends.b.roles.r.databases"));
   influxdb1_rights admin;
@@ -244,12 +240,12 @@ TEST_CASE("influxdb: options narrow a role and never widen it") {
   CHECK(mentions(refusal(err.error()), "options.permissions[0]"));
   err = narrow({perm("read", "no-such-type")});
   CHECK(mentions(refusal(err.error()), "unknown resource type"));
-  err = narrow({{{"action", "read"},
-                 {"resource", {{"type", "buckets"},
-                               {"orgID", "fedcba9876543210"}}}}});
+  err = narrow(
+    {{{"action", "read"},
+      {"resource", {{"type", "buckets"}, {"orgID", "fedcba9876543210"}}}}});
   CHECK(mentions(refusal(err.error()), "options.permissions[0]"));
-  err = narrow({{{"action", "read"},
-                 {"resource", {{"type", "buckets"}, {"name", "x"}}}}});
+  err = narrow(
+    {{{"action", "read"}, {"resource", {{"type", "buckets"}, {"name", "x"}}}}});
   CHECK(mentions(refusal(err.error()), "options.permissions[0]"));
   err = narrow(json::array());
   CHECK(mentions(refusal(err.error()), "options.permissions"));
@@ -257,8 +253,7 @@ TEST_CASE("influxdb: options narrow a role and never widen it") {
   auto ok = narrow({perm("read", "buckets", "00000000000000b7"),
                     perm("write", "buckets", "00000000000000b1")});
   REQUIRE(ok);
-  CHECK(ok->to_json(org)
-        == json::parse(R"([
+  CHECK(ok->to_json(org) == json::parse(R"([
           {"action":"read","resource":{"type":"buckets",
             "orgID":"0123456789abcdef","id":"00000000000000b7"}},
           {"action":"write","resource":{"type":"buckets",
@@ -271,15 +266,18 @@ TEST_CASE("influxdb: options narrow a role and never widen it") {
 TEST_CASE("influxdb: dangerous permissions need a role that allows them") {
   auto read = [](settings_reader& in) { read_influxdb_role(in); };
   auto role = [](const char* action, const char* type) {
-    return json{{"permissions",
-                 {{{"action", action}, {"resource", {{"type", type}}}}}}};
+    return json{
+      {"permissions", {{{"action", action}, {"resource", {{"type", type}}}}}}};
   };
   CHECK(role_error(role("write", "buckets"), read).empty());
   CHECK(role_error(role("read", "users"), read).empty());
-  for (auto [action, type] :
-       {std::pair{"write", "authorizations"}, {"read", "authorizations"},
-        {"write", "users"}, {"write", "orgs"}, {"read", "secrets"},
-        {"write", "instance"}, {"write", "replications"}}) {
+  for (auto [action, type] : {std::pair{"write", "authorizations"},
+                              {"read", "authorizations"},
+                              {"write", "users"},
+                              {"write", "orgs"},
+                              {"read", "secrets"},
+                              {"write", "instance"},
+                              {"write", "replications"}}) {
     CAPTURE(type);
     auto text = role_error(role(action, type), read);
     CHECK(mentions(text, "backends.b.roles.r.permissions"));

@@ -26,9 +26,9 @@ TEST_CASE("service_errors: one table from status to our codes") {
     ec code;
   };
   row rows[] = {
-    {401, false, ec::backend_error},     {403, true, ec::backend_error},
-    {400, true, ec::invalid_request},    {422, true, ec::invalid_request},
-    {400, false, ec::backend_error},     {429, false, ec::overloaded},
+    {401, false, ec::backend_error},       {403, true, ec::backend_error},
+    {400, true, ec::invalid_request},      {422, true, ec::invalid_request},
+    {400, false, ec::backend_error},       {429, false, ec::overloaded},
     {500, false, ec::backend_unavailable}, {503, true, ec::backend_unavailable},
     {404, false, ec::backend_error},
   };
@@ -38,8 +38,9 @@ TEST_CASE("service_errors: one table from status to our codes") {
     CHECK(code_of(e.of_status(r.status, "why", r.client_request)) == r.code);
   }
   auto text = message_of(e.of_status(401, "unauthorized", false));
-  CHECK(text == "InfluxDB 'm' rejected the admin token (HTTP 401: "
-                "unauthorized): check backends.m.token_file");
+  CHECK(text
+        == "InfluxDB 'm' rejected the admin token (HTTP 401: "
+           "unauthorized): check backends.m.token_file");
   CHECK(message_of(e.of_status(503, "", false))
         == "InfluxDB 'm' is unavailable (HTTP 503)");
   CHECK(message_of(e.timed_out())

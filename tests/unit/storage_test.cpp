@@ -30,7 +30,8 @@ struct temp_dir {
 };
 
 lease sample(const std::string& id, int64_t expires,
-             std::vector<std::string> tags = {}, std::string backend = "local") {
+             std::vector<std::string> tags = {},
+             std::string backend = "local") {
   lease x;
   x.id = id;
   x.backend = std::move(backend);
@@ -225,8 +226,9 @@ TEST_CASE("sqlite upgrades a version 2 database to version 3") {
   // Turn it back into what version 2 wrote: no jobs table.
   sqlite3* raw = nullptr;
   REQUIRE(sqlite3_open(path.c_str(), &raw) == SQLITE_OK);
-  REQUIRE(sqlite3_exec(raw, "DROP TABLE revoke_jobs; UPDATE schema_version "
-                            "SET version = 2;",
+  REQUIRE(sqlite3_exec(raw,
+                       "DROP TABLE revoke_jobs; UPDATE schema_version "
+                       "SET version = 2;",
                        nullptr, nullptr, nullptr)
           == SQLITE_OK);
   sqlite3_close(raw);
@@ -321,8 +323,8 @@ namespace {
 /// Counts transactions to show that writes are grouped.
 class counting_backend : public storage_backend {
 public:
-  std::shared_ptr<std::vector<size_t>> batches
-    = std::make_shared<std::vector<size_t>>();
+  std::shared_ptr<std::vector<size_t>> batches =
+    std::make_shared<std::vector<size_t>>();
   bool blocking() const override {
     return false;
   }
@@ -353,9 +355,8 @@ TEST_CASE_FIXTURE(test::actor_fixture,
   auto storage = own(spawn_storage_actor(*sys, std::move(backend)));
   std::vector<std::shared_ptr<std::optional<caf::expected<atom::ok>>>> replies;
   for (int i = 0; i < 50; ++i)
-    replies.push_back(send_request<atom::ok>(storage, atom::save_v,
-                                             sample("x" + std::to_string(i),
-                                                    1)));
+    replies.push_back(send_request<atom::ok>(
+      storage, atom::save_v, sample("x" + std::to_string(i), 1)));
   // Every request reaches the mailbox before the actor runs.
   for (int i = 0; i < 50; ++i)
     sched->run_once();

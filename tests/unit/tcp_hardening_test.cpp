@@ -3,9 +3,9 @@
 
 #include <doctest/doctest.h>
 
-#include "core/error.hpp"
 #include "api/envelope.hpp"
 #include "app/config.hpp"
+#include "core/error.hpp"
 #include "tests/unit/command_line.hpp"
 
 using namespace tlm;
