@@ -29,6 +29,7 @@ public:
   int failing_revokes = 0;
   bool lose_create_replies = false; ///< made, but the answer gets lost
   ec fail_code = ec::backend_unavailable;
+  std::string fail_message = "down for maintenance";
   std::set<std::string> live;
   std::vector<std::string> revoked;
 
@@ -45,7 +46,7 @@ public:
   caf::error revoke(const std::string& id) override {
     if (failing_revokes > 0) {
       --failing_revokes;
-      return make_error(fail_code, "down for maintenance");
+      return make_error(fail_code, fail_message);
     }
     live.erase(id);
     revoked.push_back(id);
@@ -1178,4 +1179,48 @@ TEST_CASE_FIXTURE(race_fixture, "a revoke right after an exchange's answer "
   CHECK(!call<lease>(storage, atom::get_v, x.id));
   CHECK(code_of(exchange(x.value).error()) == ec::invalid_token);
   CHECK(code_of(exchange(stored->value).error()) == ec::invalid_token);
+}
+
+namespace {
+
+/// Whether `text` is well-formed UTF-8 (no cut or stray byte).
+bool valid_utf8(const std::string& text) {
+  for (size_t i = 0; i < text.size();) {
+    auto c = static_cast<unsigned char>(text[i]);
+    size_t n = c < 0x80           ? 1
+               : (c >> 5) == 0x6  ? 2
+               : (c >> 4) == 0xE  ? 3
+               : (c >> 3) == 0x1E ? 4
+                                  : 0;
+    if (n == 0 || i + n > text.size())
+      return false;
+    for (size_t k = 1; k < n; ++k)
+      if ((static_cast<unsigned char>(text[i + k]) & 0xC0) != 0x80)
+        return false;
+    i += n;
+  }
+  return true;
+}
+
+} // namespace
+
+TEST_CASE_FIXTURE(manager_fixture, "a backend's reason is kept whole to "
+                                   "240 bytes, never cut inside a UTF-8 "
+                                   "character") {
+  auto x = create_ttl(1'000, false, "flaky");
+  flaky->failing_revokes = 1;
+  flaky->fail_code = ec::backend_error; // gives up at once: shown by get
+  // 239 bytes, then a two-byte character across the 240-byte cut.
+  flaky->fail_message = std::string(239, 'x') + "\u00e9 and more";
+  advance(1'000ms);
+  auto shown = call<lease>(manager, atom::get_v, x.id);
+  REQUIRE(shown);
+  CHECK(shown->state == state_irrevocable);
+  CHECK(shown->last_error.size() <= 240);
+  CHECK(valid_utf8(shown->last_error));
+  CHECK(shown->last_error == std::string(239, 'x'));
+  auto h = call<health_report>(manager, atom::health_v);
+  REQUIRE(h);
+  for (auto& b : h->backends)
+    CHECK(valid_utf8(b.last_error));
 }
