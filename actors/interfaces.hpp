@@ -61,8 +61,6 @@ using storage_actor = caf::typed_actor<
   caf::replies_to<atom::save, lease>::with<atom::ok>,
   // Forgets a lease; an unknown id counts as removed.
   caf::replies_to<atom::remove, std::string>::with<atom::ok>,
-  // Reads one lease (`not_found` when absent).
-  caf::replies_to<atom::get, std::string>::with<lease>,
   // Reads up to `n` leases of any state after a position (all of them in
   // batches, for the start-up load).
   caf::replies_to<atom::load, std::string, uint32_t>::with<lease_page>,

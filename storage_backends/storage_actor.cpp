@@ -71,9 +71,6 @@ storage_behavior(storage_actor::stateful_pointer<storage_state> self,
     [self](atom::load, atom::job) {
       return to_result(self->state.backend->load_jobs());
     },
-    [self](atom::get, const std::string& id) {
-      return to_result(self->state.backend->get(id));
-    },
     [self](atom::load, const std::string& after, uint32_t max) {
       return to_result(self->state.backend->load(after, max));
     },
