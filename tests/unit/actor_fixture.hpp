@@ -13,6 +13,7 @@
 #include <doctest/doctest.h>
 
 #include "actors/type_ids.hpp"
+#include "core/error.hpp"
 
 namespace tlm::test {
 
@@ -87,6 +88,21 @@ struct actor_fixture {
     sched->run();
     REQUIRE(out->has_value());
     return std::move(**out);
+  }
+
+  /// The stored record of a lease, read the way the manager's start does
+  /// (storage has no single-lease read: nothing but tests would call it).
+  template <class Storage>
+  caf::expected<lease> stored_lease(const Storage& storage,
+                                    const std::string& id) {
+    auto page = call<lease_page>(storage, atom::load_v, std::string{},
+                                 uint32_t{1'000'000});
+    if (!page)
+      return std::move(page.error());
+    for (auto& x : page->leases)
+      if (x.id == id)
+        return x;
+    return make_error(ec::not_found, "not stored");
   }
 
   /// Moves simulated time forward, firing due timers, then runs.

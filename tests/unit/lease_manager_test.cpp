@@ -95,19 +95,6 @@ private:
 };
 
 struct manager_fixture : test::actor_fixture {
-
-  /// The stored record of a lease, read the way the manager's start does
-  /// (storage has no single-lease read: nothing but tests would call it).
-  caf::expected<lease> in_storage(const std::string& id) {
-    auto page = call<lease_page>(storage, atom::load_v, std::string{},
-                                 uint32_t{1'000'000});
-    if (!page)
-      return std::move(page.error());
-    for (auto& x : page->leases)
-      if (x.id == id)
-        return x;
-    return make_error(ec::not_found, "not stored");
-  }
   std::shared_ptr<flaky_backend> flaky = std::make_shared<flaky_backend>();
   storage_actor storage;
   lease_manager_actor manager;
@@ -185,7 +172,7 @@ TEST_CASE_FIXTURE(manager_fixture, "create fills every lease field") {
   CHECK(x.tags == std::vector<std::string>{"a", "b"});
   CHECK(x.meta == R"({"k":1})");
   CHECK(x.renewable);
-  auto stored = in_storage(x.id);
+  auto stored = stored_lease(storage, x.id);
   REQUIRE(stored);
   CHECK(stored->value == x.value);
   CHECK(live_count() == 1);
@@ -222,7 +209,7 @@ TEST_CASE_FIXTURE(manager_fixture, "a lease is dead from expires on and "
   advance(1ms);
   CHECK(code_of_get(x.id) == ec::not_found);
   CHECK(flaky->revoked == std::vector<std::string>{x.backend_id});
-  CHECK(!in_storage(x.id));
+  CHECK(!stored_lease(storage, x.id));
   CHECK(live_count() == 0);
 }
 
@@ -233,11 +220,11 @@ TEST_CASE_FIXTURE(manager_fixture, "failed revocations are retried until "
   advance(1'000ms);
   CHECK(code_of_get(x.id) == ec::not_found);
   CHECK(flaky->revoked.empty());
-  CHECK(in_storage(x.id)); // still stored
+  CHECK(stored_lease(storage, x.id)); // still stored
   for (int i = 0; i < 10 && flaky->revoked.empty(); ++i)
     advance(5'000ms);
   CHECK(flaky->revoked == std::vector<std::string>{x.backend_id});
-  CHECK(!in_storage(x.id));
+  CHECK(!stored_lease(storage, x.id));
 }
 
 TEST_CASE_FIXTURE(manager_fixture,
@@ -289,7 +276,7 @@ TEST_CASE_FIXTURE(manager_fixture, "a failed client revoke says the lease is "
   CHECK(page->leases[0].id == x.id);
   advance(1'000ms); // the first retry waits at most the base of 1 s
   CHECK(flaky->revoked == std::vector<std::string>{x.backend_id});
-  CHECK(!in_storage(x.id));
+  CHECK(!stored_lease(storage, x.id));
   h = call<health_report>(manager, atom::health_v);
   CHECK(!h->degraded());
   page = call<lease_page>(manager, atom::list_v, q);
@@ -305,7 +292,7 @@ TEST_CASE_FIXTURE(manager_fixture, "a stuck backend does not hold up the "
   auto local = create_ttl(1'000, false, "local");
   advance(1'000ms);
   CHECK(code_of_get(local.id) == ec::not_found);
-  CHECK(!in_storage(local.id)); // revoked and removed
+  CHECK(!stored_lease(storage, local.id)); // revoked and removed
   CHECK(live_count() == 0);
 }
 
@@ -371,7 +358,7 @@ TEST_CASE_FIXTURE(manager_fixture, "exchange swaps the value, merges meta") {
     manager, atom::exchange_v,
     exchange_request{std::string{}, x.value, std::string{"{}"}});
   CHECK(code_of(old.error()) == ec::invalid_token);
-  auto stored = in_storage(x.id);
+  auto stored = stored_lease(storage, x.id);
   CHECK(stored->value == y->value);
 }
 
@@ -476,7 +463,7 @@ TEST_CASE_FIXTURE(manager_fixture, "an expiry storm stays within the "
 TEST_CASE_FIXTURE(manager_fixture, "a remote create stores its intent first, "
                                    "then the active lease") {
   auto x = create_ttl(60'000, false, "flaky");
-  auto stored = in_storage(x.id);
+  auto stored = stored_lease(storage, x.id);
   REQUIRE(stored);
   CHECK(stored->state == state_active);
   CHECK(stored->value == x.value);
@@ -498,7 +485,7 @@ TEST_CASE_FIXTURE(manager_fixture, "start-up revokes tokens whose creation a "
   auto keeper = create_ttl(60'000, false, "flaky");
   start();
   CHECK(flaky->revoked == std::vector<std::string>{"b-crashed-lease-id-1"});
-  CHECK(!in_storage(intent.id));
+  CHECK(!stored_lease(storage, intent.id));
   CHECK(code_of_get(intent.id) == ec::not_found);
   CHECK(code_of_get(keeper.id) == ec::none);
   CHECK(live_count() == 1);
@@ -519,10 +506,10 @@ TEST_CASE_FIXTURE(manager_fixture, "an unreachable backend at start-up keeps "
   flaky->failing_revokes = 1;
   start();
   CHECK(flaky->revoked.empty());
-  CHECK(in_storage(intent.id)); // still there
+  CHECK(stored_lease(storage, intent.id)); // still there
   advance(30'000ms);
   CHECK(flaky->revoked == std::vector<std::string>{"b-crashed-lease-id-2"});
-  CHECK(!in_storage(intent.id));
+  CHECK(!stored_lease(storage, intent.id));
 }
 
 TEST_CASE_FIXTURE(manager_fixture, "retry waits stay within the backoff "
@@ -573,7 +560,7 @@ TEST_CASE_FIXTURE(manager_fixture, "a lease whose revocation keeps failing "
   CHECK(shown->attempts >= 3);
   CHECK(shown->last_error.find("down for maintenance") != std::string::npos);
   CHECK(call<health_report>(manager, atom::health_v)->irrevocable == 1);
-  CHECK(in_storage(x.id)->state == state_irrevocable);
+  CHECK(stored_lease(storage, x.id)->state == state_irrevocable);
   list_query q;
   auto page = call<lease_page>(manager, atom::list_v, q);
   REQUIRE(page->leases.size() == 1);
@@ -602,7 +589,7 @@ TEST_CASE_FIXTURE(manager_fixture, "rejected credentials make a lease "
   flaky->fail_code = ec::overloaded;
   advance(1'000ms);
   advance(2'000ms);
-  auto throttled = in_storage(y.id);
+  auto throttled = stored_lease(storage, y.id);
   // Not irrevocable and still stored; a throttled try is no attempt.
   REQUIRE(throttled);
   CHECK(throttled->state == state_revoking);
@@ -620,7 +607,7 @@ TEST_CASE_FIXTURE(manager_fixture, "a failed expiry revocation is stored as "
   auto y = create_ttl(1'000, false, "flaky");
   flaky->failing_revokes = 2; // x and y fail once each
   advance(1'000ms);
-  auto stored = in_storage(x.id);
+  auto stored = stored_lease(storage, x.id);
   REQUIRE(stored);
   CHECK(stored->state == state_revoking);
   CHECK(stored->attempts == 1);
@@ -642,7 +629,7 @@ TEST_CASE_FIXTURE(manager_fixture, "force drops a lease without the backend") {
   flaky->failing_revokes = 1'000'000;
   CHECK(!call<atom::ok>(manager, atom::revoke_v, revoke_request{x.id, false}));
   CHECK(call<atom::ok>(manager, atom::revoke_v, revoke_request{x.id, true}));
-  CHECK(!in_storage(x.id));
+  CHECK(!stored_lease(storage, x.id));
   CHECK(code_of_get(x.id) == ec::not_found);
   CHECK(flaky->revoked.empty()); // the backend never confirmed
   CHECK(
@@ -656,14 +643,14 @@ TEST_CASE_FIXTURE(manager_fixture, "a revoke the backend did not confirm "
   auto x = create_ttl(60'000, false, "flaky");
   flaky->failing_revokes = 1'000'000;
   CHECK(!call<atom::ok>(manager, atom::revoke_v, revoke_request{x.id, false}));
-  CHECK(in_storage(x.id)->state == state_revoking);
+  CHECK(stored_lease(storage, x.id)->state == state_revoking);
   caf::anon_send_exit(manager, caf::exit_reason::kill);
   sched->run();
   flaky->failing_revokes = 0;
   start();
   CHECK(code_of_get(x.id) == ec::not_found);
   CHECK(flaky->revoked == std::vector<std::string>{x.backend_id});
-  CHECK(!in_storage(x.id));
+  CHECK(!stored_lease(storage, x.id));
 }
 
 TEST_CASE_FIXTURE(manager_fixture, "unreadable stored records are "
@@ -694,7 +681,7 @@ TEST_CASE_FIXTURE(manager_fixture, "unreadable stored records are "
   CHECK(health->quarantined == 2);
   CHECK(health->live == 1);
   CHECK(code_of_get(good.id) == ec::none);
-  CHECK(in_storage(bad.id)); // kept aside, untouched
+  CHECK(stored_lease(storage, bad.id)); // kept aside, untouched
   std::filesystem::remove_all(dir);
 }
 
@@ -718,7 +705,7 @@ TEST_CASE_FIXTURE(manager_fixture, "a renew racing a revoke never brings the "
   REQUIRE(revoked->has_value());
   CHECK(**revoked);
   REQUIRE(renewed->has_value());
-  CHECK(!in_storage(x.id));
+  CHECK(!stored_lease(storage, x.id));
   start(); // a restart finds nothing to revive
   CHECK(code_of_get(x.id) == ec::not_found);
 }
@@ -762,7 +749,7 @@ TEST_CASE_FIXTURE(manager_fixture, "revoke_prefix revokes every matching "
   CHECK(status->job.finished_ms >= status->job.created_ms);
   for (auto& x : blue) {
     CHECK(code_of_get(x.id) == ec::not_found);
-    CHECK(!in_storage(x.id));
+    CHECK(!stored_lease(storage, x.id));
   }
   for (auto& x : red)
     CHECK(code_of_get(x.id) == ec::none);
@@ -814,7 +801,7 @@ TEST_CASE_FIXTURE(manager_fixture, "a revoke job survives a restart and "
   CHECK(running->progress.remaining == 3);
   for (auto& x : doomed) {
     CHECK(code_of_get(x.id) == ec::not_found); // dead at the API at once
-    CHECK(in_storage(x.id)->state == state_revoking);
+    CHECK(stored_lease(storage, x.id)->state == state_revoking);
   }
   list_query q;
   CHECK(call<lease_page>(manager, atom::list_v, q)->leases.size() == 2);
@@ -1001,7 +988,7 @@ struct race_fixture : manager_fixture {
   /// The manager and the storage both hold what `want` says.
   void check_stored(const lease& want) {
     auto shown = call<lease>(manager, atom::get_v, want.id);
-    auto stored = in_storage(want.id);
+    auto stored = stored_lease(storage, want.id);
     REQUIRE(shown);
     REQUIRE(stored);
     for (auto* x : {&*shown, &*stored}) {
@@ -1156,7 +1143,7 @@ TEST_CASE_FIXTURE(race_fixture, "a renew answered after a revoke is refused "
   REQUIRE(renewed->has_value());
   REQUIRE(!**renewed);
   CHECK(code_of((**renewed).error()) == ec::not_found);
-  CHECK(!in_storage(x.id));
+  CHECK(!stored_lease(storage, x.id));
   restart();
   CHECK(code_of_get(x.id) == ec::not_found);
   CHECK(code_of(exchange(x.value).error()) == ec::invalid_token);
@@ -1178,7 +1165,7 @@ TEST_CASE_FIXTURE(race_fixture, "a revoke right after an exchange's answer "
   caf::anon_send(manager, atom::revoke_v, revoke_request{x.id, false});
   sched->run(); // the revoke is stored, its backend's answer held
   REQUIRE(gate->held.size() == 1);
-  auto stored = in_storage(x.id);
+  auto stored = stored_lease(storage, x.id);
   REQUIRE(stored);
   CHECK(stored->state == state_revoking);
   CHECK(stored->value != x.value);
@@ -1189,7 +1176,7 @@ TEST_CASE_FIXTURE(race_fixture, "a revoke right after an exchange's answer "
   // A crash with the revocation in flight: it is finished at the start.
   restart();
   CHECK(code_of_get(x.id) == ec::not_found);
-  CHECK(!in_storage(x.id));
+  CHECK(!stored_lease(storage, x.id));
   CHECK(code_of(exchange(x.value).error()) == ec::invalid_token);
   CHECK(code_of(exchange(stored->value).error()) == ec::invalid_token);
 }

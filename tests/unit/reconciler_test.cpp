@@ -46,19 +46,6 @@ public:
 };
 
 struct reconciler_fixture : test::actor_fixture {
-
-  /// The stored record of a lease, read the way the manager's start does
-  /// (storage has no single-lease read: nothing but tests would call it).
-  caf::expected<lease> in_storage(const std::string& id) {
-    auto page = call<lease_page>(storage, atom::load_v, std::string{},
-                                 uint32_t{1'000'000});
-    if (!page)
-      return std::move(page.error());
-    for (auto& x : page->leases)
-      if (x.id == id)
-        return x;
-    return make_error(ec::not_found, "not stored");
-  }
   std::shared_ptr<marked_backend> cloud = std::make_shared<marked_backend>();
   storage_actor storage = own(spawn_storage_actor(*sys, make_memory_backend()));
   reconciler_actor reconciler;
@@ -94,8 +81,8 @@ TEST_CASE_FIXTURE(reconciler_fixture, "the reconciler revokes the tokens "
   sched->run();
   CHECK(cloud->live == std::set<std::string>{"b-keep"});
   sched->run();
-  CHECK(!in_storage(std::string{"aaaa"}));
-  CHECK(!in_storage(std::string{"bbbb"}));
+  CHECK(!stored_lease(storage, std::string{"aaaa"}));
+  CHECK(!stored_lease(storage, std::string{"bbbb"}));
 }
 
 TEST_CASE_FIXTURE(reconciler_fixture, "an unreachable backend is looked at "
@@ -112,7 +99,7 @@ TEST_CASE_FIXTURE(reconciler_fixture, "an unreachable backend is looked at "
   CHECK(cloud->live.size() == 1); // not before reconcile_retry_ms
   advance(1'000ms);
   CHECK(cloud->live.empty());
-  CHECK(!in_storage(std::string{"cccc"}));
+  CHECK(!stored_lease(storage, std::string{"cccc"}));
 }
 
 TEST_CASE_FIXTURE(reconciler_fixture, "a delayed look waits its delay") {
