@@ -80,7 +80,7 @@ void print_lease_table(std::ostream& out, const std::vector<lease>& leases) {
 void print_job(std::ostream& out, const json& job) {
   for (auto key : {"job_id", "state", "backend", "tag", "total", "revoked",
                    "remaining", "irrevocable", "created", "finished"})
-    if (job.contains(key) && !(job[key].is_string() && job[key].empty()))
+    if (job.contains(key) && !job[key].is_null() && job[key] != "")
       field(out, key, text_of(job[key]));
 }
 
