@@ -1,6 +1,7 @@
 // The library against a real tlmd, started by
 // tests/integration/test_client_library.py, which passes its address in
-// TLM_TEST_ADDR (and TLM_TEST_DOWN_ADDR, a port where nothing listens).
+// TLM_TEST_ADDR (and TLM_TEST_DOWN_ADDR, a port where nothing listens;
+// TLM_TEST_API_KEY when the server wants one).
 // Not registered with ctest on its own: it needs that server.
 
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
@@ -20,6 +21,8 @@ connection_options options_from(const char* var) {
   REQUIRE_MESSAGE(addr != nullptr, var, " is not set");
   connection_options opts;
   REQUIRE(parse_address(addr, opts));
+  if (const char* key = std::getenv("TLM_TEST_API_KEY"))
+    opts.api_key = key;
   return opts;
 }
 
@@ -178,4 +181,15 @@ TEST_CASE("TLS is refused until the server has it, never sent in plain") {
   REQUIRE_FALSE(r);
   CHECK(r.error().code == errc::unsupported);
   CHECK(r.error().message.find("issue 13") != std::string::npos);
+}
+
+TEST_CASE("a wrong API key is unauthorized, with the server's message") {
+  if (std::getenv("TLM_TEST_API_KEY") == nullptr)
+    return; // the server takes no keys
+  auto opts = options_from("TLM_TEST_ADDR");
+  opts.api_key = "wrong-key";
+  client wrong{opts};
+  auto r = wrong.get_health();
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code == errc::unauthorized);
 }
