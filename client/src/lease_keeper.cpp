@@ -228,13 +228,17 @@ result<lease> lease_keeper::call(keeper_action action, bool& capped) {
 }
 
 void lease_keeper::on_success(keeper_action action, lease x, bool capped) {
-  auto before = current();
+  bool had_one = false; // also one that expired meanwhile
+  {
+    std::lock_guard guard{mtx_};
+    had_one = current_.has_value();
+  }
   keeper_event_kind kind = keeper_event_kind::obtained;
   if (action == keeper_action::renew)
     kind = keeper_event_kind::renewed;
   else if (action == keeper_action::exchange)
     kind = keeper_event_kind::exchanged;
-  else if (before || opts_.existing)
+  else if (had_one)
     kind = keeper_event_kind::replaced;
   set_current(x);
   policy_.on_lease(x, capped);
