@@ -1,14 +1,15 @@
 // Keeps a credential alive while the program works, the way an
 // application would use the library:
 //
-//   tlm_keeper_example tcp://127.0.0.1:3667 influx
+//   tlm_keeper_example tcp://127.0.0.1:3667 influx [SECONDS]
 //
 // It creates a lease at the backend, prints every change the keeper
 // reports, reads `current()` as its work loop would, and revokes the
-// lease when it stops (after 30 s, or at Ctrl-C).
+// lease when it stops (after SECONDS, default 30, or at Ctrl-C).
 
 #include <atomic>
 #include <csignal>
+#include <cstdlib>
 #include <iostream>
 #include <thread>
 
@@ -27,9 +28,10 @@ extern "C" void on_signal(int) {
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::cerr << "usage: " << argv[0] << " ADDRESS BACKEND\n";
+    std::cerr << "usage: " << argv[0] << " ADDRESS BACKEND [SECONDS]\n";
     return 2;
   }
+  int seconds = argc > 3 ? std::atoi(argv[3]) : 30;
   tlm::connection_options opts;
   if (auto parsed = tlm::parse_address(argv[1], opts); !parsed) {
     std::cerr << parsed.error().message << '\n';
@@ -67,7 +69,7 @@ int main(int argc, char** argv) {
 
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
-  for (int i = 0; i < 300 && !stop_requested; ++i) {
+  for (int i = 0; i < seconds * 10 && !stop_requested; ++i) {
     // The work loop: current() never waits for the network.
     if (auto lease = keeper.current())
       (void)lease->value; // ... use the credential here ...
