@@ -98,6 +98,7 @@ private:
       if (!opts_.api_key.empty())
         authenticate(conn->socket);
     } catch (const Poco::Exception& e) {
+      pending_.clear(); // the auth line's entry, if it was queued
       return failure{errc::connection_failed,
                      "cannot connect to " + where() + ": " + e.displayText()};
     }
