@@ -160,7 +160,7 @@ public:
   int run() {
     auto opts = options();
     if (!opts)
-      return report_usage(opts.error());
+      return report(opts.error());
     keeper_ = std::make_unique<lease_keeper>(client_, std::move(opts.value()));
     if (auto started = keeper_->start(); !started)
       return report_usage(started.error());

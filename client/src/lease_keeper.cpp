@@ -157,7 +157,7 @@ void lease_keeper::step(keeper_action action) {
       on_failure(locked.error());
       return;
     }
-    if (adopt_from_cache(action)) {
+    if (adopt_from_cache()) {
       cache_->unlock();
       return;
     }
@@ -174,7 +174,7 @@ void lease_keeper::step(keeper_action action) {
 
 /// Takes a newer lease a sibling (or our previous run) left in the cache
 /// instead of calling the server. Runs with the cache locked.
-bool lease_keeper::adopt_from_cache(keeper_action action) {
+bool lease_keeper::adopt_from_cache() {
   auto cached = cache_->load();
   if (!cached) {
     emit(event(keeper_event_kind::failed, current(), cached.error(),

@@ -9,6 +9,7 @@ and revokes it when the app exits (a real influxd). About 20 s.
 
 import json
 import select
+import signal
 import stat
 import sys
 import textwrap
@@ -190,7 +191,10 @@ def test_flags_beat_environment_beat_config_file(tlmd, tlm_binary, tmp_path):
 
 # -- keep --------------------------------------------------------------------------
 
-def test_keep_prints_values_and_revokes_on_sigterm(cli, keepers, tmp_path):
+@pytest.mark.parametrize("transport", ["tcp", "http"])
+def test_keep_prints_values_and_revokes_on_sigterm(tlmd, cli_for, keepers, tmp_path,
+                                                   transport):
+    cli = cli_for(tlmd, transport)
     k = keepers(cli, tmp_path, "--ttl", "60000", "--tag", "printed")
     first = k.wait_event(lambda e: e["event"] == "obtained")
     ready, _, _ = select.select([k.proc.stdout], [], [], 10)
@@ -214,6 +218,36 @@ def test_keep_writes_the_value_to_a_file_0600(cli, keepers, tmp_path):
                what="the file to hold the latest value")
     assert k.stop() == EXIT_OK
     assert not out.exists(), "the revoked value's file was left behind"
+
+
+def test_keep_an_existing_lease_and_leave_it_alive(cli, keepers, tmp_path):
+    lease = cli.json("create", "--ttl", "2000", "--renewable", "--backend", "local")
+    lease = lease["lease"]
+    k = keepers(cli, tmp_path, "--lease-id", lease["id"], "--no-revoke",
+                "--stale", "0.5")
+    k.wait_count("exchanged", 1)
+    kinds = [e["event"] for e in k.events()]
+    assert "obtained" not in kinds and "replaced" not in kinds, kinds
+    assert {e["lease_id"] for e in k.events()} == {lease["id"]}
+    assert k.stop() == EXIT_OK
+    assert cli.run("get", lease["id"]).returncode == EXIT_OK   # --no-revoke
+    failed_with(cli.run("keep", "--lease-id", "nosuchlease"), EXIT_NOT_FOUND,
+                "cannot keep lease nosuchlease")
+
+
+def test_keep_passes_signals_to_the_command_and_exits_with_its_status(
+        cli, keepers, tmp_path):
+    app = ("import signal, sys, time\n"
+           "signal.signal(signal.SIGTERM, lambda *a: sys.exit(42))\n"
+           "print('up', flush=True)\n"
+           "time.sleep(60)\n")
+    k = keepers(cli, tmp_path, "--ttl", "60000",
+                command=[sys.executable, "-u", "-c", app])
+    lease = k.wait_event(lambda e: e["event"] == "obtained")
+    ready, _, _ = select.select([k.proc.stdout], [], [], 10)
+    assert ready and k.proc.stdout.readline() == b"up\n"
+    assert k.stop(signal.SIGTERM) == 42
+    failed_with(cli.run("get", lease["lease_id"]), EXIT_NOT_FOUND, "not_found")
 
 
 def test_keep_without_recreate_exits_9_when_the_lease_is_gone(cli, keepers, tmp_path):

@@ -83,16 +83,17 @@ public:
   /// Waits until there is a current lease or the keeper gave up.
   result<tlm::lease> wait_ready(std::chrono::milliseconds timeout);
 
-  /// Stops the thread and, when configured, revokes the lease (then the
-  /// outcome says whether the backend confirmed it). Without a lease to
-  /// revoke the outcome is `confirmed`.
+  /// Stops the thread (after the call in flight, if any: at most the
+  /// client's request timeout) and, when configured, revokes the lease;
+  /// the outcome says whether the backend confirmed it. Without a lease
+  /// to revoke the outcome is `confirmed`.
   result<revoke_outcome> stop();
 
 private:
   void run();
   void wait_out_current(std::unique_lock<std::mutex>& guard);
   void step(keeper_action action);
-  bool adopt_from_cache(keeper_action action);
+  bool adopt_from_cache();
   result<lease> call(keeper_action action, bool& capped);
   void on_success(keeper_action action, lease x, bool capped);
   void on_failure(const failure& err);
