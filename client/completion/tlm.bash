@@ -1,7 +1,9 @@
 # bash completion for tlm
+# Needs nothing but bash (not the bash-completion package's helpers).
 _tlm() {
-  local cur prev words cword
-  _init_completion || return
+  local cword=$COMP_CWORD
+  local -a words=("${COMP_WORDS[@]}")
+  local cur="${words[cword]}" prev="${words[cword-1]}"
   local commands="create get renew revoke list exchange revoke-prefix job health keep"
   local global="--addr --api-key-file --config --timeout-ms --json --help"
   local sub="" i
@@ -16,7 +18,7 @@ _tlm() {
     --addr|--ttl|--role|--tag|-t|--option|-o|--options|--meta|--description|--lease-id|--env|--stale|--jitter|--backoff-max-ms|--ready-timeout-ms|--page-size|--backend|-b|--timeout-ms)
       return ;;
     --api-key-file|--config|--cache|--output|--events|--token-file)
-      _filedir; return ;;
+      COMPREPLY=($(compgen -f -- "$cur")); return ;;
     --state) COMPREPLY=($(compgen -W "active revoking irrevocable" -- "$cur")); return ;;
     --on-change) COMPREPLY=($(compgen -W "restart none" -- "$cur")); return ;;
   esac

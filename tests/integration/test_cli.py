@@ -8,9 +8,11 @@ and revokes it when the app exits (a real influxd). About 20 s.
 """
 
 import json
+import os
 import select
 import signal
 import stat
+import subprocess
 import sys
 import textwrap
 
@@ -343,3 +345,26 @@ def test_revoke_pending_and_degraded_health_exit_8(v1, tlmd_factory, cli_for, tm
     wait_until(lambda: c.run("health").returncode == EXIT_OK, 30,
                what="the revocation to go through once influxd is back")
     assert lease["backend_id"] not in v1.server_credentials()
+
+
+# -- bash completion ------------------------------------------------------------------
+
+COMPLETION = os.path.join(os.path.dirname(__file__), "..", "..", "client",
+                          "completion", "tlm.bash")
+
+
+def complete(*words):
+    script = (f"source {COMPLETION}; COMP_WORDS=({' '.join(words)} ''); "
+              f"COMP_CWORD={len(words)}; _tlm; echo \"${{COMPREPLY[@]}}\"")
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True,
+                          check=True).stdout.split()
+
+
+def test_bash_completion_offers_what_each_subcommand_takes(tlm_binary, tmp_path):
+    assert set(complete("tlm")) >= set(SUBCOMMANDS)
+    c = Cli(tlm_binary, tmp_path)
+    for sub in SUBCOMMANDS:
+        offered = [f for f in complete("tlm", sub) if f != "--help"]
+        documented = c.ok(sub, "--help", addr=False).stdout
+        for flag in offered:
+            assert flag in documented, f"completion offers {flag} for {sub}"
