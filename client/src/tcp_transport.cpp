@@ -5,6 +5,7 @@
 #include <deque>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include <Poco/Net/NetException.h>
 #include <Poco/Net/SocketAddress.h>
@@ -40,8 +41,9 @@ public:
     auto calls = close_locked();
     auto conn = std::move(conn_);
     guard.unlock();
-    if (conn)
-      retire(*conn);
+    retire(std::move(conn));
+    for (auto& old : std::exchange(own_readers_, {}))
+      old->reader.join();
     for (auto& call : calls)
       call.done(failure{errc::connection_failed, "the client was closed"});
   }
@@ -53,7 +55,7 @@ public:
     if (old) {
       // Its reader may wait for the lock: join it without holding it.
       guard.unlock();
-      retire(*old);
+      retire(std::move(old));
       guard.lock();
     }
     if (err) {
@@ -116,18 +118,26 @@ private:
                         steady::now() + opts_.request_timeout});
   }
 
-  void retire(connection& c) {
-    c.closed = true;
+  /// Closes a connection that is no longer current and joins its reader.
+  /// A callback on that very reader (one that sent again after a failure)
+  /// cannot join itself: the connection is kept until the destructor, as
+  /// the reader still uses it when the callback returns.
+  void retire(std::unique_ptr<connection> c) {
+    if (!c)
+      return;
+    c->closed = true;
     try {
-      c.socket.shutdown();
+      c->socket.shutdown();
     } catch (const Poco::Exception&) {
     }
-    if (c.reader.joinable()) {
-      if (c.reader.get_id() == std::this_thread::get_id())
-        c.reader.detach();
-      else
-        c.reader.join();
+    if (!c->reader.joinable())
+      return;
+    if (c->reader.get_id() == std::this_thread::get_id()) {
+      std::lock_guard guard{mtx_};
+      own_readers_.push_back(std::move(c));
+      return;
     }
+    c->reader.join();
   }
 
   void read_loop(connection& c);
@@ -141,6 +151,7 @@ private:
   std::mutex mtx_;
   std::unique_ptr<connection> conn_;
   std::deque<pending_call> pending_;
+  std::vector<std::unique_ptr<connection>> own_readers_;
 };
 
 void tcp_transport::read_loop(connection& c) {

@@ -193,3 +193,30 @@ TEST_CASE("a wrong API key is unauthorized, with the server's message") {
   REQUIRE_FALSE(r);
   CHECK(r.error().code == errc::unauthorized);
 }
+
+TEST_CASE("a callback may call the client again, also to reconnect") {
+  if (live().options().transport != transport_kind::tcp)
+    return; // only TCP closes a connection after too_large
+  client c{options_from("TLM_TEST_ADDR")};
+  // A line over 1 MiB makes tlmd answer too_large and close the
+  // connection, so the health pipelined behind it fails on the client's
+  // I/O thread, and its callback sends again on a new connection.
+  auto huge = local_lease(60000);
+  huge.description = std::string(1100 * 1024, 'x');
+  std::promise<result<lease>> created;
+  c.create(huge, [&](result<lease> r) { created.set_value(std::move(r)); });
+  std::promise<result<tlm::health>> again;
+  std::promise<failure> first;
+  c.health([&](result<tlm::health> r) {
+    first.set_value(r ? failure{errc::internal, "no failure"} : r.error());
+    c.health([&](result<tlm::health> r2) { again.set_value(std::move(r2)); });
+  });
+  auto refused = created.get_future().get();
+  REQUIRE_FALSE(refused);
+  CHECK((refused.error().code == errc::too_large
+         || refused.error().code == errc::connection_failed));
+  CHECK(first.get_future().get().code == errc::connection_failed);
+  auto later = again.get_future().get();
+  REQUIRE_MESSAGE(later, later.error().message);
+  CHECK(later->status == "ok");
+}

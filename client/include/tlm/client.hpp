@@ -33,7 +33,11 @@ public:
   template <class T>
   using callback = std::function<void(result<T>)>;
 
-  // -- asynchronous calls: the callback runs on the client's I/O thread ------
+  // -- asynchronous calls --------------------------------------------------
+  // The callback runs on the client's I/O thread (or at once on the calling
+  // thread when the call cannot be sent). It may call the client again,
+  // but must not block long (it holds up the replies behind it) and must
+  // not destroy the client.
 
   void create(const create_request& req, callback<lease> cb);
   void get(const std::string& lease_id, callback<lease> cb);
