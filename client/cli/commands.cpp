@@ -223,14 +223,15 @@ void add_list(CLI::App& app, app_state& st) {
 }
 
 void add_exchange(CLI::App& app, app_state& st) {
-  auto* cmd = app.add_subcommand(
-    "exchange", "swap a local one-time token for a fresh one");
+  auto* cmd = app.add_subcommand("exchange",
+                                 "swap a local one-time token for a fresh one");
   auto token_file = std::make_shared<std::string>();
   auto meta = std::make_shared<std::string>();
   auto value_only = std::make_shared<bool>(false);
-  cmd->add_option("--token-file", *token_file,
-                  "file holding the token ('-': stdin); never on the "
-                  "command line, where ps would show it")
+  cmd
+    ->add_option("--token-file", *token_file,
+                 "file holding the token ('-': stdin); never on the "
+                 "command line, where ps would show it")
     ->required();
   cmd->add_option("--meta", *meta, "a JSON Merge Patch for the lease's meta");
   cmd->add_flag("--value-only", *value_only, "print only the new value");

@@ -7,22 +7,16 @@ int exit_code_for(errc code) {
     case errc::connection_failed:
     case errc::timeout:
     case errc::bad_reply:
-    case errc::unsupported:
-      return exit_connection;
-    case errc::unauthorized:
-      return exit_unauthorized;
+    case errc::unsupported: return exit_connection;
+    case errc::unauthorized: return exit_unauthorized;
     case errc::not_found:
-    case errc::invalid_token:
-      return exit_not_found;
+    case errc::invalid_token: return exit_not_found;
     case errc::invalid_request:
     case errc::not_renewable:
     case errc::unknown_backend:
-    case errc::too_large:
-      return exit_refused;
-    case errc::cache_error:
-      return exit_usage;
-    default:
-      return exit_server;
+    case errc::too_large: return exit_refused;
+    case errc::cache_error: return exit_usage;
+    default: return exit_server;
   }
 }
 

@@ -4,8 +4,8 @@
 
 #include <csignal>
 #include <cstring>
-#include <fstream>
 #include <deque>
+#include <fstream>
 #include <iostream>
 #include <mutex>
 
@@ -96,9 +96,8 @@ void log_event(const keeper_event& ev) {
     std::cerr << " lease " << ev.lease->id << " until "
               << wire::format_time(ev.lease->expires);
   if (ev.error)
-    std::cerr << " (" << to_string(ev.error->code) << ", attempt "
-              << ev.attempt << ", next try "
-              << wire::format_time(ev.retry_at) << ")";
+    std::cerr << " (" << to_string(ev.error->code) << ", attempt " << ev.attempt
+              << ", next try " << wire::format_time(ev.retry_at) << ")";
   if (!ev.message.empty())
     std::cerr << ": " << ev.message;
   std::cerr << '\n';
@@ -118,27 +117,32 @@ void add_keep_flags(CLI::App& cmd, keep_flags& f) {
                  "lease cache file shared with restarts and siblings");
   cmd.add_option("--output", f.output,
                  "write each new value to this file (mode 0600)");
-  cmd.add_option("--env", f.env_var,
-                 "the command's environment variable for the value")
+  cmd
+    .add_option("--env", f.env_var,
+                "the command's environment variable for the value")
     ->capture_default_str();
   cmd.add_option("--events", f.events,
                  "append every event as a JSON line, value included, to this "
                  "file ('-': stdout)");
-  cmd.add_option("--on-change", f.on_change,
-                 "when the value changes while the command runs: restart it, "
-                 "or none")
+  cmd
+    .add_option("--on-change", f.on_change,
+                "when the value changes while the command runs: restart it, "
+                "or none")
     ->check(CLI::IsMember({"restart", "none"}))
     ->capture_default_str();
   cmd.add_option("--stale", f.stale, "refresh after this fraction of a term")
     ->capture_default_str();
-  cmd.add_option("--jitter", f.jitter,
-                 "refresh earlier by up to this fraction of a term, at random")
+  cmd
+    .add_option("--jitter", f.jitter,
+                "refresh earlier by up to this fraction of a term, at random")
     ->capture_default_str();
-  cmd.add_option("--backoff-max-ms", f.backoff_max_ms,
-                 "longest wait between retries")
+  cmd
+    .add_option("--backoff-max-ms", f.backoff_max_ms,
+                "longest wait between retries")
     ->capture_default_str();
-  cmd.add_option("--ready-timeout-ms", f.ready_timeout_ms,
-                 "give up when there is no lease by then")
+  cmd
+    .add_option("--ready-timeout-ms", f.ready_timeout_ms,
+                "give up when there is no lease by then")
     ->capture_default_str();
   cmd.add_flag("--no-revoke", f.no_revoke, "leave the lease alive at exit");
   cmd.add_flag("--no-recreate", f.no_recreate,
@@ -197,9 +201,9 @@ private:
     if (!flags_.lease_id.empty()) {
       auto existing = client_.get_lease(flags_.lease_id);
       if (!existing)
-        return failure{existing.error().code,
-                       "cannot keep lease " + flags_.lease_id + ": "
-                         + existing.error().message};
+        return failure{existing.error().code, "cannot keep lease "
+                                                + flags_.lease_id + ": "
+                                                + existing.error().message};
       o.existing = std::move(existing.value());
     }
     if (!flags_.events.empty() && flags_.events != "-") {

@@ -13,20 +13,24 @@ int main(int argc, char** argv) {
                "manager"};
   app.require_subcommand(1);
   app_state st;
-  app.add_option("--addr", st.flags.addr,
-                 "tlmd's address: tcp://host:port (default "
-                 "tcp://127.0.0.1:3667), http://host:port or host:port; "
-                 "env TLM_ADDR")
+  app
+    .add_option("--addr", st.flags.addr,
+                "tlmd's address: tcp://host:port (default "
+                "tcp://127.0.0.1:3667), http://host:port or host:port; "
+                "env TLM_ADDR")
     ->group("Connection");
-  app.add_option("--api-key-file", st.flags.api_key_file,
-                 "file with the API key (first line); env TLM_API_KEY_FILE")
+  app
+    .add_option("--api-key-file", st.flags.api_key_file,
+                "file with the API key (first line); env TLM_API_KEY_FILE")
     ->group("Connection");
-  app.add_option("--config", st.flags.config,
-                 "config file (JSON: addr, api_key_file, timeout_ms); env "
-                 "TLM_CONFIG, default ~/.config/tlm/config.json")
+  app
+    .add_option("--config", st.flags.config,
+                "config file (JSON: addr, api_key_file, timeout_ms); env "
+                "TLM_CONFIG, default ~/.config/tlm/config.json")
     ->group("Connection");
-  app.add_option("--timeout-ms", st.flags.timeout_ms,
-                 "how long a call may wait for its reply (default 10000)")
+  app
+    .add_option("--timeout-ms", st.flags.timeout_ms,
+                "how long a call may wait for its reply (default 10000)")
     ->check(CLI::PositiveNumber)
     ->group("Connection");
   app.add_flag("--json", st.json, "print JSON instead of tables");

@@ -41,7 +41,7 @@ int main(int argc, char** argv) {
 
   tlm::keeper_options keep;
   keep.create.backend = argv[2];
-  keep.create.ttl_ms = 10000;      // renewed every ~7 s
+  keep.create.ttl_ms = 10000; // renewed every ~7 s
   keep.timing.stale_fraction = 0.75;
   keep.timing.jitter_fraction = 0.1;
   keep.revoke_on_stop = true;

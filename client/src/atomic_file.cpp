@@ -44,8 +44,7 @@ result<done> write_file_atomically(const std::string& path,
   if (fd < 0)
     return file_failure("cannot create", tmp);
   // 0600 whatever the umask or an older file's mode: it holds a secret.
-  bool ok = ::fchmod(fd, 0600) == 0 && write_all(fd, data)
-            && ::fsync(fd) == 0;
+  bool ok = ::fchmod(fd, 0600) == 0 && write_all(fd, data) && ::fsync(fd) == 0;
   auto err = ok ? failure{} : file_failure("cannot write", tmp);
   ::close(fd);
   if (ok && ::rename(tmp.c_str(), path.c_str()) != 0) {

@@ -24,9 +24,7 @@ std::unique_ptr<detail::transport> make_transport(const connection_options& o) {
 template <class T, class Convert>
 void call(detail::transport& t, const json& msg, Convert convert,
           client::callback<T> cb) {
-  t.send(msg, [convert, cb = std::move(cb)](wire::reply r) {
-    cb(convert(r));
-  });
+  t.send(msg, [convert, cb = std::move(cb)](wire::reply r) { cb(convert(r)); });
 }
 
 /// Blocks on an asynchronous call. The transport always answers (with a

@@ -24,8 +24,7 @@ std::string_view trim(std::string_view s) {
 
 } // namespace
 
-result<done> parse_address(std::string_view address,
-                           connection_options& opts) {
+result<done> parse_address(std::string_view address, connection_options& opts) {
   std::string_view rest = address;
   auto scheme_end = rest.find("://");
   std::string_view scheme = "tcp";

@@ -99,10 +99,9 @@ private:
       return reply;
     } catch (const Poco::TimeoutException&) {
       session_.reset();
-      return failure{errc::timeout, "no reply from " + where() + " within "
-                                      + std::to_string(
-                                        opts_.request_timeout.count())
-                                      + " ms"};
+      return failure{errc::timeout,
+                     "no reply from " + where() + " within "
+                       + std::to_string(opts_.request_timeout.count()) + " ms"};
     } catch (const Poco::Exception& e) {
       session_.reset();
       return failure{errc::connection_failed,

@@ -4,14 +4,10 @@ namespace tlm {
 
 std::string_view to_string(keeper_action a) {
   switch (a) {
-    case keeper_action::create:
-      return "create";
-    case keeper_action::renew:
-      return "renew";
-    case keeper_action::exchange:
-      return "exchange";
-    default:
-      return "idle";
+    case keeper_action::create: return "create";
+    case keeper_action::renew: return "renew";
+    case keeper_action::exchange: return "exchange";
+    default: return "idle";
   }
 }
 
@@ -27,8 +23,7 @@ void keeper_policy::start_empty() {
   lost_.clear();
 }
 
-keeper_action keeper_policy::refresh_action(const lease& x,
-                                            bool capped) const {
+keeper_action keeper_policy::refresh_action(const lease& x, bool capped) const {
   if (capped || (!x.renewable && x.backend != "local"))
     return recreate_ ? keeper_action::create : keeper_action::idle;
   return x.backend == "local" ? keeper_action::exchange : keeper_action::renew;

@@ -6,22 +6,14 @@ namespace tlm {
 
 std::string_view to_string(keeper_event_kind k) {
   switch (k) {
-    case keeper_event_kind::obtained:
-      return "obtained";
-    case keeper_event_kind::adopted:
-      return "adopted";
-    case keeper_event_kind::renewed:
-      return "renewed";
-    case keeper_event_kind::exchanged:
-      return "exchanged";
-    case keeper_event_kind::replaced:
-      return "replaced";
-    case keeper_event_kind::failed:
-      return "failed";
-    case keeper_event_kind::lost:
-      return "lost";
-    default:
-      return "revoked";
+    case keeper_event_kind::obtained: return "obtained";
+    case keeper_event_kind::adopted: return "adopted";
+    case keeper_event_kind::renewed: return "renewed";
+    case keeper_event_kind::exchanged: return "exchanged";
+    case keeper_event_kind::replaced: return "replaced";
+    case keeper_event_kind::failed: return "failed";
+    case keeper_event_kind::lost: return "lost";
+    default: return "revoked";
   }
 }
 
@@ -127,7 +119,8 @@ void lease_keeper::run() {
       wait_out_current(guard);
       return;
     }
-    if (cv_.wait_until(guard, policy_.next_time(), [this] { return stopping_; }))
+    if (cv_.wait_until(guard, policy_.next_time(),
+                       [this] { return stopping_; }))
       return;
     guard.unlock();
     step(action);
@@ -178,7 +171,7 @@ bool lease_keeper::adopt_from_cache() {
   auto cached = cache_->load();
   if (!cached) {
     emit(event(keeper_event_kind::failed, current(), cached.error(),
-          cached.error().message + " (it will be overwritten)"));
+               cached.error().message + " (it will be overwritten)"));
     return false;
   }
   if (!cached.value())
@@ -199,7 +192,7 @@ bool lease_keeper::adopt_from_cache() {
   set_current(c);
   policy_.on_lease(c);
   emit(event(keeper_event_kind::adopted, c, std::nullopt,
-        "took the lease from the cache " + cache_->path()));
+             "took the lease from the cache " + cache_->path()));
   return true;
 }
 
@@ -223,7 +216,8 @@ result<lease> lease_keeper::call(keeper_action action, bool& capped) {
   // The exchange says nothing of the cap; a term cut to under half the
   // ttl means the cap is near, so the next refresh creates a new lease.
   if (r)
-    capped = r->expires - clock_->now() < std::chrono::milliseconds{r->ttl_ms / 2};
+    capped = r->expires - clock_->now()
+             < std::chrono::milliseconds{r->ttl_ms / 2};
   return r;
 }
 
@@ -242,12 +236,12 @@ void lease_keeper::on_success(keeper_action action, lease x, bool capped) {
     kind = keeper_event_kind::replaced;
   set_current(x);
   policy_.on_lease(x, capped);
-  emit(event(kind, x, std::nullopt,
-             capped ? "capped by the total-life cap" : ""));
+  emit(
+    event(kind, x, std::nullopt, capped ? "capped by the total-life cap" : ""));
   if (cache_)
     if (auto stored = cache_->store(x); !stored)
       emit(event(keeper_event_kind::failed, x, stored.error(),
-            stored.error().message));
+                 stored.error().message));
 }
 
 void lease_keeper::on_failure(const failure& err) {
@@ -277,7 +271,7 @@ void lease_keeper::forget_cached(const std::string& lease_id) {
   cache_->unlock();
   if (!forgotten)
     emit(event(keeper_event_kind::failed, std::nullopt, forgotten.error(),
-          forgotten.error().message));
+               forgotten.error().message));
 }
 
 void lease_keeper::set_current(std::optional<lease> x) {
@@ -306,7 +300,7 @@ result<revoke_outcome> lease_keeper::revoke_current() {
   auto outcome = r ? r.value() : revoke_outcome{};
   set_current(std::nullopt);
   emit(event(keeper_event_kind::revoked, std::nullopt, std::nullopt,
-        outcome.confirmed ? "revoked" : outcome.message));
+             outcome.confirmed ? "revoked" : outcome.message));
   return outcome;
 }
 

@@ -53,10 +53,8 @@ bool is_transient(errc code) {
     case errc::connection_failed:
     case errc::timeout:
     case errc::bad_reply:
-    case errc::cache_error:
-      return true;
-    default:
-      return false;
+    case errc::cache_error: return true;
+    default: return false;
   }
 }
 

@@ -64,13 +64,14 @@ public:
       return;
     }
     auto line = msg.dump() + "\n";
-    pending_.push_back({std::move(done), steady::now() + opts_.request_timeout});
+    pending_.push_back(
+      {std::move(done), steady::now() + opts_.request_timeout});
     try {
       write_all(conn_->socket, line);
     } catch (const Poco::Exception& e) {
-      close_and_fail(guard, {errc::connection_failed,
-                             "sending to " + where()
-                               + " failed: " + e.displayText()});
+      close_and_fail(guard,
+                     {errc::connection_failed,
+                      "sending to " + where() + " failed: " + e.displayText()});
     }
   }
 
@@ -94,8 +95,8 @@ private:
     auto conn = std::make_unique<connection>();
     try {
       Poco::Net::SocketAddress addr{opts_.host, opts_.port};
-      conn->socket.connect(addr, Poco::Timespan{opts_.connect_timeout.count()
-                                                * 1000});
+      conn->socket.connect(
+        addr, Poco::Timespan{opts_.connect_timeout.count() * 1000});
       conn->socket.setNoDelay(true);
       if (!opts_.api_key.empty())
         authenticate(conn->socket);
@@ -114,8 +115,8 @@ private:
   void authenticate(Poco::Net::StreamSocket& s) {
     wire::json msg{{"action", "auth"}, {"api_key", opts_.api_key}};
     write_all(s, msg.dump() + "\n");
-    pending_.push_back({[](wire::reply) {},
-                        steady::now() + opts_.request_timeout});
+    pending_.push_back(
+      {[](wire::reply) {}, steady::now() + opts_.request_timeout});
   }
 
   /// Closes a connection that is no longer current and joins its reader.
@@ -165,11 +166,10 @@ void tcp_transport::read_loop(connection& c) {
         if (c.closed)
           return;
         if (!pending_.empty() && steady::now() > pending_.front().deadline)
-          close_and_fail(guard, {errc::timeout,
-                                 "no reply from " + where() + " within "
-                                   + std::to_string(
-                                     opts_.request_timeout.count())
-                                   + " ms"});
+          close_and_fail(
+            guard, {errc::timeout,
+                    "no reply from " + where() + " within "
+                      + std::to_string(opts_.request_timeout.count()) + " ms"});
         continue;
       }
       int n = c.socket.receiveBytes(chunk, sizeof chunk);
@@ -177,8 +177,8 @@ void tcp_transport::read_loop(connection& c) {
         std::unique_lock guard{mtx_};
         if (c.closed)
           return;
-        close_and_fail(guard, {errc::connection_failed,
-                               where() + " closed the connection"});
+        close_and_fail(
+          guard, {errc::connection_failed, where() + " closed the connection"});
         return;
       }
       buf.append(chunk, static_cast<size_t>(n));
@@ -188,9 +188,9 @@ void tcp_transport::read_loop(connection& c) {
       std::unique_lock guard{mtx_};
       if (c.closed)
         return;
-      close_and_fail(guard, {errc::connection_failed,
-                             "reading from " + where()
-                               + " failed: " + e.displayText()});
+      close_and_fail(
+        guard, {errc::connection_failed,
+                "reading from " + where() + " failed: " + e.displayText()});
       return;
     }
   }
@@ -208,8 +208,8 @@ bool tcp_transport::deliver_lines(connection& c, std::string& buf) {
     if (c.closed)
       return false; // its calls were failed already
     if (pending_.empty()) {
-      close_and_fail(guard, {errc::bad_reply,
-                             where() + " sent a reply nobody asked for"});
+      close_and_fail(
+        guard, {errc::bad_reply, where() + " sent a reply nobody asked for"});
       return false;
     }
     auto call = std::move(pending_.front());

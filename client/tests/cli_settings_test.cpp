@@ -44,7 +44,7 @@ struct sandbox {
 
 } // namespace
 
-TEST_SUITE("cli_settings") {
+TEST_SUITE_BEGIN("cli_settings");
 
 TEST_CASE("nothing given: the default address, no key") {
   sandbox box;
@@ -110,8 +110,9 @@ TEST_CASE("config mistakes are named") {
   CHECK(resolve_connection(flags, box.env()).error().message.find("integer")
         != std::string::npos);
   flags.config = (box.dir / "missing.json").string();
-  CHECK(resolve_connection(flags, box.env()).error().message.find("missing.json")
-        != std::string::npos);
+  CHECK(
+    resolve_connection(flags, box.env()).error().message.find("missing.json")
+    != std::string::npos);
 }
 
 TEST_CASE("addresses: schemes, ports, TLS asked for") {
@@ -153,4 +154,4 @@ TEST_CASE("every failure code has its exit code class") {
   CHECK(exit_code_for(errc::cache_error) == exit_usage);
 }
 
-} // TEST_SUITE
+TEST_SUITE_END();

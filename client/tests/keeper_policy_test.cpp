@@ -39,7 +39,7 @@ std::chrono::milliseconds until(test::fake_clock& clock, wall_time t) {
 
 } // namespace
 
-TEST_SUITE("keeper_policy") {
+TEST_SUITE_BEGIN("keeper_policy");
 
 TEST_CASE("an empty keeper creates at once") {
   test::fake_clock clock;
@@ -112,7 +112,8 @@ TEST_CASE("a lease the server no longer has is replaced at once") {
   keeper_policy p{timing(), true, clock};
   p.on_lease(lease_for(clock, 60s));
   clock.advance(45s);
-  for (auto code : {errc::not_found, errc::not_renewable, errc::invalid_token}) {
+  for (auto code :
+       {errc::not_found, errc::not_renewable, errc::invalid_token}) {
     p.on_lease(lease_for(clock, 60s));
     p.on_failure({code, "gone"});
     CHECK(p.next_action() == keeper_action::create);
@@ -171,4 +172,4 @@ TEST_CASE("a failure that cannot heal stops retrying") {
   CHECK(p.lost().find("API key refused") != std::string::npos);
 }
 
-} // TEST_SUITE
+TEST_SUITE_END();

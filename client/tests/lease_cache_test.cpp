@@ -49,7 +49,7 @@ bool locked_by_someone(const std::string& lock_path) {
 
 } // namespace
 
-TEST_SUITE("lease_cache") {
+TEST_SUITE_BEGIN("lease_cache");
 
 TEST_CASE("no file: no lease") {
   temp_dir dir;
@@ -76,9 +76,9 @@ TEST_CASE("a stored lease reads back, mode 0600 whatever the umask") {
   CHECK(loaded.value()->value == "tlm_L1:pw");
   CHECK(loaded.value()->expires == sample().expires);
   // Only the file itself is left, no temporary one.
-  CHECK(std::distance(fs::directory_iterator{dir.path},
-                      fs::directory_iterator{})
-        == 1);
+  CHECK(
+    std::distance(fs::directory_iterator{dir.path}, fs::directory_iterator{})
+    == 1);
 }
 
 TEST_CASE("a file that is not a lease is an error naming it") {
@@ -119,4 +119,4 @@ TEST_CASE("an atomic write into a missing folder fails naming the file") {
   CHECK(r.error().message.find("/nonexistent-dir/x") != std::string::npos);
 }
 
-} // TEST_SUITE
+TEST_SUITE_END();

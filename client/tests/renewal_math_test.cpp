@@ -15,7 +15,7 @@ milliseconds offset(wall_time t) {
 
 } // namespace
 
-TEST_SUITE("renewal_math") {
+TEST_SUITE_BEGIN("renewal_math");
 
 TEST_CASE("without jitter a lease refreshes at its stale fraction") {
   renewal_timing t;
@@ -94,4 +94,4 @@ TEST_CASE("check_timing names the setting that is out of range") {
   CHECK(check_timing(t).find("backoff max") != std::string::npos);
 }
 
-} // TEST_SUITE
+TEST_SUITE_END();

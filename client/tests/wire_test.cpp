@@ -5,7 +5,7 @@
 using namespace tlm;
 using wire::json;
 
-TEST_SUITE("wire") {
+TEST_SUITE_BEGIN("wire");
 
 TEST_CASE("times go to RFC 3339 with milliseconds and back") {
   auto t = wire::parse_time("2026-11-23T14:03:52.123Z");
@@ -69,10 +69,9 @@ TEST_CASE("the last page has no cursor") {
 
 TEST_CASE("replies that are not the protocol are bad_reply") {
   CHECK(wire::parse_reply("<html>").error().code == errc::bad_reply);
-  CHECK(wire::lease_reply(wire::parse_reply(R"({"result":"success"})"))
-          .error()
-          .code
-        == errc::bad_reply);
+  CHECK(
+    wire::lease_reply(wire::parse_reply(R"({"result":"success"})")).error().code
+    == errc::bad_reply);
   CHECK(wire::lease_reply(wire::parse_reply(R"({"lease":{}})")).error().code
         == errc::bad_reply);
 }
@@ -95,4 +94,4 @@ TEST_CASE("a create leaves out what is unset and refuses bad options") {
   CHECK(bad.error().message.find("options") != std::string::npos);
 }
 
-} // TEST_SUITE
+TEST_SUITE_END();
