@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <sys/stat.h>
 
-namespace tlm::cli {
+namespace tlm::inline client_api::cli {
 
 namespace {
 
@@ -113,4 +113,4 @@ result<connection_options> resolve_connection(const global_flags& flags,
   return opts;
 }
 
-} // namespace tlm::cli
+} // namespace tlm::client_api::cli

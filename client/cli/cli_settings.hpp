@@ -10,7 +10,7 @@
 #include "tlm/connection_options.hpp"
 #include "tlm/result.hpp"
 
-namespace tlm::cli {
+namespace tlm::inline client_api::cli {
 
 /// The global flags as given; empty means not given.
 struct global_flags {
@@ -38,4 +38,4 @@ std::string config_path(const global_flags& flags, const env_lookup& env);
 result<connection_options> resolve_connection(const global_flags& flags,
                                               const env_lookup& env);
 
-} // namespace tlm::cli
+} // namespace tlm::client_api::cli

@@ -12,7 +12,7 @@
 #include "cli/exit_codes.hpp"
 #include "cli/output.hpp"
 
-namespace tlm::cli {
+namespace tlm::inline client_api::cli {
 
 using nlohmann::json;
 
@@ -307,4 +307,4 @@ void add_admin_commands(CLI::App& app, app_state& st) {
   });
 }
 
-} // namespace tlm::cli
+} // namespace tlm::client_api::cli

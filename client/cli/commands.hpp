@@ -12,7 +12,7 @@
 #include "tlm/lease.hpp"
 #include "tlm/result.hpp"
 
-namespace tlm::cli {
+namespace tlm::inline client_api::cli {
 
 /// What every subcommand shares: the global flags and the exit code the
 /// subcommand that ran sets.
@@ -50,4 +50,4 @@ void add_lease_commands(CLI::App& app, app_state& st);
 void add_admin_commands(CLI::App& app, app_state& st);
 void add_keep_command(CLI::App& app, app_state& st);
 
-} // namespace tlm::cli
+} // namespace tlm::client_api::cli

@@ -1,6 +1,6 @@
 #include "cli/exit_codes.hpp"
 
-namespace tlm::cli {
+namespace tlm::inline client_api::cli {
 
 int exit_code_for(errc code) {
   switch (code) {
@@ -40,4 +40,4 @@ std::string exit_codes_help() {
          "signal N)\n";
 }
 
-} // namespace tlm::cli
+} // namespace tlm::client_api::cli

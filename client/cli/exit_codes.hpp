@@ -6,7 +6,7 @@
 
 #include "tlm/result.hpp"
 
-namespace tlm::cli {
+namespace tlm::inline client_api::cli {
 
 enum exit_code : int {
   exit_ok = 0,
@@ -27,4 +27,4 @@ int exit_code_for(errc code);
 /// The table above as text, for `--help`.
 std::string exit_codes_help();
 
-} // namespace tlm::cli
+} // namespace tlm::client_api::cli

@@ -18,7 +18,7 @@
 #include "tlm/lease_keeper.hpp"
 #include "wire.hpp"
 
-namespace tlm::cli {
+namespace tlm::inline client_api::cli {
 
 namespace {
 
@@ -419,4 +419,4 @@ void add_keep_command(CLI::App& app, app_state& st) {
   });
 }
 
-} // namespace tlm::cli
+} // namespace tlm::client_api::cli

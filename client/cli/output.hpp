@@ -9,7 +9,7 @@
 
 #include "tlm/lease.hpp"
 
-namespace tlm::cli {
+namespace tlm::inline client_api::cli {
 
 /// A lease as the protocol's JSON object (with its value when it has one).
 nlohmann::json lease_json(const lease& x);
@@ -29,4 +29,4 @@ void print_health(std::ostream& out, const nlohmann::json& health);
 /// "in 59 s", "2 min ago": how far `t` is from now.
 std::string relative(wall_time t, wall_time now);
 
-} // namespace tlm::cli
+} // namespace tlm::client_api::cli

@@ -7,7 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-namespace tlm {
+namespace tlm::inline client_api {
 
 namespace {
 
@@ -63,4 +63,4 @@ result<done> write_file_atomically(const std::string& path,
   return done{};
 }
 
-} // namespace tlm
+} // namespace tlm::client_api

@@ -3,7 +3,7 @@
 #include "transport.hpp"
 #include "wire.hpp"
 
-namespace tlm {
+namespace tlm::inline client_api {
 
 namespace {
 
@@ -195,4 +195,4 @@ result<tlm::health> client::get_health() {
   return wait_for<tlm::health>([&](auto cb) { health(std::move(cb)); });
 }
 
-} // namespace tlm
+} // namespace tlm::client_api

@@ -3,7 +3,7 @@
 #include <charconv>
 #include <fstream>
 
-namespace tlm {
+namespace tlm::inline client_api {
 
 namespace {
 
@@ -74,4 +74,4 @@ result<std::string> read_api_key_file(const std::string& path) {
                  "the API key file " + path + " holds no key"};
 }
 
-} // namespace tlm
+} // namespace tlm::client_api

@@ -1,6 +1,6 @@
 #include "tlm/keeper_policy.hpp"
 
-namespace tlm {
+namespace tlm::inline client_api {
 
 std::string_view to_string(keeper_action a) {
   switch (a) {
@@ -71,4 +71,4 @@ void keeper_policy::on_failure(const failure& err) {
           + err.message;
 }
 
-} // namespace tlm
+} // namespace tlm::client_api

@@ -13,7 +13,7 @@
 #include "tlm/atomic_file.hpp"
 #include "wire.hpp"
 
-namespace tlm {
+namespace tlm::inline client_api {
 
 namespace {
 
@@ -88,4 +88,4 @@ result<done> lease_cache::forget(const std::string& lease_id) const {
   return done{};
 }
 
-} // namespace tlm
+} // namespace tlm::client_api

@@ -2,7 +2,7 @@
 
 #include "tlm/lease_cache.hpp"
 
-namespace tlm {
+namespace tlm::inline client_api {
 
 std::string_view to_string(keeper_event_kind k) {
   switch (k) {
@@ -304,4 +304,4 @@ result<revoke_outcome> lease_keeper::revoke_current() {
   return outcome;
 }
 
-} // namespace tlm
+} // namespace tlm::client_api

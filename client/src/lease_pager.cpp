@@ -1,6 +1,6 @@
 #include "tlm/lease_pager.hpp"
 
-namespace tlm {
+namespace tlm::inline client_api {
 
 lease_pager::lease_pager(fetch_page fetch) : fetch_(std::move(fetch)) {
 }
@@ -16,7 +16,7 @@ std::optional<result<lease>> lease_pager::next() {
     page_ = std::move(page.value());
     index_ = 0;
   }
-  return result<lease>{page_.leases[index_++]};
+  return std::optional<result<lease>>{std::in_place, page_.leases[index_++]};
 }
 
-} // namespace tlm
+} // namespace tlm::client_api

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
-namespace tlm {
+namespace tlm::inline client_api {
 
 std::string check_timing(const renewal_timing& t) {
   if (!(t.stale_fraction > 0 && t.stale_fraction <= 1))
@@ -40,4 +40,4 @@ milliseconds backoff_delay(const renewal_timing& t, int attempt, double u) {
   return std::max(delay, t.backoff_floor);
 }
 
-} // namespace tlm
+} // namespace tlm::client_api

@@ -3,7 +3,7 @@
 #include <array>
 #include <utility>
 
-namespace tlm {
+namespace tlm::inline client_api {
 
 namespace {
 
@@ -58,4 +58,4 @@ bool is_transient(errc code) {
   }
 }
 
-} // namespace tlm
+} // namespace tlm::client_api

@@ -13,7 +13,7 @@
 
 #include "transport.hpp"
 
-namespace tlm::detail {
+namespace tlm::inline client_api::detail {
 
 namespace {
 
@@ -248,4 +248,4 @@ std::unique_ptr<transport> make_tcp_transport(const connection_options& opts) {
   return std::make_unique<tcp_transport>(opts);
 }
 
-} // namespace tlm::detail
+} // namespace tlm::client_api::detail

@@ -3,7 +3,7 @@
 #include <cstdio>
 #include <ctime>
 
-namespace tlm::wire {
+namespace tlm::inline client_api::wire {
 
 namespace {
 
@@ -237,4 +237,4 @@ result<health> health_reply(const reply& r) {
   return h;
 }
 
-} // namespace tlm::wire
+} // namespace tlm::client_api::wire

@@ -10,7 +10,7 @@
 #include "tlm/lease.hpp"
 #include "tlm/result.hpp"
 
-namespace tlm::wire {
+namespace tlm::inline client_api::wire {
 
 using nlohmann::json;
 
@@ -43,4 +43,4 @@ result<lease_page> page_reply(const reply& r);
 result<job> job_reply(const reply& r);
 result<health> health_reply(const reply& r);
 
-} // namespace tlm::wire
+} // namespace tlm::client_api::wire

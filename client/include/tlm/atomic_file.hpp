@@ -6,7 +6,7 @@
 
 #include "tlm/result.hpp"
 
-namespace tlm {
+namespace tlm::inline client_api {
 
 /// Replaces `path` with `data`: a temporary file next to it, mode 0600
 /// whatever the umask, fsynced, renamed over `path`, and the folder
@@ -15,4 +15,4 @@ namespace tlm {
 result<done> write_file_atomically(const std::string& path,
                                    const std::string& data);
 
-} // namespace tlm
+} // namespace tlm::client_api

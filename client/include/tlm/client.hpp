@@ -12,7 +12,7 @@
 #include "tlm/lease_pager.hpp"
 #include "tlm/result.hpp"
 
-namespace tlm {
+namespace tlm::inline client_api {
 
 namespace detail {
 class transport;
@@ -90,4 +90,4 @@ private:
   std::unique_ptr<detail::transport> transport_;
 };
 
-} // namespace tlm
+} // namespace tlm::client_api

@@ -9,7 +9,7 @@
 
 #include "tlm/result.hpp"
 
-namespace tlm {
+namespace tlm::inline client_api {
 
 enum class transport_kind { tcp, http };
 
@@ -42,4 +42,4 @@ result<done> parse_address(std::string_view address, connection_options& opts);
 /// nor a `#` comment, trimmed.
 result<std::string> read_api_key_file(const std::string& path);
 
-} // namespace tlm
+} // namespace tlm::client_api

@@ -7,7 +7,7 @@
 
 #include "tlm/lease.hpp"
 
-namespace tlm {
+namespace tlm::inline client_api {
 
 class keeper_clock {
 public:
@@ -21,4 +21,4 @@ public:
 /// cryptographic randomness, only a different seed per process).
 std::shared_ptr<keeper_clock> system_keeper_clock();
 
-} // namespace tlm
+} // namespace tlm::client_api

@@ -11,7 +11,7 @@
 #include "tlm/renewal_math.hpp"
 #include "tlm/result.hpp"
 
-namespace tlm {
+namespace tlm::inline client_api {
 
 /// What the keeper does at `keeper_policy::next_time()`.
 enum class keeper_action {
@@ -67,4 +67,4 @@ private:
   std::string lost_;
 };
 
-} // namespace tlm
+} // namespace tlm::client_api

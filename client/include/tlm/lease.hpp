@@ -1,6 +1,10 @@
 #pragma once
 
 // What the protocol's actions take and return, as plain structs.
+//
+// The client's names live in the inline namespace tlm::client_api: users
+// write tlm::lease, and the symbols never clash at link time with the
+// server's own tlm::lease (core/lease.hpp) in a program that has both.
 
 #include <chrono>
 #include <cstdint>
@@ -8,7 +12,7 @@
 #include <string>
 #include <vector>
 
-namespace tlm {
+namespace tlm::inline client_api {
 
 using wall_clock = std::chrono::system_clock;
 using wall_time = wall_clock::time_point;
@@ -93,4 +97,4 @@ struct health {
   std::string json;
 };
 
-} // namespace tlm
+} // namespace tlm::client_api

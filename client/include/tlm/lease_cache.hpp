@@ -9,7 +9,7 @@
 #include "tlm/lease.hpp"
 #include "tlm/result.hpp"
 
-namespace tlm {
+namespace tlm::inline client_api {
 
 /// The file holds one lease as JSON, with its value, mode 0600. Writes go
 /// to a temporary file that is fsynced and renamed over it, so a reader
@@ -46,4 +46,4 @@ private:
   int lock_fd_ = -1;
 };
 
-} // namespace tlm
+} // namespace tlm::client_api

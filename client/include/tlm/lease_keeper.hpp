@@ -16,7 +16,7 @@
 #include "tlm/lease.hpp"
 #include "tlm/renewal_math.hpp"
 
-namespace tlm {
+namespace tlm::inline client_api {
 
 class lease_cache;
 
@@ -118,4 +118,4 @@ private:
   std::thread thread_;
 };
 
-} // namespace tlm
+} // namespace tlm::client_api

@@ -10,7 +10,7 @@
 #include "tlm/lease.hpp"
 #include "tlm/result.hpp"
 
-namespace tlm {
+namespace tlm::inline client_api {
 
 /// Yields every lease of a `list`, fetching the next page when the current
 /// one is used up. The cursor makes the server return every lease that
@@ -32,4 +32,4 @@ private:
   bool started_ = false;
 };
 
-} // namespace tlm
+} // namespace tlm::client_api

@@ -8,7 +8,7 @@
 #include <utility>
 #include <variant>
 
-namespace tlm {
+namespace tlm::inline client_api {
 
 /// Failure codes: the protocol's own, then the ones the client adds.
 enum class errc {
@@ -92,4 +92,4 @@ private:
 /// A call that succeeded with nothing to return.
 struct done {};
 
-} // namespace tlm
+} // namespace tlm::client_api
