@@ -255,17 +255,14 @@ private:
   std::mutex out_mtx_;
   std::ofstream events_file_;
   std::string published_;
-  bool lost_ = false;
 };
 
 /// Print (or write) each new value until a signal or the lease is lost.
 int keep_session::run_printing() {
   while (received_signal == 0) {
     for (auto& ev : queue_.take()) {
-      if (ev.kind == keeper_event_kind::lost) {
-        lost_ = true;
+      if (ev.kind == keeper_event_kind::lost)
         return exit_lost;
-      }
       if (changes_value(ev.kind) && ev.lease && ev.lease->value != published_) {
         if (!publish(ev.lease->value))
           return exit_usage;
@@ -357,7 +354,6 @@ int keep_session::run_command() {
       return status_code(status);
     for (auto& ev : queue_.take()) {
       if (ev.kind == keeper_event_kind::lost) {
-        lost_ = true;
         stop_child(child);
         return exit_lost;
       }
