@@ -27,16 +27,8 @@ void call(detail::transport& t, const json& msg, Convert convert,
   t.send(msg, [convert, cb = std::move(cb)](wire::reply r) { cb(convert(r)); });
 }
 
-/// Blocks on an asynchronous call. The transport always answers (with a
-/// timeout failure at the latest), so this never hangs.
-template <class T, class Start>
-result<T> wait_for(Start start) {
-  auto promise = std::make_shared<std::promise<result<T>>>();
-  auto fut = promise->get_future();
-  start([promise](result<T> r) { promise->set_value(std::move(r)); });
-  return fut.get();
-}
-
+/// The call's outcome as a future. The transport always answers (with a
+/// timeout failure at the latest), so waiting on it never hangs.
 template <class T, class Start>
 std::future<result<T>> as_future(Start start) {
   auto promise = std::make_shared<std::promise<result<T>>>();
@@ -141,32 +133,62 @@ std::future<result<renewal>> client::renew_async(const std::string& lease_id,
     [&](auto cb) { renew(lease_id, ttl_ms, std::move(cb)); });
 }
 
+std::future<result<revoke_outcome>>
+client::revoke_async(const std::string& lease_id, bool force) {
+  return as_future<revoke_outcome>(
+    [&](auto cb) { revoke(lease_id, force, std::move(cb)); });
+}
+
+std::future<result<lease_page>> client::list_async(const list_filter& filter,
+                                                   const std::string& cursor) {
+  return as_future<lease_page>(
+    [&](auto cb) { list(filter, cursor, std::move(cb)); });
+}
+
+std::future<result<lease>> client::exchange_async(const std::string& token,
+                                                  const std::string& meta) {
+  return as_future<lease>(
+    [&](auto cb) { exchange(token, meta, std::move(cb)); });
+}
+
+std::future<result<tlm::job>>
+client::revoke_prefix_async(const std::string& backend,
+                            const std::string& tag) {
+  return as_future<tlm::job>(
+    [&](auto cb) { revoke_prefix(backend, tag, std::move(cb)); });
+}
+
+std::future<result<tlm::job>> client::job_async(const std::string& job_id) {
+  return as_future<tlm::job>([&](auto cb) { job(job_id, std::move(cb)); });
+}
+
+std::future<result<tlm::health>> client::health_async() {
+  return as_future<tlm::health>([&](auto cb) { health(std::move(cb)); });
+}
+
 // -- blocking calls -----------------------------------------------------------
 
 result<lease> client::create_lease(const create_request& req) {
-  return wait_for<lease>([&](auto cb) { create(req, std::move(cb)); });
+  return create_async(req).get();
 }
 
 result<lease> client::get_lease(const std::string& lease_id) {
-  return wait_for<lease>([&](auto cb) { get(lease_id, std::move(cb)); });
+  return get_async(lease_id).get();
 }
 
 result<renewal> client::renew_lease(const std::string& lease_id,
                                     int64_t ttl_ms) {
-  return wait_for<renewal>(
-    [&](auto cb) { renew(lease_id, ttl_ms, std::move(cb)); });
+  return renew_async(lease_id, ttl_ms).get();
 }
 
 result<revoke_outcome> client::revoke_lease(const std::string& lease_id,
                                             bool force) {
-  return wait_for<revoke_outcome>(
-    [&](auto cb) { revoke(lease_id, force, std::move(cb)); });
+  return revoke_async(lease_id, force).get();
 }
 
 result<lease_page> client::list_page(const list_filter& filter,
                                      const std::string& cursor) {
-  return wait_for<lease_page>(
-    [&](auto cb) { list(filter, cursor, std::move(cb)); });
+  return list_async(filter, cursor).get();
 }
 
 lease_pager client::list_all(const list_filter& filter) {
@@ -177,22 +199,20 @@ lease_pager client::list_all(const list_filter& filter) {
 
 result<lease> client::exchange_token(const std::string& token,
                                      const std::string& meta) {
-  return wait_for<lease>(
-    [&](auto cb) { exchange(token, meta, std::move(cb)); });
+  return exchange_async(token, meta).get();
 }
 
 result<tlm::job> client::start_revoke_prefix(const std::string& backend,
                                              const std::string& tag) {
-  return wait_for<tlm::job>(
-    [&](auto cb) { revoke_prefix(backend, tag, std::move(cb)); });
+  return revoke_prefix_async(backend, tag).get();
 }
 
 result<tlm::job> client::get_job(const std::string& job_id) {
-  return wait_for<tlm::job>([&](auto cb) { job(job_id, std::move(cb)); });
+  return job_async(job_id).get();
 }
 
 result<tlm::health> client::get_health() {
-  return wait_for<tlm::health>([&](auto cb) { health(std::move(cb)); });
+  return health_async().get();
 }
 
 } // namespace tlm::client_api

@@ -52,3 +52,17 @@ def test_installed_client_builds_a_program_that_keeps_a_lease(tlm_binary, tlmd,
     lease_id = out[0].split()[2]
     api = tlmd.api("tcp")
     assert_failure(api.get(lease_id), "not_found")
+
+
+def test_the_readme_example_compiles_against_the_headers(tmp_path):
+    """The C++ example in README.md's "Using tlmd from C++" is real code."""
+    readme = (REPO / "README.md").read_text()
+    start = readme.index('#include "tlm/client.hpp"\n#include "tlm/lease_keeper.hpp"')
+    block = readme[start:readme.index("```", start)]
+    includes, body = block.split("\n\n", 1)
+    src = tmp_path / "readme_example.cpp"
+    src.write_text(f"{includes}\n#include <string>\n"
+                   "void use(const std::string&) {}\n"
+                   f"int main() {{\n{body}\n}}\n")
+    run(["g++", "-std=c++20", "-fsyntax-only", "-I", REPO / "client/include", src],
+        tmp_path)

@@ -62,8 +62,18 @@ public:
   std::future<result<lease>> get_async(const std::string& lease_id);
   std::future<result<renewal>> renew_async(const std::string& lease_id,
                                            int64_t ttl_ms = 0);
+  std::future<result<revoke_outcome>> revoke_async(const std::string& lease_id,
+                                                   bool force = false);
+  std::future<result<lease_page>> list_async(const list_filter& filter,
+                                             const std::string& cursor = {});
+  std::future<result<lease>> exchange_async(const std::string& token,
+                                            const std::string& meta = "{}");
+  std::future<result<tlm::job>> revoke_prefix_async(const std::string& backend,
+                                                    const std::string& tag);
+  std::future<result<tlm::job>> job_async(const std::string& job_id);
+  std::future<result<tlm::health>> health_async();
 
-  // -- blocking calls --------------------------------------------------------
+  // -- blocking calls: each waits for its future ------------------------------
 
   result<lease> create_lease(const create_request& req);
   result<lease> get_lease(const std::string& lease_id);
