@@ -23,19 +23,31 @@ def of_kind(events, *kinds):
     return [e for e in events if e["event"] in kinds]
 
 
-def test_many_keepers_refresh_at_spread_out_moments(tlmd, cli_for, keepers,
-                                                    tmp_path):
+@pytest.fixture
+def spread_backend(request, tmp_path):
+    """(backend, tlmd config or None, the refresh event) for the spread test."""
+    if request.param == "local":
+        return "local", None, "exchanged"
+    v1 = V1Env(request.getfixturevalue("influxd1_module"), tmp_path)
+    return v1.name, write_tlmd_config(tmp_path, v1.config()), "renewed"
+
+
+@pytest.mark.parametrize("spread_backend", ["local", "v1"], indirect=True)
+def test_many_keepers_refresh_at_spread_out_moments(spread_backend, tlmd_factory,
+                                                    cli_for, keepers, tmp_path):
     # ttl 3 s, stale at 0.6, jitter 0.5: each first refresh falls at a
     # random point 0.3 s to 1.8 s after its lease was obtained.
-    c = cli_for(tlmd)
-    ks = [keepers(c, tmp_path, "--ttl", "3000", "--stale", "0.6", "--jitter", "0.5",
-                  name=f"k{i}") for i in range(8)]
+    backend, config, refresh = spread_backend
+    c = cli_for(tlmd_factory(config=config))
+    ks = [keepers(c, tmp_path, "--backend", backend, "--ttl", "3000",
+                  "--stale", "0.6", "--jitter", "0.5", name=f"k{i}")
+          for i in range(8)]
     offsets = []
     for k in ks:
-        k.wait_count("exchanged", 1)
+        k.wait_count(refresh, 1)
         events = k.events()
         obtained = of_kind(events, "obtained")[0]
-        refreshed = of_kind(events, "exchanged")[0]
+        refreshed = of_kind(events, refresh)[0]
         offsets.append(refreshed["at"] - obtained["at"])
     # Never before the jitter window opens (0.1 of the term, minus the
     # few ms between reply and event)...
@@ -44,6 +56,7 @@ def test_many_keepers_refresh_at_spread_out_moments(tlmd, cli_for, keepers,
     # chance of about 1e-4 with 8 uniform draws, and load only adds noise.
     assert max(offsets) - min(offsets) >= 300, offsets
     assert len(set(offsets)) > 1
+    assert all(k.stop() == EXIT_OK for k in ks)     # each revokes its own
 
 
 @pytest.mark.parametrize("transport", ["tcp", "http"])
