@@ -37,6 +37,7 @@ public:
   }
 
   ~tcp_transport() override {
+    std::lock_guard writing{write_mtx_};
     std::unique_lock guard{mtx_};
     auto calls = close_locked();
     auto conn = std::move(conn_);
@@ -48,30 +49,41 @@ public:
       call.done(failure{errc::connection_failed, "the client was closed"});
   }
 
+  // write_mtx_ keeps the lines in the order of their entries in pending_;
+  // the reader needs only mtx_, so it goes on reading replies while a
+  // write waits for the server (which reads no more while its replies go
+  // unread).
   void send(const wire::json& msg, on_reply done) override {
-    std::unique_lock guard{mtx_};
+    std::unique_lock writing{write_mtx_};
     std::unique_ptr<connection> old;
     auto err = ensure_connected(old);
-    if (old) {
-      // Its reader may wait for the lock: join it without holding it.
-      guard.unlock();
-      retire(std::move(old));
-      guard.lock();
+    retire(std::move(old));
+    connection* c = nullptr;
+    if (!err) {
+      std::lock_guard guard{mtx_};
+      c = conn_.get();
+      if (c->closed)
+        err = failure{errc::connection_failed,
+                      where() + " closed the connection"};
+      else
+        pending_.push_back(
+          {std::move(done), steady::now() + opts_.request_timeout});
     }
     if (err) {
-      guard.unlock();
+      writing.unlock();
       done(*err);
       return;
     }
-    auto line = msg.dump() + "\n";
-    pending_.push_back(
-      {std::move(done), steady::now() + opts_.request_timeout});
     try {
-      write_all(conn_->socket, line);
+      write_all(c->socket, msg.dump() + "\n");
     } catch (const Poco::Exception& e) {
-      close_and_fail(guard,
-                     {errc::connection_failed,
-                      "sending to " + where() + " failed: " + e.displayText()});
+      writing.unlock();
+      std::unique_lock guard{mtx_};
+      // Whoever closed it first has failed the calls in flight already.
+      if (conn_.get() == c && !c->closed)
+        close_and_fail(guard, {errc::connection_failed,
+                               "sending to " + where()
+                                 + " failed: " + e.displayText()});
     }
   }
 
@@ -87,36 +99,43 @@ private:
                           static_cast<int>(data.size() - sent));
   }
 
-  /// Connects (and authenticates) when there is no open connection.
+  /// Connects (and authenticates) when there is no open connection; the
+  /// closed one, if any, goes to `old`. Runs with write_mtx_ held.
   std::optional<failure> ensure_connected(std::unique_ptr<connection>& old) {
     if (conn_ && !conn_->closed)
       return std::nullopt;
-    old = std::move(conn_);
     auto conn = std::make_unique<connection>();
+    auto ms = [](std::chrono::milliseconds d) {
+      return Poco::Timespan{d.count() * 1000};
+    };
     try {
       Poco::Net::SocketAddress addr{opts_.host, opts_.port};
-      conn->socket.connect(
-        addr, Poco::Timespan{opts_.connect_timeout.count() * 1000});
+      conn->socket.connect(addr, ms(opts_.connect_timeout));
       conn->socket.setNoDelay(true);
+      // A write the server does not take in time fails instead of hanging.
+      conn->socket.setSendTimeout(ms(opts_.request_timeout));
       if (!opts_.api_key.empty())
-        authenticate(conn->socket);
+        write_all(conn->socket, auth_line());
     } catch (const Poco::Exception& e) {
-      pending_.clear(); // the auth line's entry, if it was queued
       return failure{errc::connection_failed,
                      "cannot connect to " + where() + ": " + e.displayText()};
     }
+    std::lock_guard guard{mtx_};
+    old = std::move(conn_);
     conn_ = std::move(conn);
+    // The auth line went first; a refused key makes every later request
+    // `unauthorized` with the server's own message, so its reply is
+    // skipped. (pending_ is empty: closing the old connection failed all.)
+    if (!opts_.api_key.empty())
+      pending_.push_back(
+        {[](wire::reply) {}, steady::now() + opts_.request_timeout});
     conn_->reader = std::thread([this, c = conn_.get()] { read_loop(*c); });
     return std::nullopt;
   }
 
-  /// The auth line goes first; a refused key makes every later request
-  /// `unauthorized` with the server's own message, so its reply is skipped.
-  void authenticate(Poco::Net::StreamSocket& s) {
-    wire::json msg{{"action", "auth"}, {"api_key", opts_.api_key}};
-    write_all(s, msg.dump() + "\n");
-    pending_.push_back(
-      {[](wire::reply) {}, steady::now() + opts_.request_timeout});
+  std::string auth_line() const {
+    return wire::json{{"action", "auth"}, {"api_key", opts_.api_key}}.dump()
+           + "\n";
   }
 
   /// Closes a connection that is no longer current and joins its reader.
@@ -149,7 +168,8 @@ private:
   void close_and_fail(std::unique_lock<std::mutex>& guard, failure err);
 
   connection_options opts_;
-  std::mutex mtx_;
+  std::mutex write_mtx_; ///< taken before mtx_, never after it
+  std::mutex mtx_;       ///< pending_, conn_ (changed holding both)
   std::unique_ptr<connection> conn_;
   std::deque<pending_call> pending_;
   std::vector<std::unique_ptr<connection>> own_readers_;
