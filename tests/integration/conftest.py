@@ -32,6 +32,7 @@ from tlmd_harness import Tlmd
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TLMD = REPO_ROOT / "build" / "bin" / "tlmd"
+DEFAULT_TLM = REPO_ROOT / "build" / "bin" / "tlm"
 
 # Real servers (influxd 1.x, redis-server) for the cloud-backend tests come
 # from <repo>/tests/servers, the InfluxDB 2.x fake from <repo>/tests/fakes.
@@ -51,6 +52,11 @@ def pytest_addoption(parser):
     parser.addoption("--tlmd", action="store", default=str(DEFAULT_TLMD),
                      help="path to the tlmd binary under test "
                           "(default: <repo>/build/bin/tlmd)")
+    # The client tests (test_client_*.py, test_cli.py; client_harness.py).
+    parser.addoption("--tlm", action="store", default=str(DEFAULT_TLM),
+                     help="path to the tlm client binary; the client's live "
+                          "test binary is found next to it "
+                          "(default: <repo>/build/bin/tlm)")
 
 
 @pytest.fixture(scope="session")
