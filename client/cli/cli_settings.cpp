@@ -113,4 +113,4 @@ result<connection_options> resolve_connection(const global_flags& flags,
   return opts;
 }
 
-} // namespace tlm::client_api::cli
+} // namespace tlm::inline client_api::cli

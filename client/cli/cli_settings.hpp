@@ -38,4 +38,4 @@ std::string config_path(const global_flags& flags, const env_lookup& env);
 result<connection_options> resolve_connection(const global_flags& flags,
                                               const env_lookup& env);
 
-} // namespace tlm::client_api::cli
+} // namespace tlm::inline client_api::cli

@@ -307,4 +307,4 @@ void add_admin_commands(CLI::App& app, app_state& st) {
   });
 }
 
-} // namespace tlm::client_api::cli
+} // namespace tlm::inline client_api::cli

@@ -50,4 +50,4 @@ void add_lease_commands(CLI::App& app, app_state& st);
 void add_admin_commands(CLI::App& app, app_state& st);
 void add_keep_command(CLI::App& app, app_state& st);
 
-} // namespace tlm::client_api::cli
+} // namespace tlm::inline client_api::cli

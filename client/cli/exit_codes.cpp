@@ -40,4 +40,4 @@ std::string exit_codes_help() {
          "signal N)\n";
 }
 
-} // namespace tlm::client_api::cli
+} // namespace tlm::inline client_api::cli

@@ -27,4 +27,4 @@ int exit_code_for(errc code);
 /// The table above as text, for `--help`.
 std::string exit_codes_help();
 
-} // namespace tlm::client_api::cli
+} // namespace tlm::inline client_api::cli

@@ -415,4 +415,4 @@ void add_keep_command(CLI::App& app, app_state& st) {
   });
 }
 
-} // namespace tlm::client_api::cli
+} // namespace tlm::inline client_api::cli

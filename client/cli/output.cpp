@@ -100,4 +100,4 @@ void print_health(std::ostream& out, const json& health) {
         << b.value("irrevocable", 0) << b.value("last_error", "-") << '\n';
 }
 
-} // namespace tlm::client_api::cli
+} // namespace tlm::inline client_api::cli

@@ -29,4 +29,4 @@ void print_health(std::ostream& out, const nlohmann::json& health);
 /// "in 59 s", "2 min ago": how far `t` is from now.
 std::string relative(wall_time t, wall_time now);
 
-} // namespace tlm::client_api::cli
+} // namespace tlm::inline client_api::cli

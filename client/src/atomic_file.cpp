@@ -63,4 +63,4 @@ result<done> write_file_atomically(const std::string& path,
   return done{};
 }
 
-} // namespace tlm::client_api
+} // namespace tlm::inline client_api

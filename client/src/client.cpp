@@ -215,4 +215,4 @@ result<tlm::health> client::get_health() {
   return health_async().get();
 }
 
-} // namespace tlm::client_api
+} // namespace tlm::inline client_api

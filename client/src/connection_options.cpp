@@ -74,4 +74,4 @@ result<std::string> read_api_key_file(const std::string& path) {
                  "the API key file " + path + " holds no key"};
 }
 
-} // namespace tlm::client_api
+} // namespace tlm::inline client_api

@@ -140,4 +140,4 @@ std::unique_ptr<transport> make_failing_transport(failure err) {
   return std::make_unique<failing_transport>(std::move(err));
 }
 
-} // namespace tlm::client_api::detail
+} // namespace tlm::inline client_api::detail

@@ -32,4 +32,4 @@ std::shared_ptr<keeper_clock> system_keeper_clock() {
   return std::make_shared<system_clock_source>();
 }
 
-} // namespace tlm::client_api
+} // namespace tlm::inline client_api

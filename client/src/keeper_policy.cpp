@@ -71,4 +71,4 @@ void keeper_policy::on_failure(const failure& err) {
           + err.message;
 }
 
-} // namespace tlm::client_api
+} // namespace tlm::inline client_api

@@ -88,4 +88,4 @@ result<done> lease_cache::forget(const std::string& lease_id) const {
   return done{};
 }
 
-} // namespace tlm::client_api
+} // namespace tlm::inline client_api

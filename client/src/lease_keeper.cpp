@@ -304,4 +304,4 @@ result<revoke_outcome> lease_keeper::revoke_current() {
   return outcome;
 }
 
-} // namespace tlm::client_api
+} // namespace tlm::inline client_api

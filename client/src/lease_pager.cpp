@@ -19,4 +19,4 @@ std::optional<result<lease>> lease_pager::next() {
   return std::optional<result<lease>>{std::in_place, page_.leases[index_++]};
 }
 
-} // namespace tlm::client_api
+} // namespace tlm::inline client_api

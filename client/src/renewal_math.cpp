@@ -40,4 +40,4 @@ milliseconds backoff_delay(const renewal_timing& t, int attempt, double u) {
   return std::max(delay, t.backoff_floor);
 }
 
-} // namespace tlm::client_api
+} // namespace tlm::inline client_api

@@ -58,4 +58,4 @@ bool is_transient(errc code) {
   }
 }
 
-} // namespace tlm::client_api
+} // namespace tlm::inline client_api

@@ -81,9 +81,9 @@ public:
       std::unique_lock guard{mtx_};
       // Whoever closed it first has failed the calls in flight already.
       if (conn_.get() == c && !c->closed)
-        close_and_fail(guard, {errc::connection_failed,
-                               "sending to " + where()
-                                 + " failed: " + e.displayText()});
+        close_and_fail(
+          guard, {errc::connection_failed,
+                  "sending to " + where() + " failed: " + e.displayText()});
     }
   }
 
@@ -268,4 +268,4 @@ std::unique_ptr<transport> make_tcp_transport(const connection_options& opts) {
   return std::make_unique<tcp_transport>(opts);
 }
 
-} // namespace tlm::client_api::detail
+} // namespace tlm::inline client_api::detail

@@ -28,4 +28,4 @@ std::unique_ptr<transport> make_http_transport(const connection_options& opts);
 /// A transport that fails every call with `err` (e.g. TLS asked for).
 std::unique_ptr<transport> make_failing_transport(failure err);
 
-} // namespace tlm::client_api::detail
+} // namespace tlm::inline client_api::detail

@@ -237,4 +237,4 @@ result<health> health_reply(const reply& r) {
   return h;
 }
 
-} // namespace tlm::client_api::wire
+} // namespace tlm::inline client_api::wire

@@ -43,4 +43,4 @@ result<lease_page> page_reply(const reply& r);
 result<job> job_reply(const reply& r);
 result<health> health_reply(const reply& r);
 
-} // namespace tlm::client_api::wire
+} // namespace tlm::inline client_api::wire

@@ -21,9 +21,9 @@ TEST_CASE("every failure code of the server has the same name here") {
 }
 
 TEST_CASE("the client's own codes are not protocol names") {
-  for (auto code : {tlm::errc::connection_failed, tlm::errc::timeout,
-                    tlm::errc::bad_reply, tlm::errc::unsupported,
-                    tlm::errc::cache_error})
+  for (auto code :
+       {tlm::errc::connection_failed, tlm::errc::timeout, tlm::errc::bad_reply,
+        tlm::errc::unsupported, tlm::errc::cache_error})
     for (auto i = static_cast<int>(tlm::ec::invalid_request);
          i <= static_cast<int>(tlm::ec::revocation_pending); ++i)
       CHECK(tlm::to_string(code) != tlm::to_string(static_cast<tlm::ec>(i)));

@@ -15,4 +15,4 @@ namespace tlm::inline client_api {
 result<done> write_file_atomically(const std::string& path,
                                    const std::string& data);
 
-} // namespace tlm::client_api
+} // namespace tlm::inline client_api

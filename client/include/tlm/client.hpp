@@ -100,4 +100,4 @@ private:
   std::unique_ptr<detail::transport> transport_;
 };
 
-} // namespace tlm::client_api
+} // namespace tlm::inline client_api

@@ -42,4 +42,4 @@ result<done> parse_address(std::string_view address, connection_options& opts);
 /// nor a `#` comment, trimmed.
 result<std::string> read_api_key_file(const std::string& path);
 
-} // namespace tlm::client_api
+} // namespace tlm::inline client_api

@@ -21,4 +21,4 @@ public:
 /// cryptographic randomness, only a different seed per process).
 std::shared_ptr<keeper_clock> system_keeper_clock();
 
-} // namespace tlm::client_api
+} // namespace tlm::inline client_api

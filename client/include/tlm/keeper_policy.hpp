@@ -67,4 +67,4 @@ private:
   std::string lost_;
 };
 
-} // namespace tlm::client_api
+} // namespace tlm::inline client_api

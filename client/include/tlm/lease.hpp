@@ -97,4 +97,4 @@ struct health {
   std::string json;
 };
 
-} // namespace tlm::client_api
+} // namespace tlm::inline client_api

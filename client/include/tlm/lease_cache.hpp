@@ -46,4 +46,4 @@ private:
   int lock_fd_ = -1;
 };
 
-} // namespace tlm::client_api
+} // namespace tlm::inline client_api

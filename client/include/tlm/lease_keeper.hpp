@@ -118,4 +118,4 @@ private:
   std::thread thread_;
 };
 
-} // namespace tlm::client_api
+} // namespace tlm::inline client_api

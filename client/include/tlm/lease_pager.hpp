@@ -32,4 +32,4 @@ private:
   bool started_ = false;
 };
 
-} // namespace tlm::client_api
+} // namespace tlm::inline client_api

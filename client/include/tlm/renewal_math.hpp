@@ -36,4 +36,4 @@ wall_time refresh_time(const renewal_timing& t, wall_time start,
 /// full jitter, `u * min(max, base * 2^(attempt-1))`, at least the floor.
 milliseconds backoff_delay(const renewal_timing& t, int attempt, double u);
 
-} // namespace tlm::client_api
+} // namespace tlm::inline client_api

@@ -92,4 +92,4 @@ private:
 /// A call that succeeded with nothing to return.
 struct done {};
 
-} // namespace tlm::client_api
+} // namespace tlm::inline client_api
