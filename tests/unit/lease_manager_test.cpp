@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/lease_manager.hpp"
+#include "actors/lease_manager_state.hpp"
 #include "cloud_backends/cloud_actor.hpp"
 #include "cloud_backends/local/local_backend.hpp"
 #include "core/error.hpp"
@@ -1223,4 +1224,39 @@ TEST_CASE_FIXTURE(manager_fixture, "a backend's reason is kept whole to "
   REQUIRE(h);
   for (auto& b : h->backends)
     CHECK(valid_utf8(b.last_error));
+}
+
+namespace {
+
+/// The manager's state, to drive it directly (no message in between).
+lease_manager_state& state_of(const lease_manager_actor& manager) {
+  using impl =
+    caf::stateful_actor<lease_manager_state, lease_manager_actor::base>;
+  auto* ptr = caf::actor_cast<caf::abstract_actor*>(manager);
+  return dynamic_cast<impl&>(*ptr).state;
+}
+
+} // namespace
+
+TEST_CASE_FIXTURE(manager_fixture, "health agrees with get at every "
+                                   "moment, also before an expiry's tick") {
+  auto x = create_ttl(1'000);
+  auto y = create_ttl(60'000);
+  auto& st = state_of(manager);
+  CHECK(st.index.count(lease_phase::active) == 2);
+  // Time passes, but the expiry's timer has not fired yet.
+  sched->clock().current_time += 1'000ms;
+  CHECK(st.index.find(x.id)->second.phase == lease_phase::active);
+  CHECK(code_of_get(x.id) == ec::not_found);
+  auto report = call<health_report>(manager, atom::health_v);
+  REQUIRE(report);
+  CHECK(report->live == 1); // gone for health too
+  // Health handed it to its lane: revoked, though its timer never fired.
+  CHECK(st.index.find(x.id) == nullptr);
+  CHECK(code_of_get(y.id) == ec::none);
+  sched->clock().trigger_timeouts();
+  sched->run();
+  CHECK(code_of_get(x.id) == ec::not_found);
+  CHECK(live_count() == 1);
+  CHECK(st.index.size() == 1); // revoked and forgotten
 }
