@@ -7,8 +7,6 @@ namespace tlm {
 
 namespace {
 
-constexpr size_t max_service_text = 240;
-
 std::string in_parens(std::string_view text) {
   return text.empty() ? std::string{} : " (" + std::string{text} + ")";
 }
@@ -16,7 +14,7 @@ std::string in_parens(std::string_view text) {
 } // namespace
 
 std::string clip(std::string_view text) {
-  return cut_utf8(text, max_service_text);
+  return cut_utf8(text, max_error_bytes);
 }
 
 service_errors::service_errors(std::string service, std::string address,
