@@ -54,6 +54,11 @@ trap 'exit 130' INT TERM
 # Starts tlmd on ephemeral ports and reads them from its ready line.
 start_tlmd() {
   local storage=$1 line='' i
+  # Emptied here, not by the redirection below: that one runs in the child,
+  # after the loop may already have read the last run's ready line (and
+  # connected to its closed ports).
+  : >"$tmp/tlmd.out"
+  : >"$tmp/tlmd.err"
   "$TLMD" --bind 127.0.0.1 --http-port 0 --tcp-port 0 --storage "$storage" \
     --default-ttl 60000 --max-ttl 86400000 \
     >"$tmp/tlmd.out" 2>"$tmp/tlmd.err" &
