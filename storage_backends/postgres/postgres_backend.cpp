@@ -1,5 +1,6 @@
 #include "storage_backends/postgres/postgres_backend.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <fstream>
 #include <sstream>
@@ -82,19 +83,19 @@ const std::vector<std::pair<const char*, std::string>>& statements() {
     {"load_jobs", "SELECT id, backend, tag, created_ms, total, state, "
                   "finished_ms FROM revoke_jobs ORDER BY created_ms, id"},
     {"get", "SELECT " + cols + " FROM leases WHERE id = $1"},
-    {"load", "SELECT " + cols + " FROM leases WHERE id > $1 ORDER BY id "
-                                "LIMIT $2"},
-    {"list",
-     "SELECT " + cols
-       + " FROM leases WHERE id > $1 AND ("
-         // The filter's windows (lease_filter::max_windows).
-         "(state = $5 AND expires_ms BETWEEN $6 AND $7) "
-         "OR (state = $8 AND expires_ms BETWEEN $9 AND $10) "
-         "OR (state = $11 AND expires_ms BETWEEN $12 AND $13) "
-         "OR (state = $14 AND expires_ms BETWEEN $15 AND $16)) "
-         "AND ($2 = '' OR backend = $2) "
-         "AND ($3 = '' OR tags ? $3) "
-         "ORDER BY id LIMIT $4"},
+    {"load", "SELECT " + cols
+               + " FROM leases WHERE id > $1 ORDER BY id "
+                 "LIMIT $2"},
+    {"list", "SELECT " + cols
+               + " FROM leases WHERE id > $1 AND ("
+                 // The filter's windows (lease_filter::max_windows).
+                 "(state = $5 AND expires_ms BETWEEN $6 AND $7) "
+                 "OR (state = $8 AND expires_ms BETWEEN $9 AND $10) "
+                 "OR (state = $11 AND expires_ms BETWEEN $12 AND $13) "
+                 "OR (state = $14 AND expires_ms BETWEEN $15 AND $16)) "
+                 "AND ($2 = '' OR backend = $2) "
+                 "AND ($3 = '' OR tags ? $3) "
+                 "ORDER BY id LIMIT $4"},
   };
   return all;
 }
@@ -211,6 +212,19 @@ std::string message_of(PGconn* conn) {
   return text.empty() ? "unknown error" : text;
 }
 
+/// libpq passes text parameters as C strings: a NUL would cut them short.
+bool has_nul(const storage_write& w) {
+  auto nul = [](const std::string& s) {
+    return s.find('\0') != std::string::npos;
+  };
+  auto& x = w.record;
+  bool tags = std::any_of(x.tags.begin(), x.tags.end(), nul);
+  return tags || nul(x.id) || nul(x.backend) || nul(x.backend_id)
+         || nul(x.value) || nul(x.meta) || nul(x.description) || nul(x.state)
+         || nul(x.last_error) || nul(w.job.id) || nul(w.job.backend)
+         || nul(w.job.tag);
+}
+
 /// The first line of a password file (no newline), or an error naming it.
 caf::expected<std::string> read_password(const std::string& path) {
   std::ifstream in(path);
@@ -315,8 +329,8 @@ public:
                         "a list filter has too many state windows");
     // One row more than asked tells whether another page exists.
     params p;
-    p.add(q.after).add(q.backend).add(q.tag).add(
-      static_cast<int64_t>(q.limit) + 1);
+    p.add(q.after).add(q.backend).add(q.tag).add(static_cast<int64_t>(q.limit)
+                                                 + 1);
     static const std::string no_state; // matches no row
     for (size_t i = 0; i < lease_filter::max_windows; ++i) {
       auto* w = i < q.windows.size() ? &q.windows[i] : nullptr;
@@ -380,17 +394,14 @@ private:
 
   /// Our defaults first, so the connection string can override them.
   PGconn* start_connection() const {
-    std::vector<const char*> keys = {"connect_timeout",
-                                     "keepalives",
-                                     "keepalives_idle",
-                                     "keepalives_interval",
-                                     "keepalives_count",
-                                     "tcp_user_timeout",
-                                     "fallback_application_name",
-                                     "dbname"};
-    std::vector<const char*> vals = {connect_timeout_s, "1",    "5", "1", "3",
-                                     statement_timeout_ms, "tlmd",
-                                     conninfo_.c_str()};
+    std::vector<const char*> keys = {
+      "connect_timeout",           "keepalives",
+      "keepalives_idle",           "keepalives_interval",
+      "keepalives_count",          "tcp_user_timeout",
+      "fallback_application_name", "dbname"};
+    std::vector<const char*> vals = {
+      connect_timeout_s, "1", "5", "1", "3", statement_timeout_ms, "tlmd",
+      conninfo_.c_str()};
     if (!password_.empty()) {
       keys.push_back("password");
       vals.push_back(password_.c_str());
@@ -410,6 +421,9 @@ private:
       close();
       return err;
     }
+    // Server notices ("already exists, skipping") are not ours to print.
+    PQsetNoticeProcessor(
+      conn_, [](void*, const char*) {}, nullptr);
     where_ = "'" + std::string{PQdb(conn_)} + "' on " + PQhost(conn_) + ":"
              + PQport(conn_);
     auto err = exec(std::string{"SET statement_timeout = "}
@@ -428,10 +442,9 @@ private:
   /// The session lock that keeps a second tlmd out; PostgreSQL drops it
   /// with the session, also when this process dies.
   caf::error lock_instance() {
-    auto r = result{PQexec(
-      conn_, ("SELECT pg_try_advisory_lock(" + std::to_string(instance_lock_key)
-              + ")")
-               .c_str())};
+    auto r = result{PQexec(conn_, ("SELECT pg_try_advisory_lock("
+                                   + std::to_string(instance_lock_key) + ")")
+                                    .c_str())};
     if (!r.ok() || PQntuples(r.res) != 1)
       return fail("cannot lock the database");
     if (r.text(0, 0) != "t")
@@ -517,8 +530,8 @@ private:
   }
 
   result exec_prepared(const char* name, params& p) {
-    return result{PQexecPrepared(conn_, name, p.size(), p.data(), nullptr,
-                                 nullptr, 0)};
+    return result{
+      PQexecPrepared(conn_, name, p.size(), p.data(), nullptr, nullptr, 0)};
   }
 
   caf::error fail(const std::string& what) {
@@ -528,6 +541,10 @@ private:
   }
 
   caf::error send_write(const storage_write& w) {
+    if (has_nul(w))
+      return make_error(ec::storage_error,
+                        "PostgreSQL text cannot hold a NUL byte (lease '"
+                          + w.record.id + "')");
     params p;
     const char* name = nullptr;
     switch (w.kind) {
@@ -554,8 +571,8 @@ private:
         p.add(w.job.id);
         break;
     }
-    if (!PQsendQueryPrepared(conn_, name, p.size(), p.data(), nullptr,
-                             nullptr, 0))
+    if (!PQsendQueryPrepared(conn_, name, p.size(), p.data(), nullptr, nullptr,
+                             0))
       return fail("cannot send a write");
     return caf::none;
   }
@@ -577,8 +594,9 @@ private:
         break;
       ++sent;
     }
-    if (!err && PQsendQueryParams(conn_, "COMMIT", 0, nullptr, nullptr,
-                                  nullptr, nullptr, 0))
+    if (!err
+        && PQsendQueryParams(conn_, "COMMIT", 0, nullptr, nullptr, nullptr,
+                             nullptr, 0))
       ++sent;
     else if (!err)
       err = fail("cannot send COMMIT");
