@@ -207,7 +207,7 @@ std::string message_of(PGconn* conn) {
   while (!text.empty() && (text.back() == '\n' || text.back() == ' '))
     text.pop_back();
   for (auto& c : text)
-    if (c == '\n')
+    if (c == '\n' || c == '\t')
       c = ' ';
   return text.empty() ? "unknown error" : text;
 }
