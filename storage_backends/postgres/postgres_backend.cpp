@@ -225,7 +225,8 @@ bool has_nul(const storage_write& w) {
          || nul(w.job.tag);
 }
 
-/// The first line of a password file (no newline), or an error naming it.
+/// The first line of a password file (as the cloud backends read theirs),
+/// or an error naming the file.
 caf::expected<std::string> read_password(const std::string& path) {
   std::ifstream in(path);
   if (!in)
@@ -233,8 +234,11 @@ caf::expected<std::string> read_password(const std::string& path) {
                       "cannot read the storage password file '" + path + "'");
   std::string line;
   std::getline(in, line);
-  if (!line.empty() && line.back() == '\r')
+  while (!line.empty() && (line.back() == '\r' || line.back() == ' '))
     line.pop_back();
+  if (line.empty())
+    return make_error(ec::storage_error, "the storage password file '" + path
+                                           + "' has an empty first line");
   return line;
 }
 

@@ -146,6 +146,10 @@ def test_a_wrong_password_stops_the_start(tlmd_factory, pg, database, tmp_path):
     missing = write_config(tmp_path, storage_password_file=str(tmp_path / "none"))
     log = refused(tlmd_factory, pg.conninfo(database), missing)
     assert "cannot read the storage password file" in log, log
+    empty = write_config(tmp_path, storage_password_file=pg.write_password_file(
+        tmp_path / "empty", ""))
+    log = refused(tlmd_factory, pg.conninfo(database), empty)
+    assert "has an empty first line" in log, log
 
 
 def test_the_password_can_come_from_pgpassfile(tlmd_factory, pg, database, tmp_path,
