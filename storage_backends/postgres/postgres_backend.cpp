@@ -1,10 +1,14 @@
 #include "storage_backends/postgres/postgres_backend.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
+#include <chrono>
 #include <fstream>
 #include <sstream>
 #include <vector>
+
+#include <poll.h>
 
 #include <libpq-fe.h>
 #include <nlohmann/json.hpp>
@@ -23,11 +27,15 @@ constexpr int schema_version = 1;
 constexpr int64_t instance_lock_key = 0x746c6d64;
 constexpr int64_t schema_lock_key = instance_lock_key + 1;
 
-// The documented bound on a call while PostgreSQL is gone: a connect gives
-// up after connect_timeout (per host), a statement after statement_timeout,
-// and a silent peer is dropped by tcp_user_timeout and TCP keepalives.
+// The documented bound on a call while PostgreSQL is gone or hangs: a
+// connect gives up after connect_timeout (per host), the server ends a
+// statement after statement_timeout, and we stop waiting for any answer
+// after answer_timeout (a stopped server process or a frozen proxy still
+// ACKs our packets, so no TCP timeout would fire; keepalives and
+// tcp_user_timeout notice a dead peer sooner).
 constexpr const char* connect_timeout_s = "5";
 constexpr const char* statement_timeout_ms = "10000";
+constexpr auto answer_timeout = std::chrono::seconds{12};
 
 // The SQLite shape (version 4 there): tags as JSONB, ids compared bytewise
 // (COLLATE "C"), so pages follow the order of the other stores whatever the
@@ -109,6 +117,10 @@ struct result {
   result& operator=(const result&) = delete;
   result(result&& other) noexcept : res(other.res) {
     other.res = nullptr;
+  }
+  result& operator=(result&& other) noexcept {
+    std::swap(res, other.res);
+    return *this;
   }
   ~result() {
     PQclear(res);
@@ -428,10 +440,18 @@ private:
     // Server notices ("already exists, skipping") are not ours to print.
     PQsetNoticeProcessor(
       conn_, [](void*, const char*) {}, nullptr);
+    // Sends never block either: every wait is `wait_ready`'s, bounded.
+    PQsetnonblocking(conn_, 1);
+    deadline_ = std::chrono::steady_clock::now() + answer_timeout;
     where_ = "'" + std::string{PQdb(conn_)} + "' on " + PQhost(conn_) + ":"
              + PQport(conn_);
+    // The server's keepalives end our session soon after a network loss,
+    // so that it does not hold the instance lock for hours.
     auto err = exec(std::string{"SET statement_timeout = "}
-                    + statement_timeout_ms);
+                    + statement_timeout_ms
+                    + "; SET tcp_keepalives_idle = 5; "
+                      "SET tcp_keepalives_interval = 1; "
+                      "SET tcp_keepalives_count = 3");
     if (!err)
       err = lock_instance();
     if (!err)
@@ -446,18 +466,40 @@ private:
   /// The session lock that keeps a second tlmd out; PostgreSQL drops it
   /// with the session, also when this process dies.
   caf::error lock_instance() {
-    auto r = result{PQexec(conn_, ("SELECT pg_try_advisory_lock("
-                                   + std::to_string(instance_lock_key) + ")")
-                                    .c_str())};
-    if (!r.ok() || PQntuples(r.res) != 1)
-      return fail("cannot lock the database");
-    if (r.text(0, 0) != "t")
+    auto locked = try_lock();
+    if (!locked)
+      return locked.error();
+    // After a hang or a network loss our previous session may live on at
+    // the server, holding the lock: end exactly that one (same pid and
+    // start time) and try again.
+    if (!*locked && !session_.empty()) {
+      query("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+            "WHERE (pid, backend_start::text) = ("
+            + session_ + ")");
+      locked = try_lock();
+      if (!locked)
+        return locked.error();
+    }
+    if (!*locked)
       return make_error(ec::storage_error,
                         "the PostgreSQL database " + where_
                           + " is in use by another tlmd (one instance per "
                             "database is supported; it holds advisory lock "
                           + std::to_string(instance_lock_key) + ")");
+    auto me = query("SELECT pid, backend_start::text FROM pg_stat_activity "
+                    "WHERE pid = pg_backend_pid()");
+    if (!me.ok() || PQntuples(me.res) != 1)
+      return fail("cannot read our session");
+    session_ = me.text(0, 0) + ", '" + me.text(0, 1) + "'";
     return caf::none;
+  }
+
+  caf::expected<bool> try_lock() {
+    auto r = query("SELECT pg_try_advisory_lock("
+                   + std::to_string(instance_lock_key) + ")");
+    if (!r.ok() || PQntuples(r.res) != 1)
+      return fail("cannot lock the database");
+    return r.text(0, 0) == "t";
   }
 
   /// Creates or upgrades the schema in one transaction, under a lock that
@@ -479,7 +521,7 @@ private:
   }
 
   caf::error migrate() {
-    auto r = result{PQexec(conn_, "SELECT max(version) FROM schema_version")};
+    auto r = query("SELECT max(version) FROM schema_version");
     if (!r.ok() || PQntuples(r.res) != 1)
       return fail("cannot read the schema version");
     int64_t found = PQgetisnull(r.res, 0, 0) ? 0 : r.number(0, 0);
@@ -502,15 +544,18 @@ private:
 
   caf::error prepare_statements() {
     for (auto& [name, sql] : statements()) {
-      auto r = result{PQprepare(conn_, name, sql.c_str(), 0, nullptr)};
+      auto r = last_result(PQsendPrepare(conn_, name, sql.c_str(), 0, nullptr));
       if (!r.ok())
         return fail(std::string{"cannot prepare the statement "} + name);
     }
     return caf::none;
   }
 
+  /// Starts a call: its deadline, and a connection (a new one after a
+  /// failure).
   caf::error ensure_connected() {
-    if (conn_ && PQstatus(conn_) == CONNECTION_OK)
+    deadline_ = std::chrono::steady_clock::now() + answer_timeout;
+    if (conn_ && !broken_ && PQstatus(conn_) == CONNECTION_OK)
       return caf::none;
     return connect();
   }
@@ -518,7 +563,7 @@ private:
   /// Drops a broken connection, so that the next call connects anew.
   template <class T>
   T check_connection(T outcome) {
-    if (conn_ && PQstatus(conn_) != CONNECTION_OK)
+    if (conn_ && (broken_ || PQstatus(conn_) != CONNECTION_OK))
       close();
     return outcome;
   }
@@ -526,22 +571,81 @@ private:
   void close() {
     PQfinish(conn_);
     conn_ = nullptr;
+    broken_ = false;
+  }
+
+  /// Waits, at most until the deadline, until libpq has sent everything
+  /// and can hand out the next result without blocking. False when the
+  /// connection failed or the deadline passed: then it is `broken_`.
+  bool wait_ready() {
+    while (!broken_) {
+      auto flushed = PQflush(conn_);
+      if (flushed < 0)
+        break;
+      if (flushed == 0 && !PQisBusy(conn_))
+        return true;
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    deadline_ - std::chrono::steady_clock::now())
+                    .count();
+      if (left <= 0) {
+        timed_out_ = true;
+        break;
+      }
+      pollfd pfd{PQsocket(conn_),
+                 static_cast<short>(POLLIN | (flushed ? POLLOUT : 0)), 0};
+      auto rc = ::poll(&pfd, 1, static_cast<int>(left));
+      if (rc < 0 && errno != EINTR)
+        break;
+      if (rc > 0 && (pfd.revents & ~POLLOUT) && !PQconsumeInput(conn_))
+        break;
+    }
+    broken_ = true;
+    return false;
+  }
+
+  /// The next result of what was sent, or nullptr at its end (and when
+  /// `wait_ready` failed).
+  PGresult* next_result() {
+    return wait_ready() ? PQgetResult(conn_) : nullptr;
+  }
+
+  /// Every result of what was sent (`sent`: the send succeeded); the last
+  /// one, as PQexec returns it.
+  result last_result(int sent) {
+    if (!sent) {
+      broken_ = PQstatus(conn_) != CONNECTION_OK;
+      return result{};
+    }
+    result last;
+    while (auto* r = next_result())
+      last = result{r};
+    return broken_ ? result{} : std::move(last);
+  }
+
+  /// Runs SQL (several statements allowed) within the call's deadline.
+  result query(const std::string& sql) {
+    return broken_ ? result{} : last_result(PQsendQuery(conn_, sql.c_str()));
   }
 
   caf::error exec(const std::string& sql) {
-    auto r = result{PQexec(conn_, sql.c_str())};
-    return r.ok() ? caf::none : fail("PostgreSQL failed");
+    return query(sql).ok() ? caf::none : fail("PostgreSQL failed");
   }
 
   result exec_prepared(const char* name, params& p) {
-    return result{
-      PQexecPrepared(conn_, name, p.size(), p.data(), nullptr, nullptr, 0)};
+    if (broken_)
+      return result{};
+    return last_result(PQsendQueryPrepared(conn_, name, p.size(), p.data(),
+                                           nullptr, nullptr, 0));
   }
 
   caf::error fail(const std::string& what) {
-    return make_error(ec::storage_error, what + " (PostgreSQL database "
-                                           + where_
-                                           + "): " + message_of(conn_));
+    auto why = timed_out_
+                 ? "no answer within " + std::to_string(answer_timeout.count())
+                     + " s, the connection is dropped"
+                 : message_of(conn_);
+    timed_out_ = false;
+    return make_error(ec::storage_error,
+                      what + " (PostgreSQL database " + where_ + "): " + why);
   }
 
   caf::error send_write(const storage_write& w) {
@@ -607,12 +711,12 @@ private:
     if (!PQpipelineSync(conn_) && !err)
       err = fail("cannot send the batch");
     auto read = read_pipeline(sent);
-    PQexitPipelineMode(conn_);
+    if (!broken_ && !PQexitPipelineMode(conn_))
+      broken_ = true; // results left over: never reuse this connection
     if (!err)
       err = std::move(read);
-    if (err && PQstatus(conn_) == CONNECTION_OK
-        && PQtransactionStatus(conn_) != PQTRANS_IDLE)
-      exec("ROLLBACK");
+    if (err && !broken_ && PQtransactionStatus(conn_) != PQTRANS_IDLE)
+      query("ROLLBACK");
     return err;
   }
 
@@ -620,19 +724,21 @@ private:
   caf::error read_pipeline(size_t sent) {
     caf::error first;
     for (size_t i = 0; i < sent; ++i) {
-      result r{PQgetResult(conn_)};
-      if (!r.res) // the connection broke
-        return first ? first : fail("the connection was lost");
+      result r{next_result()};
+      if (!r.res) // the connection broke or the deadline passed
+        return first ? first : fail("cannot apply a batch of writes");
       if (!r.ok() && !first)
         first = fail("cannot apply a batch of writes");
-      while (auto* extra = PQgetResult(conn_)) // the NULL after each query
+      while (auto* extra = next_result()) // the NULL after each query
         PQclear(extra);
     }
     for (;;) {
-      result r{PQgetResult(conn_)};
+      result r{next_result()};
       if (!r.res || r.status() == PGRES_PIPELINE_SYNC)
         break;
     }
+    if (broken_ && !first)
+      return fail("cannot apply a batch of writes");
     return first;
   }
 
@@ -650,7 +756,7 @@ private:
     std::vector<lease> rows;
     size_t bytes = 0;
     caf::error err;
-    while (auto* raw = PQgetResult(conn_)) {
+    while (auto* raw = next_result()) {
       result r{raw};
       if (r.status() != PGRES_SINGLE_TUPLE) {
         if (!r.ok() && !err)
@@ -666,6 +772,8 @@ private:
       else
         rows.push_back(std::move(x));
     }
+    if (broken_ && !err)
+      err = fail("cannot read leases");
     if (err)
       return check_connection(std::move(err));
     return check_connection(std::move(rows));
@@ -677,6 +785,14 @@ private:
   std::string where_;
   bool created_ = false;
   PGconn* conn_ = nullptr;
+  /// Our last session at the server, `pid, 'backend_start'`, so that a
+  /// reconnect can end it if it lives on.
+  std::string session_;
+  /// Set when a wait failed or timed out: the connection is dropped at the
+  /// end of the call.
+  bool broken_ = false;
+  bool timed_out_ = false;
+  std::chrono::steady_clock::time_point deadline_;
 };
 
 } // namespace

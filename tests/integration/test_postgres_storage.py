@@ -10,6 +10,9 @@ import json
 import os
 import secrets
 import signal
+import socket
+import threading
+import time
 
 import pytest
 
@@ -183,3 +186,84 @@ def test_an_outage_fails_requests_until_postgres_is_back(tlmd_factory,
     assert stored_ids(pg, database) == {kept["id"], after["id"]}
     assert d.alive()
     api.close()
+
+
+class FreezableProxy:
+    """A TCP relay to PostgreSQL that can stop relaying while it keeps
+    every connection open: a hung server or a lost network, where no TCP
+    error ever comes. Connections made after thaw() relay again."""
+
+    def __init__(self, port):
+        self.target = ("127.0.0.1", port)
+        self.frozen = threading.Event()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.held = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(client)
+            if self.frozen.is_set():
+                continue  # accepted, never answered
+            server = socket.create_connection(self.target)
+            self.held.append(server)
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._relay, args=(a, b), daemon=True).start()
+
+    def _relay(self, src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                while self.frozen.is_set():  # hold the bytes, never send them
+                    time.sleep(0.05)
+                    if src.fileno() < 0:
+                        return
+                dst.sendall(data)
+        except OSError:
+            pass
+
+    def close(self):
+        self.frozen.clear()
+        self.sock.close()
+        for s in self.held:
+            s.close()
+
+
+@pytest.fixture
+def proxy(pg):
+    p = FreezableProxy(pg.port)
+    yield p
+    p.close()
+
+
+def test_a_hung_server_fails_calls_and_the_start_in_bounded_time(
+        tlmd_factory, pg, database, password_file, proxy):
+    storage = f"postgresql://{pg.admin_user}@127.0.0.1:{proxy.port}/{database}"
+    d = tlmd_factory(storage=storage, args=["--storage-password-file", password_file])
+    with d.tcp() as c:
+        kept = assert_success(c.request({"action": "create", "options": {"ttl": 600000}}))
+        proxy.frozen.set()
+        # No TCP error ever comes: tlmd's own deadline (12 s) ends the call.
+        r = c.request({"action": "create", "options": {"ttl": 600000}}, timeout=60)
+        assert_failure(r, "storage_error")
+        proxy.frozen.clear()
+        # The hung connection was dropped; the next call connects anew.
+        after = assert_success(c.request({"action": "create",
+                                          "options": {"ttl": 600000}}, timeout=60))
+    assert {kept["lease"]["id"], after["lease"]["id"]} <= stored_ids(pg, database)
+    d.stop()
+    # A server that accepts and never answers: the start ends by
+    # connect_timeout (5 s) with a clear message.
+    proxy.frozen.set()
+    second = tlmd_factory(start=False, storage=storage,
+                          args=["--storage-password-file", password_file])
+    rc, log = second.start_expect_failure(timeout=60)
+    assert rc != 0
+    assert "cannot connect to the PostgreSQL database" in log and "timeout" in log, log
