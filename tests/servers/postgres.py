@@ -14,7 +14,7 @@ command runs as the ``postgres`` system user the Debian package creates
     srv.stop(); srv.start()        # outage and recovery: same port and data
     srv.close()                    # stop for good, dir removed
 
-fsync is off: the tests kill tlmd, never the machine, and a commit is still
+fsync is off unless asked for (``fsync=True``, for benchmarks): the tests kill tlmd, never the machine, and a commit is still
 acknowledged only after PostgreSQL made it (synchronous_commit stays on).
 """
 
@@ -47,10 +47,11 @@ class PostgresServer(ManagedServer):
     """One PostgreSQL cluster.  See the module docstring."""
 
     def __init__(self, base_dir, admin_user="admin", admin_password=None,
-                 name="postgres"):
+                 name="postgres", fsync=False):
         self.initdb, self.pg_ctl = _binary("initdb"), _binary("pg_ctl")
         self.psql = _binary("psql")
         self.name = name
+        self.fsync = fsync
         self.admin_user = admin_user
         self.admin_password = admin_password or random_password()
         self.as_root = os.geteuid() == 0
@@ -119,7 +120,7 @@ class PostgresServer(ManagedServer):
             if not restart:
                 self.port = free_ports(1)[0]
             opts = (f"-k {self.dir} -h {self.host} -p {self.port} "
-                    "-c fsync=off -c full_page_writes=off")
+                    + ("" if self.fsync else "-c fsync=off -c full_page_writes=off"))
             out = self._run([self.pg_ctl, "-D", str(self.data), "-l", str(self.log_path),
                              "-w", "-t", str(timeout), "-o", opts, "start"],
                             check=False, timeout=timeout + 10)
