@@ -2,8 +2,10 @@
 cluster for the module, a new database per test): leases are kept across
 restarts and expire, a second tlmd on the same database is refused, a
 start with a bad connection string, an unreachable server or a wrong
-password stops with a clear message that shows no password, and an outage
-of PostgreSQL fails requests with storage_error until it is back.
+password stops with a clear message that shows no password, an outage
+of PostgreSQL fails requests with storage_error until it is back (a lease
+that expired meanwhile leaves the database after it), and a hung server
+(a relay that stops relaying) fails a call and the start in bounded time.
 """
 
 import json
@@ -176,14 +178,20 @@ def test_an_outage_fails_requests_until_postgres_is_back(tlmd_factory,
     d = pg_tlmd(tlmd_factory, pg, database, password_file)
     api = d.api("tcp")
     kept = api.create(ttl=600000)
+    short = api.create(ttl=1500)
     pg.stop()
     assert_failure(api.call({"action": "create", "options": {"ttl": 600000}}),
                    "storage_error")
     # Served from memory meanwhile; nothing acknowledged is lost.
     assert_success(api.get(kept["id"]))
+    # A lease that expires during the outage is gone at the API...
+    wait_until(lambda: api.get(short["id"]).get("error") == "not_found", timeout=15,
+               what="the short lease to expire during the outage")
     pg.start()
     after = api.create(ttl=600000)
-    assert stored_ids(pg, database) == {kept["id"], after["id"]}
+    # ... and its row goes once PostgreSQL is back.
+    wait_until(lambda: stored_ids(pg, database) == {kept["id"], after["id"]},
+               timeout=30, what="the expired lease's row to be removed after the outage")
     assert d.alive()
     api.close()
 
