@@ -226,6 +226,8 @@ caf::error apply_file(const std::string& path, daemon_config& cfg) {
       err = read_key(value, key, cfg.tcp_port);
     else if (key == "storage")
       err = read_key(value, key, cfg.storage);
+    else if (key == "storage_password_file")
+      err = read_key(value, key, cfg.storage_password_file);
     else if (key == "default_backend")
       err = read_key(value, key, cfg.default_backend);
     else if (key == "default_ttl_ms")
@@ -349,9 +351,15 @@ std::function<void(daemon_config&)> add_listen_flags(CLI::App& app,
   auto* tcp = app.add_option("--tcp-port", flags.tcp_port,
                              "TCP port (default 3667; 0 picks a free one)");
   auto* storage = app.add_option("--storage", flags.storage,
-                                 "'memory' or 'sqlite:PATH' (default "
-                                 "sqlite:./data/tlm.db); PATH's folder must "
-                                 "exist, only ./data is created");
+                                 "'memory', 'sqlite:PATH' (default "
+                                 "sqlite:./data/tlm.db; PATH's folder must "
+                                 "exist, only ./data is created), "
+                                 "'postgresql://USER@HOST:PORT/DBNAME' or "
+                                 "'postgres:KEY=VALUE ...' (libpq)");
+  auto* pw_file = app.add_option("--storage-password-file",
+                                 flags.storage_password_file,
+                                 "file whose first line is the PostgreSQL "
+                                 "password (or use PGPASSFILE)");
   auto* keys = app.add_option("--api-key-file", flags.api_key_file,
                               "file of API keys, one a line; when set, HTTP "
                               "needs 'Authorization: Bearer <key>' and TCP "
@@ -372,6 +380,8 @@ std::function<void(daemon_config&)> add_listen_flags(CLI::App& app,
     override_with(http, cfg.http_port, flags.http_port);
     override_with(tcp, cfg.tcp_port, flags.tcp_port);
     override_with(storage, cfg.storage, flags.storage);
+    override_with(pw_file, cfg.storage_password_file,
+                  flags.storage_password_file);
     override_with(keys, cfg.api_key_file, flags.api_key_file);
     override_with(conns, cfg.tcp_max_connections, flags.tcp_max_connections);
     override_with(threads, cfg.http_threads, flags.http_threads);
@@ -436,7 +446,8 @@ command_line parse_command_line(int argc, char** argv) {
   daemon_config flags;
   app.add_option("--config", config_file,
                  "JSON config file; flags override its values. Keys: bind, "
-                 "http_port, tcp_port, storage, default_backend, "
+                 "http_port, tcp_port, storage, storage_password_file, "
+                 "default_backend, "
                  "default_ttl_ms, min_ttl_ms, max_ttl_ms, api_key_file, "
                  "retry_base_ms, retry_max_ms, max_revoke_attempts, "
                  "tcp_max_connections, http_threads, http_read_timeout_ms, "

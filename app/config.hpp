@@ -22,6 +22,9 @@ struct daemon_config {
   int tcp_port = 3667;
   std::string storage = std::string{"sqlite:"} + default_storage_dir
                         + "/tlm.db";
+  /// PostgreSQL only: a file whose first line is the password (never the
+  /// connection string or the command line).
+  std::string storage_password_file;
   std::string default_backend = "local";
   int64_t default_ttl_ms = 3'600'000;
   int64_t min_ttl_ms = 1'000;

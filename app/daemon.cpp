@@ -160,15 +160,16 @@ int build_backends(const daemon_config& cfg, start_parts& parts) {
       std::filesystem::permissions(default_storage_dir,
                                    std::filesystem::perms::owner_all, ignored);
   }
-  auto storage = make_storage_backend(cfg.storage);
+  auto storage = make_storage_backend(cfg.storage, cfg.storage_password_file);
   if (!storage) {
     log("error", message_of(storage.error()));
     return 2;
   }
   parts.storage = std::move(*storage);
   parts.new_storage = parts.storage->created_new();
-  if (parts.new_storage) {
-    // Only a file store says it is new, so the spec is `sqlite:PATH`.
+  if (parts.new_storage && cfg.storage.rfind("sqlite:", 0) != 0)
+    log("info", "created the schema in a new, empty database");
+  else if (parts.new_storage) {
     std::filesystem::path path = cfg.storage.substr(cfg.storage.find(':') + 1);
     auto where = path.string();
     if (path.is_relative())

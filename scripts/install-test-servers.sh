@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages that the cloud-backend integration tests
-# run as real servers on loopback (tests/servers/): InfluxDB 1.x and Redis.
+# run as real servers on loopback (tests/servers/): InfluxDB 1.x, Redis and
+# PostgreSQL 15 (the postgres storage backend's tests).
 # Uses sudo when not root; installs only what is missing.
 #
 # The packages' maintainer scripts try to start their system services
-# (influxd on :8086/:8088, redis-server on :6379).  The tests never use those
+# (influxd on :8086/:8088, redis-server on :6379, PostgreSQL's main cluster
+# on :5432).  The tests never use those
 # services (they start their own servers on free ports in temp dirs), and on
 # machines without systemd starting them may fail or leave daemons behind.
 # So during the install a policy-rc.d that answers 101 ("action forbidden")
 # is put in place, and the previous one (if any) is restored afterwards.
 set -euo pipefail
 
-packages=(influxdb influxdb-client redis-server redis-tools)
+packages=(influxdb influxdb-client redis-server redis-tools postgresql-15)
 
 . "$(dirname "$0")/apt-common.sh"
 find_missing "${packages[@]}"
@@ -44,7 +46,7 @@ $sudo env DEBIAN_FRONTEND=noninteractive \
 # (policy-rc.d ignored), stop exactly that daemon through its pid file.
 for pidfile in /run/redis/redis-server.pid /var/run/redis/redis-server.pid \
                /run/influxdb/influxd.pid /var/run/influxdb/influxd.pid \
-               /var/lib/influxdb/influxd.pid; do
+               /var/lib/influxdb/influxd.pid /run/postgresql/15-main.pid; do
   if [ -s "$pidfile" ]; then
     pid="$($sudo cat "$pidfile" 2>/dev/null || true)"
     case "$pid" in

@@ -4,6 +4,7 @@
 
 #include "core/error.hpp"
 #include "storage_backends/memory/memory_backend.hpp"
+#include "storage_backends/postgres/postgres_backend.hpp"
 #include "storage_backends/sqlite/sqlite_backend.hpp"
 
 namespace tlm {
@@ -89,14 +90,21 @@ storage_behavior(storage_actor::stateful_pointer<storage_state> self,
 } // namespace
 
 caf::expected<std::unique_ptr<storage_backend>>
-make_storage_backend(const std::string& spec) {
+make_storage_backend(const std::string& spec,
+                     const std::string& password_file) {
   if (spec == "memory")
     return std::unique_ptr<storage_backend>{make_memory_backend()};
   if (spec.rfind("sqlite:", 0) == 0 && spec.size() > 7)
     return make_sqlite_backend(spec.substr(7));
+  // A URI goes to libpq whole; `postgres:` prefixes a key=value string.
+  if (spec.rfind("postgresql://", 0) == 0 || spec.rfind("postgres://", 0) == 0)
+    return make_postgres_backend(spec, password_file);
+  if (spec.rfind("postgres:", 0) == 0)
+    return make_postgres_backend(spec.substr(9), password_file);
   return make_error(ec::invalid_request,
-                    "storage must be 'memory' or 'sqlite:PATH', not '" + spec
-                      + "'");
+                    "storage must be 'memory', 'sqlite:PATH', "
+                    "'postgresql://...' or 'postgres:KEY=VALUE ...', not '"
+                      + spec + "'");
 }
 
 storage_actor spawn_storage_actor(caf::actor_system& sys,

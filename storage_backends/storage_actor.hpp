@@ -11,9 +11,13 @@
 
 namespace tlm {
 
-/// Builds the storage named by a spec: `memory` or `sqlite:PATH`.
+/// Builds the storage named by a spec: `memory`, `sqlite:PATH`, a
+/// PostgreSQL URI (`postgresql://` or `postgres://`) or `postgres:` and a
+/// libpq key=value string. `password_file` (PostgreSQL only) holds the
+/// password on its first line.
 caf::expected<std::unique_ptr<storage_backend>>
-make_storage_backend(const std::string& spec);
+make_storage_backend(const std::string& spec,
+                     const std::string& password_file = {});
 
 /// Wraps a backend in a `storage_actor` that drains every write already in
 /// its mailbox into one transaction before answering any of them: one

@@ -14,7 +14,8 @@ import time
 import weakref
 
 INSTALL_HINT = ("install the test servers with scripts/install-test-servers.sh "
-                "(Debian 12 packages influxdb influxdb-client redis-server redis-tools)")
+                "(Debian 12 packages influxdb influxdb-client redis-server redis-tools "
+                "postgresql-15)")
 
 PASSWORD_ALPHABET = string.ascii_letters + string.digits + "_-"
 

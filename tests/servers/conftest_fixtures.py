@@ -25,7 +25,10 @@ Fixtures:
   ``tlm_test``.
 * ``redis_server`` / ``redis_server_module``: a started ``RedisServer`` with
   ACL user ``admin`` (random password, all rights); user ``default`` is off.
-* ``influxd1_factory`` / ``redis_server_factory``: ``factory(start=True,
+* ``postgres_server`` / ``postgres_server_module``: a started
+  ``PostgresServer`` (PostgreSQL 15) with superuser ``admin`` (random
+  password, scram-sha-256 for every login).
+* ``influxd1_factory`` / ``redis_server_factory`` / ``postgres_server_factory``: ``factory(start=True,
   **kw)`` for tests that need several servers or one not yet started.
 
 If a server binary is missing the fixture FAILS (never skips), naming
@@ -37,6 +40,7 @@ import pytest
 
 from ._common import ServerNotInstalled
 from .influxdb1 import Influxd1
+from .postgres import PostgresServer
 from .redis import RedisServer
 
 _active = []   # servers created by these fixtures and not yet torn down
@@ -121,6 +125,28 @@ def redis_server(redis_server_factory):
 @pytest.fixture(scope="module")
 def redis_server_module(tmp_path_factory):
     srv = _make(RedisServer, tmp_path_factory.mktemp("redis"))
+    yield srv
+    _teardown(srv)
+
+
+# -- PostgreSQL ---------------------------------------------------------------
+
+@pytest.fixture
+def postgres_server_factory(tmp_path):
+    factory, made = _factory(PostgresServer, tmp_path, "postgres")
+    yield factory
+    for srv in made:
+        _teardown(srv)
+
+
+@pytest.fixture
+def postgres_server(postgres_server_factory):
+    return postgres_server_factory()
+
+
+@pytest.fixture(scope="module")
+def postgres_server_module(tmp_path_factory):
+    srv = _make(PostgresServer, tmp_path_factory.mktemp("postgres"))
     yield srv
     _teardown(srv)
 

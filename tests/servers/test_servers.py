@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from servers import (Influxd1, RedisAuthError, RedisReplyError, RedisServer,
+from servers import (Influxd1, PostgresServer, RedisAuthError, RedisReplyError, RedisServer,
                      ServerError, free_ports)
 from servers.influxdb1 import result_errors
 
@@ -271,3 +271,31 @@ def test_missing_binary_is_reported_with_the_install_script(tmp_path):
     import servers._common as common
     with pytest.raises(ServerNotInstalled, match="install-test-servers.sh"):
         common.find_binary("influxd-definitely-not-installed")
+
+
+# ---------------------------------------------------------------------------
+# PostgreSQL
+# ---------------------------------------------------------------------------
+
+def test_postgres_starts_on_loopback_with_passwords_and_restarts(postgres_server):
+    srv = postgres_server
+    assert srv.start_seconds < 30
+    assert srv.conninfo("tlm").startswith("postgresql://admin@127.0.0.1:")
+    srv.create_database("tlm")
+    srv.sql("CREATE TABLE t(x int); INSERT INTO t VALUES (7)", db="tlm")
+    assert srv.sql("SELECT x FROM t", db="tlm") == "7"
+    # every login needs the password
+    with pytest.raises(ServerError, match="password authentication failed"):
+        srv.sql("SELECT 1", password="wrong")
+    if os.geteuid() == 0:  # the server runs as the postgres user, not root
+        assert srv.sql("SELECT current_setting('data_directory')") == str(srv.data)
+        assert os.stat(srv.data).st_uid != 0
+    # an outage keeps port and data
+    port = srv.port
+    srv.stop()
+    assert not srv.is_running()
+    with pytest.raises(ServerError):
+        srv.sql("SELECT 1")
+    srv.start()
+    assert srv.port == port
+    assert srv.sql("SELECT x FROM t", db="tlm") == "7"

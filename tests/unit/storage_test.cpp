@@ -1,11 +1,14 @@
 // One conformance suite, run against every storage backend, plus the group
 // commit of the storage actor.
 
+#include <cstdlib>
 #include <filesystem>
 #include <set>
+#include <thread>
 
 #include <unistd.h>
 
+#include <libpq-fe.h>
 #include <sqlite3.h>
 
 #include "actors/list_view.hpp"
@@ -46,13 +49,51 @@ lease sample(const std::string& id, int64_t expires,
   return x;
 }
 
+/// A running PostgreSQL server to test against, when the environment
+/// names one (a URI without a database, e.g. postgresql://admin@host:port;
+/// the password comes from PGPASSFILE): tests/integration/
+/// test_storage_conformance.py starts one and sets it.
+const char* postgres_server() {
+  auto uri = std::getenv("TLM_TEST_POSTGRES");
+  return uri && *uri ? uri : nullptr;
+}
+
+/// Runs one statement on the server's `postgres` database.
+void postgres_admin(const std::string& sql) {
+  auto conn = PQconnectdb(
+    (std::string{postgres_server()} + "/postgres").c_str());
+  REQUIRE_MESSAGE(PQstatus(conn) == CONNECTION_OK, PQerrorMessage(conn));
+  auto res = PQexec(conn, sql.c_str());
+  auto ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+  std::string why = PQerrorMessage(conn);
+  PQclear(res);
+  PQfinish(conn);
+  REQUIRE_MESSAGE(ok, why);
+}
+
+/// A new, empty database on the test server; its `postgresql://` spec.
+std::string new_postgres_database() {
+  static int count = 0;
+  auto name = "tlm_conf_" + std::to_string(getpid()) + "_"
+              + std::to_string(++count);
+  postgres_admin("CREATE DATABASE " + name);
+  return std::string{postgres_server()} + "/" + name;
+}
+
+/// The stores every conformance case runs on, side by side; `postgres`
+/// only when a server is named (each call a new database).
 std::vector<std::string> specs(const temp_dir& dir) {
-  return {"memory", "sqlite:" + (dir.path / "t.db").string()};
+  std::vector<std::string> all = {"memory",
+                                  "sqlite:" + (dir.path / "t.db").string()};
+  if (postgres_server())
+    all.push_back(new_postgres_database());
+  return all;
 }
 
 } // namespace
 
-TEST_CASE("every storage backend keeps the same contract") {
+TEST_CASE("every storage backend keeps the same contract"
+          * doctest::test_suite("storage_conformance")) {
   temp_dir dir;
   for (auto& spec : specs(dir)) {
     CAPTURE(spec);
@@ -174,7 +215,8 @@ TEST_CASE("every storage backend keeps the same contract") {
   }
 }
 
-TEST_CASE("every storage backend keeps revoke jobs, apart from leases") {
+TEST_CASE("every storage backend keeps revoke jobs, apart from leases"
+          * doctest::test_suite("storage_conformance")) {
   temp_dir dir;
   for (auto& spec : specs(dir)) {
     CAPTURE(spec);
@@ -373,7 +415,8 @@ TEST_CASE_FIXTURE(test::actor_fixture,
 }
 
 TEST_CASE("every storage backend bounds a page by bytes as well as by "
-          "count") {
+          "count"
+          * doctest::test_suite("storage_conformance")) {
   temp_dir dir;
   for (auto& spec : specs(dir)) {
     CAPTURE(spec);
@@ -480,4 +523,165 @@ TEST_CASE("sqlite upgrades a version 3 database to version 4, keeping every "
               "WHERE name = 'next_attempt_ms'")
         == 0);
   sqlite3_close(raw);
+}
+
+TEST_CASE("every store paged by id pages in the byte order of ids"
+          * doctest::test_suite("storage_conformance")) {
+  temp_dir dir;
+  for (auto& spec : specs(dir)) {
+    CAPTURE(spec);
+    if (spec == "memory")
+      continue; // pages in the order of insertion, ids packed
+    auto made = make_storage_backend(spec);
+    REQUIRE(made);
+    auto& db = **made;
+    // A locale's collation would put "_" and "a" before "B".
+    std::vector<std::string> ids = {"a1",
+                                    "B2",
+                                    "_3",
+                                    "b4",
+                                    "A5",
+                                    "\xc3\xa9"
+                                    "6"};
+    std::vector<storage_write> batch;
+    for (auto& id : ids)
+      batch.push_back({storage_write::save, sample(id, 10'000)});
+    REQUIRE(!db.apply(batch));
+    std::sort(ids.begin(), ids.end());
+    std::vector<std::string> loaded, listed;
+    for (std::string after;;) {
+      auto page = db.load(after, 2);
+      REQUIRE(page);
+      for (auto& x : page->leases)
+        loaded.push_back(x.id);
+      if ((after = page->next_after).empty())
+        break;
+    }
+    list_query q;
+    q.limit = 2;
+    for (;;) {
+      auto page = db.list(filter_of(q, 0));
+      REQUIRE(page);
+      for (auto& x : page->leases)
+        listed.push_back(x.id);
+      if ((q.after = page->next_after).empty())
+        break;
+    }
+    CHECK(loaded == ids);
+    CHECK(listed == ids);
+  }
+}
+
+TEST_CASE("every storage backend writes a batch all or nothing"
+          * doctest::test_suite("storage_conformance")) {
+  temp_dir dir;
+  for (auto& spec : specs(dir)) {
+    CAPTURE(spec);
+    if (spec == "memory")
+      continue; // refuses bad records up front (its own case above)
+    auto made = make_storage_backend(spec);
+    REQUIRE(made);
+    auto& db = **made;
+    REQUIRE(!db.apply({{storage_write::save, sample("kept", 5)}}));
+    // A NUL byte cannot be stored as text: the whole batch fails.
+    auto bad = sample("bad", 5);
+    bad.description = std::string("a\0b", 3);
+    auto err = db.apply({{storage_write::remove, sample("kept", 0)},
+                         {storage_write::save, sample("new", 5)},
+                         {storage_write::save, bad}});
+    if (spec.rfind("sqlite:", 0) == 0) {
+      CHECK(!err); // SQLite keeps any bytes
+      continue;
+    }
+    REQUIRE(err);
+    CHECK(code_of(err) == ec::storage_error);
+    CHECK(db.get("kept"));
+    CHECK(!db.get("new"));
+    // Invalid UTF-8: refused by the server, in the middle of the batch.
+    bad.description = "\xff\xfe";
+    err = db.apply({{storage_write::remove, sample("kept", 0)},
+                    {storage_write::save, sample("new", 5)},
+                    {storage_write::save, bad},
+                    {storage_write::save, sample("new2", 5)}});
+    REQUIRE(err);
+    CHECK(code_of(err) == ec::storage_error);
+    CHECK(db.get("kept"));
+    CHECK(!db.get("new"));
+    // The connection is usable after the failed transaction.
+    REQUIRE(!db.apply({{storage_write::save, sample("after", 5)}}));
+    CHECK(db.get("after"));
+  }
+}
+
+TEST_CASE("postgres keeps leases across reopening and says when it made "
+          "the schema"
+          * doctest::test_suite("storage_conformance")) {
+  if (!postgres_server())
+    return;
+  auto spec = new_postgres_database();
+  {
+    auto db = make_storage_backend(spec);
+    REQUIRE(db);
+    CHECK((*db)->created_new());
+    REQUIRE(!(*db)->apply({{storage_write::save, sample("keep", 5, {"t"})}}));
+  }
+  auto db = make_storage_backend(spec);
+  REQUIRE(db);
+  CHECK(!(*db)->created_new());
+  CHECK((*db)->get("keep")->value == "v-keep");
+  CHECK((*db)->get("keep")->tags == std::vector<std::string>{"t"});
+}
+
+TEST_CASE("postgres refuses a database another tlmd uses, until it closes"
+          * doctest::test_suite("storage_conformance")) {
+  if (!postgres_server())
+    return;
+  auto spec = new_postgres_database();
+  auto name = spec.substr(spec.rfind('/') + 1);
+  // Two at once on an empty database: one wins, the other is refused by
+  // the lock, never by a half-made schema.
+  caf::expected<std::unique_ptr<storage_backend>> a{caf::error{}};
+  caf::expected<std::unique_ptr<storage_backend>> b{caf::error{}};
+  std::thread ta{[&] { a = make_storage_backend(spec); }};
+  std::thread tb{[&] { b = make_storage_backend(spec); }};
+  ta.join();
+  tb.join();
+  REQUIRE(static_cast<bool>(a) != static_cast<bool>(b));
+  auto& winner = a ? *a : *b;
+  auto text = message_of(a ? b.error() : a.error());
+  CHECK(text.find("'" + name + "'") != std::string::npos);
+  CHECK(text.find("in use by another tlmd") != std::string::npos);
+  CHECK(!winner->apply({{storage_write::save, sample("still", 5)}}));
+  winner.reset();
+  auto again = make_storage_backend(spec);
+  REQUIRE(again);
+  CHECK((*again)->get("still")->value == "v-still");
+}
+
+TEST_CASE("postgres refuses a password in the connection string, a bad "
+          "string and a newer schema, saying why"
+          * doctest::test_suite("storage_conformance")) {
+  if (!postgres_server())
+    return;
+  auto with_pw = make_storage_backend("postgres:host=127.0.0.1 "
+                                      "password=s3cret-value dbname=x");
+  REQUIRE(!with_pw);
+  CHECK(message_of(with_pw.error()).find("storage_password_file")
+        != std::string::npos);
+  CHECK(message_of(with_pw.error()).find("s3cret") == std::string::npos);
+  auto uri_pw = make_storage_backend("postgresql://u:s3cret-value@h/db");
+  REQUIRE(!uri_pw);
+  CHECK(message_of(uri_pw.error()).find("s3cret") == std::string::npos);
+  CHECK(!make_storage_backend("postgres:host 'unclosed s3cret"));
+  auto spec = new_postgres_database();
+  REQUIRE(make_storage_backend(spec));
+  auto name = spec.substr(spec.rfind('/') + 1);
+  auto conn = PQconnectdb(spec.c_str());
+  REQUIRE(PQstatus(conn) == CONNECTION_OK);
+  PQclear(PQexec(conn, "UPDATE schema_version SET version = 99"));
+  PQfinish(conn);
+  auto newer = make_storage_backend(spec);
+  REQUIRE(!newer);
+  CHECK(message_of(newer.error()).find("schema version 99, newer")
+        != std::string::npos);
 }
