@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <caf/error.hpp>
@@ -22,6 +23,31 @@ inline size_t page_bytes(const lease& x) {
   return 128 + x.id.size() + x.backend.size() + x.backend_id.size()
          + x.value.size() + x.last_error.size()
          + client_data_bytes(x.meta, x.description, x.tags);
+}
+
+/// A `list` page from rows read one more than `limit` (that one only says
+/// more exist): cut to `limit`, with the position to go on from when more
+/// exist or the read stopped at its byte bound (`cut`).
+inline lease_page list_page(std::vector<lease> rows, size_t limit, bool cut) {
+  lease_page page;
+  page.leases = std::move(rows);
+  if (page.leases.size() > limit) {
+    page.leases.resize(limit);
+    cut = true;
+  }
+  if (cut && !page.leases.empty())
+    page.next_after = page.leases.back().id;
+  return page;
+}
+
+/// A `load` page from up to `max` rows: a full page, or one cut at its
+/// byte bound, may have more after it.
+inline lease_page load_page(std::vector<lease> rows, size_t max, bool cut) {
+  lease_page page;
+  page.leases = std::move(rows);
+  if ((cut || page.leases.size() == max) && !page.leases.empty())
+    page.next_after = page.leases.back().id;
+  return page;
 }
 
 /// One change to the stored leases or jobs: a save (insert or replace) or a

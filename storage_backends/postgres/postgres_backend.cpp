@@ -309,11 +309,7 @@ public:
     auto rows = query_leases("load", p, max_load_page_bytes, cut);
     if (!rows)
       return std::move(rows.error());
-    lease_page page;
-    page.leases = std::move(*rows);
-    if ((cut || page.leases.size() == max) && !page.leases.empty())
-      page.next_after = page.leases.back().id;
-    return page;
+    return load_page(std::move(*rows), max, cut);
   }
 
   caf::expected<std::vector<revoke_job>> load_jobs() override {
@@ -358,15 +354,7 @@ public:
     auto rows = query_leases("list", p, max_list_page_bytes, cut);
     if (!rows)
       return std::move(rows.error());
-    lease_page page;
-    page.leases = std::move(*rows);
-    if (page.leases.size() > q.limit) {
-      page.leases.resize(q.limit);
-      cut = true;
-    }
-    if (cut)
-      page.next_after = page.leases.back().id;
-    return page;
+    return list_page(std::move(*rows), q.limit, cut);
   }
 
 private:

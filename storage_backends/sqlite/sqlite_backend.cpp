@@ -340,11 +340,7 @@ public:
     auto rows = read_rows(load_, max_load_page_bytes, &cut);
     if (!rows)
       return std::move(rows.error());
-    lease_page page;
-    page.leases = std::move(*rows);
-    if ((cut || page.leases.size() == max) && !page.leases.empty())
-      page.next_after = page.leases.back().id;
-    return page;
+    return load_page(std::move(*rows), max, cut);
   }
 
   caf::expected<std::vector<revoke_job>> load_jobs() override {
@@ -389,15 +385,7 @@ public:
     auto rows = read_rows(list_, max_list_page_bytes, &cut);
     if (!rows)
       return std::move(rows.error());
-    lease_page page;
-    page.leases = std::move(*rows);
-    if (page.leases.size() > q.limit) {
-      page.leases.resize(q.limit);
-      cut = true;
-    }
-    if (cut)
-      page.next_after = page.leases.back().id;
-    return page;
+    return list_page(std::move(*rows), q.limit, cut);
   }
 
 private:
