@@ -72,6 +72,10 @@ using storage_actor = caf::typed_actor<
   caf::replies_to<atom::remove, atom::job, std::string>::with<atom::ok>,
   // Reads every stored job (for the start-up load).
   caf::replies_to<atom::load, atom::job>::with<std::vector<revoke_job>>,
+  // From now on, tells `watcher` (atom::storage, ok, reason) each time the
+  // storage starts or stops failing, so a failed write nobody waits for
+  // still shows in `health`.
+  caf::reacts_to<atom::watch, caf::actor>,
   // Commits every pending write, then answers (used at shutdown).
   caf::replies_to<atom::flush>::with<atom::ok>,
   // Self-message that closes a group-commit batch.
@@ -116,6 +120,8 @@ using lease_manager_actor = caf::typed_actor<
   caf::replies_to<atom::ready>::with<uint64_t>,
   // Answers once no revocation is in flight (for a graceful stop).
   caf::replies_to<atom::flush>::with<atom::ok>,
+  // From storage: it failed (false, its reason) or works again (true).
+  caf::reacts_to<atom::storage, bool, std::string>,
   // Self-message of the expiry schedule, carrying its deadline.
   caf::reacts_to<atom::tick, int64_t>,
   // Self-message: hand the next leases of started revoke jobs to their

@@ -154,8 +154,11 @@ health_report lease_manager_state::health() {
   // Expired leases not handled yet leave the live count first, so health
   // and get agree at every moment.
   process_due(std::numeric_limits<size_t>::max());
-  health_report report{
-    index.count(lease_phase::active), 0, loader.quarantined(), {}};
+  health_report report{index.count(lease_phase::active),
+                       0,
+                       loader.quarantined(),
+                       {},
+                       storage_error};
   for (auto& [name, _] : backends)
     health_of(name);
   for (auto& [name, trouble] : index.trouble())
@@ -277,6 +280,7 @@ void lease_manager_state::init(lease_manager_config config) {
     self->system(), {config.backends, config.storage, config.cloud_timeout,
                      config.reconcile_retry_ms, config.reconcile_min_delay_ms});
   self->link_to(reconciler);
+  self->send(config.storage, atom::watch_v, caf::actor_cast<caf::actor>(self));
   cfg = std::move(config);
   load_jobs();
 }
@@ -322,6 +326,9 @@ lease_manager_actor spawn_lease_manager(caf::actor_system& sys,
         else
           st.waiting_for_ready.push_back(rp);
         return rp;
+      },
+      [&st](atom::storage, bool ok, std::string& why) {
+        st.storage_error = ok ? std::string{} : std::move(why);
       },
       [&st](atom::tick, int64_t due) { st.on_tick(due); },
       [&st](atom::feed_lanes) { st.feed_lanes(); },

@@ -57,5 +57,8 @@ CAF_ADD_ATOM(tlm, tlm::atom, job, "job")
 // Self-message of the manager: hand the next picked leases of started
 // revoke jobs to their lanes (never the public `job` query).
 CAF_ADD_ATOM(tlm, tlm::atom, feed_lanes, "feed_lanes")
+// Storage tells its watcher (the manager) when it starts or stops failing.
+CAF_ADD_ATOM(tlm, tlm::atom, watch, "watch")
+CAF_ADD_ATOM(tlm, tlm::atom, storage, "storage")
 
 CAF_END_TYPE_ID_BLOCK(tlm)

@@ -616,11 +616,15 @@ json to_json(const health_report& h) {
       entry["last_error"] = b.last_error;
     backends[b.name] = std::move(entry);
   }
+  json storage{{"status", h.storage_error.empty() ? "ok" : "failing"}};
+  if (!h.storage_error.empty())
+    storage["last_error"] = h.storage_error;
   return {{"status", h.degraded() ? "degraded" : "ok"},
           {"leases", h.live},
           {"irrevocable", h.irrevocable},
           {"quarantined", h.quarantined},
-          {"backends", std::move(backends)}};
+          {"backends", std::move(backends)},
+          {"storage", std::move(storage)}};
 }
 
 std::string render_page(const std::optional<json>& request_id,

@@ -76,11 +76,15 @@ struct health_report {
   uint64_t irrevocable = 0; ///< Leases whose revocation keeps failing.
   uint64_t quarantined = 0; ///< Stored records that could not be read.
   std::vector<backend_health> backends; ///< Every backend, by name.
+  /// Why the storage's last call failed, while it fails; empty when it
+  /// works.
+  std::string storage_error;
 
   /// Something needs an operator: a lease that may outlive its lease, a
-  /// backend failing revocations, or a stored record nobody can read.
+  /// backend failing revocations, a failing storage, or a stored record
+  /// nobody can read.
   bool degraded() const {
-    if (irrevocable > 0 || quarantined > 0)
+    if (irrevocable > 0 || quarantined > 0 || !storage_error.empty())
       return true;
     for (auto& b : backends)
       if (b.failing())
@@ -92,7 +96,7 @@ struct health_report {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, health_report& x) {
   return f(caf::meta::type_name("health_report"), x.live, x.irrevocable,
-           x.quarantined, x.backends);
+           x.quarantined, x.backends, x.storage_error);
 }
 
 /// What a cloud backend answers for a token it created or knows.

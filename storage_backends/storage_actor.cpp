@@ -3,6 +3,8 @@
 #include <caf/all.hpp>
 
 #include "core/error.hpp"
+#include "core/log.hpp"
+#include "core/text.hpp"
 #include "storage_backends/memory/memory_backend.hpp"
 #include "storage_backends/postgres/postgres_backend.hpp"
 #include "storage_backends/sqlite/sqlite_backend.hpp"
@@ -17,6 +19,29 @@ struct storage_state {
   std::unique_ptr<storage_backend> backend;
   std::vector<storage_write> batch;
   std::vector<caf::typed_response_promise<atom::ok>> waiting;
+  caf::actor watcher;
+  bool failing = false;
+
+  /// Tells the watcher, and the log, when calls start or stop failing.
+  void note(const caf::error& err) {
+    if (static_cast<bool>(err) == failing)
+      return;
+    failing = static_cast<bool>(err);
+    auto why = failing ? cut_utf8(message_of(err), max_error_bytes)
+                       : std::string{};
+    if (failing)
+      log_line("error", "the lease storage fails: " + why);
+    else
+      log_line("info", "the lease storage works again");
+    if (watcher)
+      caf::anon_send(watcher, atom::storage_v, !failing, why);
+  }
+
+  template <class T>
+  caf::result<T> checked(caf::expected<T> x) {
+    note(x ? caf::error{} : x.error());
+    return to_result(std::move(x));
+  }
 
   /// Queues a write; the first of a batch sends the `commit` that closes
   /// it, behind every write already waiting in the mailbox.
@@ -33,6 +58,7 @@ struct storage_state {
     if (batch.empty())
       return caf::none;
     auto err = backend->apply(batch);
+    note(err);
     batch.clear();
     for (auto& rp : waiting) {
       if (err)
@@ -70,13 +96,16 @@ storage_behavior(storage_actor::stateful_pointer<storage_state> self,
         self, {storage_write::remove_job, {}, std::move(key)});
     },
     [self](atom::load, atom::job) {
-      return to_result(self->state.backend->load_jobs());
+      return self->state.checked(self->state.backend->load_jobs());
     },
     [self](atom::load, const std::string& after, uint32_t max) {
-      return to_result(self->state.backend->load(after, max));
+      return self->state.checked(self->state.backend->load(after, max));
     },
     [self](atom::list, const lease_filter& filter) {
-      return to_result(self->state.backend->list(filter));
+      return self->state.checked(self->state.backend->list(filter));
+    },
+    [self](atom::watch, caf::actor& watcher) {
+      self->state.watcher = std::move(watcher);
     },
     [self](atom::flush) -> caf::result<atom::ok> {
       if (auto err = self->state.commit())

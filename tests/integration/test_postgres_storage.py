@@ -182,6 +182,11 @@ def test_an_outage_fails_requests_until_postgres_is_back(tlmd_factory,
     pg.stop()
     assert_failure(api.call({"action": "create", "options": {"ttl": 600000}}),
                    "storage_error")
+    # The outage shows in health, with the database's reason.
+    health = assert_success(api.call({"action": "health"}))
+    assert health["status"] == "degraded", health
+    assert health["storage"]["status"] == "failing", health
+    assert health["storage"]["last_error"], health
     # Served from memory meanwhile; nothing acknowledged is lost.
     assert_success(api.get(kept["id"]))
     # A lease that expires during the outage is gone at the API...
@@ -192,6 +197,8 @@ def test_an_outage_fails_requests_until_postgres_is_back(tlmd_factory,
     # ... and its row goes once PostgreSQL is back.
     wait_until(lambda: stored_ids(pg, database) == {kept["id"], after["id"]},
                timeout=30, what="the expired lease's row to be removed after the outage")
+    health = assert_success(api.call({"action": "health"}))
+    assert health["storage"] == {"status": "ok"}, health
     assert d.alive()
     api.close()
 

@@ -75,8 +75,12 @@ public:
     return false;
   }
   caf::error apply(const std::vector<storage_write>& batch) override {
+    if (fail_writes && *fail_writes)
+      return make_error(ec::storage_error, "disk full");
     return inner_->apply(batch);
   }
+  /// When set and true, every write fails (a full disk, a lost database).
+  std::shared_ptr<bool> fail_writes;
   caf::expected<lease> get(const std::string& id) override {
     return inner_->get(id);
   }
@@ -1259,4 +1263,31 @@ TEST_CASE_FIXTURE(manager_fixture, "health agrees with get at every "
   CHECK(code_of_get(x.id) == ec::not_found);
   CHECK(live_count() == 1);
   CHECK(st.index.size() == 1); // revoked and forgotten
+}
+
+TEST_CASE_FIXTURE(manager_fixture, "a failing storage shows in health, "
+                                   "also when nobody waits for the write") {
+  auto fail = std::make_shared<bool>(false);
+  auto wrapped = std::make_unique<inline_storage>(make_memory_backend());
+  wrapped->fail_writes = fail;
+  storage = own(spawn_storage_actor(*sys, std::move(wrapped)));
+  mcfg.storage = storage;
+  start();
+  auto x = create_ttl(1'000, false, "flaky");
+  CHECK(call<health_report>(manager, atom::health_v)->storage_error.empty());
+  // The expiry's writes have no waiting client: only health can tell.
+  *fail = true;
+  flaky->failing_revokes = 1; // its first failure is saved quietly
+  advance(1'000ms);
+  auto h = call<health_report>(manager, atom::health_v);
+  REQUIRE(h);
+  CHECK(h->storage_error == "disk full");
+  CHECK(h->degraded());
+  CHECK(code_of(call<lease>(manager, atom::create_v, create_request{}).error())
+        == ec::storage_error);
+  *fail = false;
+  create_ttl(60'000);
+  h = call<health_report>(manager, atom::health_v);
+  CHECK(h->storage_error.empty());
+  CHECK(code_of_get(x.id) == ec::not_found);
 }
