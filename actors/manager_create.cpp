@@ -34,7 +34,7 @@ lease_manager_state::create(create_request& req) {
   if (rp.pending() == false)
     return rp;
   lease record;
-  record.id = random_token(lease_id_bytes);
+  record.id = random_id(lease_id_bytes);
   record.backend = name;
   record.ttl_ms = ttl;
   record.renewable = req.renewable;

@@ -30,7 +30,7 @@ lease_manager_state::revoke_matching(const std::string& backend_name,
   for (auto& id : jobs.forget_outdated(now_ms()))
     store_quietly(atom::remove_v, atom::job_v, id);
   revoke_job job;
-  job.id = random_token(16); // 22 base64url characters, like a lease id
+  job.id = random_id(16); // 22 base64url characters, like a lease id
   job.backend = backend_name;
   job.tag = tag;
   job.created_ms = jobs.next_start(now_ms());

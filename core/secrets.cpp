@@ -64,6 +64,14 @@ std::string random_token(size_t bytes) {
   return out;
 }
 
+std::string random_id(size_t bytes) {
+  for (;;) {
+    auto id = random_token(bytes);
+    if (id.empty() || (id.front() != '-' && id.front() != '_'))
+      return id;
+  }
+}
+
 } // namespace tlm
 
 #include <Poco/SHA2Engine.h>

@@ -10,6 +10,11 @@ namespace tlm {
 /// Used for lease ids and token values alike.
 std::string random_token(size_t bytes);
 
+/// A random_token that begins with a letter or digit: ids are typed on
+/// command lines, where a leading '-' reads as a flag (`tlm get -Ab…`).
+/// Drawn again rather than patched, so the ids stay uniform.
+std::string random_id(size_t bytes);
+
 /// SHA-256 of `text`, as 32 raw bytes: lets us index and compare secrets
 /// without keeping or comparing them as they are.
 std::string sha256(std::string_view text);

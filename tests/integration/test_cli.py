@@ -129,6 +129,19 @@ def test_revoke_prefix_and_job(cli):
     failed_with(cli.run("revoke-prefix"), EXIT_REFUSED, "needs --backend or --tag")
 
 
+def test_ids_never_look_like_flags(cli):
+    # Ids are base64url; tlmd draws them so none begins with '-', which
+    # would make `tlm get <id>` read the id as flags. 200 leases would
+    # show such an id with near certainty (1 in 32 per draw otherwise).
+    ids = [cli.json("create", "--ttl", "60000", "--tag", "ids")["lease"]["id"]
+           for _ in range(200)]
+    assert not [i for i in ids if i[0] in "-_"]
+    job = cli.json("revoke-prefix", "--tag", "ids")["job"]
+    assert job["job_id"][0] not in "-_"
+    # An id from elsewhere that does begin with '-' goes after `--`.
+    failed_with(cli.run("get", "--", "-" + ids[0][1:]), EXIT_NOT_FOUND, "not_found")
+
+
 def test_health(cli):
     assert cli.json("health")["status"] == "ok"
     out = cli.ok("health").stdout

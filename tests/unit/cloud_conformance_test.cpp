@@ -74,7 +74,7 @@ std::shared_ptr<cloud_backend> make(const json& settings) {
 }
 
 std::string fresh_lease_id() {
-  return random_token(16); // what the lease manager uses
+  return random_id(16); // what the lease manager uses
 }
 
 ec code(const caf::error& err) {

@@ -28,6 +28,20 @@ TEST_CASE("random tokens are unpadded base64url of the asked length") {
   CHECK(chars.size() == 64);
 }
 
+TEST_CASE("ids never begin with a character a shell tool reads as a flag") {
+  // A random_token begins with '-' or '_' once in 32 draws; 2,000 draws
+  // would show one with near certainty if random_id did not draw again.
+  std::set<char> first;
+  for (int i = 0; i < 2'000; ++i) {
+    auto id = random_id(16);
+    REQUIRE(id.size() == 22);
+    first.insert(id.front());
+  }
+  CHECK(first.count('-') == 0);
+  CHECK(first.count('_') == 0);
+  CHECK(first.size() == 62); // every letter and digit still begins some id
+}
+
 TEST_CASE("constant_time_equal compares whole strings") {
   CHECK(constant_time_equal("abc", "abc"));
   CHECK(!constant_time_equal("abc", "abd"));
