@@ -57,6 +57,9 @@ struct lease_manager_state {
   /// The storage's reason while it fails (it tells us), else empty.
   std::string storage_error;
   std::optional<int64_t> armed_due; ///< Deadline of the pending tick.
+  /// Shared: since when our polls reach the database without a break (-1:
+  /// the last failed), i.e. since when our heartbeats are known there.
+  int64_t polls_ok_since_ms = -1;
   bool loaded = false;
   std::minstd_rand jitter{std::random_device{}()}; // timing only, no secret
   int64_t start_wall_ms = 0;

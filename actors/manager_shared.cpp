@@ -62,7 +62,9 @@ lease_manager_state::get_shared(const std::string& id) {
           x.value.clear();
         rp.deliver(std::move(x));
       },
-      [rp](caf::error& err) mutable { rp.deliver(read_failed(std::move(err))); });
+      [rp](caf::error& err) mutable {
+        rp.deliver(read_failed(std::move(err)));
+      });
   return rp;
 }
 
@@ -144,18 +146,20 @@ void lease_manager_state::revoke_not_live(
         auto why = x.last_error.empty() ? "it is under way" : x.last_error;
         rp.deliver(revocation_pending(x.backend, why));
       },
-      [rp](caf::error& err) mutable { rp.deliver(read_failed(std::move(err))); });
+      [rp](caf::error& err) mutable {
+        rp.deliver(read_failed(std::move(err)));
+      });
 }
 
 caf::typed_response_promise<atom::ok>
 lease_manager_state::force_drop_shared(const std::string& id) {
   auto rp = self->make_response_promise<atom::ok>();
   self->request(cfg.storage, caf::infinite, atom::get_v, id)
-    .then(
-      [this, rp, id](lease& x) mutable {
-        drop_stored(id, std::move(x.backend), rp);
-      },
-      [rp](caf::error& err) mutable { rp.deliver(read_failed(std::move(err))); });
+    .then([this, rp,
+           id](lease& x) mutable { drop_stored(id, std::move(x.backend), rp); },
+          [rp](caf::error& err) mutable {
+            rp.deliver(read_failed(std::move(err)));
+          });
   return rp;
 }
 
@@ -188,8 +192,11 @@ void lease_manager_state::claim_due(std::vector<std::string> ids) {
 }
 
 orphan_query lease_manager_state::orphans_now() const {
-  return {now_ms(), cfg.instance_timeout_ms,
-          static_cast<uint32_t>(cfg.due_per_tick)};
+  auto now = now_ms();
+  bool heard = polls_ok_since_ms >= 0
+               && now - polls_ok_since_ms >= cfg.instance_timeout_ms;
+  return {now, cfg.instance_timeout_ms, static_cast<uint32_t>(cfg.due_per_tick),
+          heard};
 }
 
 void lease_manager_state::poll_orphans() {
@@ -204,11 +211,16 @@ void lease_manager_state::poll_orphans() {
   self->request(cfg.storage, caf::infinite, atom::orphans_v, orphans_now())
     .then(
       [this, next](orphan_work& work) {
+        if (polls_ok_since_ms < 0)
+          polls_ok_since_ms = now_ms();
         bool backlog = work.leases.size() >= cfg.due_per_tick;
         adopt_orphans(work);
         next(backlog);
       },
-      [next](caf::error&) { next(false); });
+      [this, next](caf::error&) {
+        polls_ok_since_ms = -1;
+        next(false);
+      });
 }
 
 void lease_manager_state::adopt_orphans(orphan_work& work) {

@@ -43,12 +43,16 @@ struct orphan_query {
   /// An instance not heard of for this long is dead: its claims are free.
   int64_t dead_after_ms = 3'000;
   uint32_t max = 4'096; ///< Due or orphaned leases per call.
+  /// False until the asker's own heartbeats have reached the database for
+  /// `dead_after_ms`: after an outage every instance looks dead for a
+  /// moment, and none should take the work of the others then.
+  bool take_dead = true;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, orphan_query& x) {
   return f(caf::meta::type_name("orphan_query"), x.now_ms, x.dead_after_ms,
-           x.max);
+           x.max, x.take_dead);
 }
 
 /// Work an instance has claimed: running jobs of dead instances with
@@ -74,8 +78,8 @@ struct stored_count {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, stored_count& x) {
-  return f(caf::meta::type_name("stored_count"), x.backend, x.live,
-           x.retrying, x.irrevocable);
+  return f(caf::meta::type_name("stored_count"), x.backend, x.live, x.retrying,
+           x.irrevocable);
 }
 
 } // namespace tlm

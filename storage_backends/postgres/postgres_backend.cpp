@@ -395,7 +395,8 @@ public:
     if (auto err = heartbeat())
       return check_connection(std::move(err));
     orphan_work work;
-    auto jobs = claim_jobs(q.dead_after_ms);
+    auto jobs = q.take_dead ? claim_jobs(q.dead_after_ms)
+                            : std::vector<revoke_job>{};
     if (!jobs)
       return std::move(jobs.error());
     for (auto& job : *jobs) {
@@ -411,6 +412,8 @@ public:
     if (!found)
       return std::move(found.error());
     append(work.leases, std::move(*found));
+    if (!q.take_dead)
+      return work;
     params orphaned;
     orphaned.add(q.dead_after_ms)
       .add(static_cast<int64_t>(q.max))
