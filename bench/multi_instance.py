@@ -75,6 +75,7 @@ INSTANCES = [int(n) for n in os.environ.get("INSTANCES", "1,2,3").split(",")]
 EXPIRING = int(os.environ.get("EXPIRING", "3000"))
 TAKEOVER_LEASES = int(os.environ.get("TAKEOVER_LEASES", "1000"))
 TAKEOVER_TIMEOUT = float(os.environ.get("TAKEOVER_TIMEOUT", "60"))
+TAKEOVER_GET_SAMPLE = 100
 TLMD = os.environ.get("TLMD", DEFAULT_TLMD)
 BENCH = os.environ.get("BENCH", DEFAULT_BENCH)
 TLMD_ARGS = shlex.split(os.environ.get("TLMD_ARGS", ""))
@@ -238,9 +239,24 @@ class Psql:
         self.err.close()
 
 
+def note_removals(psql):
+    """A trigger that notes every row leaving `leases` in bench_gone. With
+    track_commit_timestamp on, the commit time of a bench_gone row is the
+    moment its lease left the database, exactly and without polling
+    `leases` (3000 index probes every few ms cost PostgreSQL more CPU than
+    the revocations being measured)."""
+    psql.query('CREATE TABLE IF NOT EXISTS bench_gone(id TEXT COLLATE "C")')
+    psql.query("CREATE OR REPLACE FUNCTION bench_note_gone() RETURNS trigger "
+               "LANGUAGE plpgsql AS $$ BEGIN INSERT INTO bench_gone "
+               "VALUES (OLD.id); RETURN NULL; END $$")
+    psql.query("CREATE TRIGGER bench_gone AFTER DELETE ON leases "
+               "FOR EACH ROW EXECUTE FUNCTION bench_note_gone()")
+
+
 class GoneWatch:
-    """Lease ids in a temp table of a psql session; poll() returns the ids
-    whose row has left `leases` since the last poll (and forgets them)."""
+    """Lease ids in a temp table of a psql session. left() counts those
+    still in `leases` (from bench_gone, cheap); gone() gives {id: Unix time
+    of the commit that removed its row}."""
 
     def __init__(self, psql, table, ids):
         self.psql = psql
@@ -250,14 +266,25 @@ class GoneWatch:
         for start in range(0, len(ids), 1000):
             rows = ",".join("('%s')" % i for i in ids[start:start + 1000])
             psql.query("INSERT INTO %s VALUES %s" % (table, rows))
-        self.left = len(ids)
+        psql.query("ANALYZE %s" % table)
+        self.total = len(ids)
 
-    def poll(self):
-        gone = self.psql.query(
-            "DELETE FROM {t} w WHERE NOT EXISTS (SELECT 1 FROM leases l "
-            "WHERE l.id = w.id) RETURNING w.id".format(t=self.table))
-        self.left -= len(gone)
-        return gone
+    def left(self):
+        done = self.psql.query(
+            "SELECT count(DISTINCT id) FROM bench_gone JOIN {t} USING (id)"
+            .format(t=self.table))
+        return self.total - int(done[0])
+
+    def gone(self):
+        rows = self.psql.query(
+            "SELECT g.id, extract(epoch FROM pg_xact_commit_timestamp(g.xmin))"
+            " FROM bench_gone g JOIN {t} USING (id)".format(t=self.table))
+        out = {}
+        for row in rows:
+            lease_id, at = row.split("|")
+            out[lease_id] = min(float(at), out.get(lease_id, float(at)))
+        self.psql.query("DROP TABLE %s" % self.table)
+        return out
 
 
 # -- tlmd ---------------------------------------------------------------------
@@ -469,28 +496,25 @@ def expiry_lateness(instances, psql):
     leases = create_everywhere(instances, EXPIRING, EXPIRY_TTL_MS)
     expires = dict(leases)
     watch = GoneWatch(psql, "exp_watch", list(expires))
-    first = min(expires.values())
-    if time.time() > first:
-        log("expiry: creating took longer than the ttl; the first leases "
-            "may show late")
-    lateness = []
+    if time.time() > min(expires.values()):
+        log("expiry: creating took longer than the ttl")
     deadline = max(expires.values()) + 60
-    while watch.left > 0 and time.time() < deadline:
-        gone = watch.poll()
-        now = time.time()
-        lateness.extend(max(0.0, now - expires[i]) for i in gone)
-        time.sleep(0.005)
-    psql.query("DROP TABLE exp_watch")
-    q = quantiles(lateness)
+    left = watch.left()
+    while left > 0 and time.time() < deadline:
+        time.sleep(0.1)
+        left = watch.left()
+    gone = watch.gone()
+    # A row removed before its expires would be a bug; it shows as < 0.
+    q = quantiles([at - expires[i] for i, at in gone.items()])
     if q is None:
         return "none revoked", "no lease left the database in 60 s"
     text = "p50 %s / p99 %s / max %s ms" % (ms(q["p50"]), ms(q["p99"]),
                                             ms(q["max"]))
     problem = None
-    if watch.left:
+    if left:
         problem = "%d of %d still in the database 60 s after their expires" % (
-            watch.left, len(expires))
-        text += " (%d never)" % watch.left
+            left, len(expires))
+        text += " (%d never)" % left
     return text, problem
 
 
@@ -509,6 +533,9 @@ def takeover(instances, psql):
     seen = clients[0].pipeline([{"action": "get", "token_id": i}
                                 for i in ids])
     visible = sum(1 for r in seen if r.get("result") == "success")
+    # Gets of every lease every 50 ms would load the survivors while they
+    # take over; a sample shows when gets stop finding them.
+    sample = ids[::max(1, len(ids) // TAKEOVER_GET_SAMPLE)]
     kill_at = min(expires.values()) - KILL_BEFORE_S
     if time.time() > kill_at:
         log("takeover: creating took longer than the ttl allows")
@@ -518,15 +545,15 @@ def takeover(instances, psql):
     killed_at = time.time()
     log("takeover: killed instance 1 (pid %d) %.0f ms before the first "
         "expires" % (victim.pid, (min(expires.values()) - killed_at) * 1000))
-    row_gone, get_gone = {}, {}
-    pending_get = [set(ids) for _ in clients]
+    get_gone = {}
+    pending_get = [set(sample) for _ in clients]
     deadline = max(expires.values()) + TAKEOVER_TIMEOUT
-    next_get = 0.0
-    while (watch.left > 0 or any(pending_get)) and time.time() < deadline:
-        for i in watch.poll():
-            row_gone[i] = time.time()
-        if time.time() >= next_get:
-            next_get = time.time() + 0.05
+    left, next_rows = len(ids), 0.0
+    while (left > 0 or any(pending_get)) and time.time() < deadline:
+        if time.time() >= next_rows:
+            next_rows = time.time() + 0.1
+            left = watch.left()
+        if any(pending_get):
             for k, c in enumerate(clients):
                 ask = sorted(pending_get[k])
                 if not ask:
@@ -539,12 +566,11 @@ def takeover(instances, psql):
                         pending_get[k].discard(i)
                         if all(i not in p for p in pending_get):
                             get_gone[i] = now
-        time.sleep(0.01)
+        time.sleep(0.05)
     for c in clients:
         c.sock.close()
-    psql.query("DROP TABLE takeover_watch")
-    late_rows = quantiles([max(0.0, t - expires[i])
-                           for i, t in row_gone.items()])
+    row_gone = watch.gone()
+    late_rows = quantiles([t - expires[i] for i, t in row_gone.items()])
     late_gets = quantiles([max(0.0, t - expires[i])
                            for i, t in get_gone.items()])
     problems = []
@@ -555,15 +581,16 @@ def takeover(instances, psql):
         ms(late_rows["p99"]), ms(late_rows["max"]))
     gets = "never" if late_gets is None else "p99 %s / max %s ms" % (
         ms(late_gets["p99"]), ms(late_gets["max"]))
-    if watch.left:
-        rows += " (%d never)" % watch.left
+    if left:
+        rows += " (%d never)" % left
         problems.append("%d of %d leases of the killed instance still in "
                         "the database %.0f s after their expires"
-                        % (watch.left, len(ids), TAKEOVER_TIMEOUT))
-    missing = len(ids) - len(get_gone)
+                        % (left, len(ids), TAKEOVER_TIMEOUT))
+    missing = len(sample) - len(get_gone)
     if missing:
         gets += " (%d never)" % missing
-        problems.append("%d leases still gettable at a survivor" % missing)
+        problems.append("%d of %d sampled leases still gettable at a "
+                        "survivor" % (missing, len(sample)))
     return rows, gets, "; ".join(problems) or None
 
 
@@ -583,6 +610,7 @@ def measure_instances(n, pg, pwfile, tmp, results, problems, raw):
     log("%d instance(s) ready: %s" % (n, ", ".join(
         "tcp=%d http=%d" % (i.tcp_port, i.http_port) for i in instances)))
     psql = Psql(pg, db)
+    note_removals(psql)
     try:
         def bench(key, name, jobs):
             r = run_together("%s, %d instance(s)" % (name, n), jobs)
@@ -600,14 +628,15 @@ def measure_instances(n, pg, pwfile, tmp, results, problems, raw):
             ["--action", "create", "--pipeline", str(PIPELINE)] + ttl))
         bench("create_http", "create http 16", spread(
             instances, "http", ["--action", "create"] + ttl))
-        # The pools hold about what the revokes get through in DURATION,
-        # guessed from the creates of the same shape (a revoke writes
-        # twice); a pool used up early only ends its run early.
+        # A pool holds what the creates of the same shape made in DURATION
+        # (revokes write more than creates), but no more than the pipelined
+        # creates make in DURATION, so that making it takes at most about
+        # DURATION; a pool used up early only ends its run early.
         for key, name, base, depth in (("revoke", "revoke tcp 16", c1, 1),
                                        ("revoke_p", "revoke tcp 16x8", c8,
                                         PIPELINE)):
-            pool = int(min(400_000, max(2000, base.rate * DURATION * 1.5))
-                       / n)
+            pool = int(min(400_000, max(2000, min(base.rate * 1.5, c8.rate)
+                                        * DURATION)) / n)
             bench(key, name, spread(
                 instances, "tcp",
                 ["--action", "revoke", "--pipeline", str(depth),
@@ -769,6 +798,10 @@ def main():
         pg = PostgresServer(tmp, fsync=True)
         cleanup.add(pg.close)
         pg.start()
+        # Commit times tell when a lease's row left the database.
+        pg.sql("ALTER SYSTEM SET track_commit_timestamp = on")
+        pg.stop()
+        pg.start()
         pwfile = pg.write_password_file(os.path.join(tmp, "pg-password"))
         version = pg.sql("SHOW server_version")
         log("PostgreSQL %s at %s (fsync on)" % (version, pg.url))
@@ -784,9 +817,12 @@ def main():
             measure_etcd(tmp, "last", results, problems, raw)
     finally:
         cleanup.run()
-    print("## tlmd on one PostgreSQL %s database (fsync on) vs %s, %s UTC, "
-          "%d s a run, %d cores (load %s)" % (
-              version, results.get("etcd_version", "etcd"),
+    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short",
+                             "HEAD"], capture_output=True,
+                            text=True).stdout.strip() or "?"
+    print("## tlmd (%s) on one PostgreSQL %s database (fsync on) vs %s, "
+          "%s UTC, %d s a run, %d cores (load %s)" % (
+              commit, version, results.get("etcd_version", "etcd"),
               started.strftime("%Y-%m-%d %H:%M"), DURATION, os.cpu_count(),
               " ".join("%.1f" % x for x in os.getloadavg())))
     print()
