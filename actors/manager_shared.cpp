@@ -300,16 +300,8 @@ void lease_manager_state::job_claimed(
   jobs.set_total(number, picked.size());
   if (picked.empty())
     jobs.finish(number, now_ms());
-  auto status = jobs.status(number);
-  store_quietly(atom::save_v, status.job);
-  log_line("info", "revoke job '" + status.job.id + "' started for "
-                     + std::to_string(status.job.total) + " leases");
-  rp.deliver(status);
-  if (!picked.empty()) {
-    to_revoke.emplace_back(number, std::move(picked));
-    if (to_revoke.size() == 1)
-      self->send(self, atom::feed_lanes_v);
-  }
+  store_quietly(atom::save_v, jobs.status(number).job);
+  job_started(number, std::move(picked), rp);
 }
 
 /// A job this instance does not run: as stored. Its progress is counted
