@@ -289,6 +289,16 @@ void lease_manager_state::job_claimed(
     auto key = lease_key::of(x.id);
     if (!key || lease_loader::unreadable(x))
       continue;
+    if (auto* s = index.find(*key); claimed_here(s)) {
+      // Ours already: one we gave up on joins the job (as at one
+      // instance), one on its way out is left on its way.
+      if (s->second.job == 0 && given_up(s->second.phase)) {
+        s->second.job = number;
+        jobs.lease_added(number, true);
+        picked.push_back(*key);
+      }
+      continue;
+    }
     bool irrevocable = x.state == state_irrevocable;
     auto& s = index.insert(*key, packed_lease{x},
                            irrevocable ? lease_phase::irrevocable
