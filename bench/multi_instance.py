@@ -797,7 +797,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="tlm-multi-")
     cleanup.add(lambda: shutil.rmtree(tmp, ignore_errors=True))
     results, problems, raw = {}, [], []
-    version = "?"
+    version = durable = "?"
     started = datetime.datetime.now(datetime.timezone.utc)
     try:
         pg = PostgresServer(tmp, fsync=True)
@@ -809,7 +809,9 @@ def main():
         pg.start()
         pwfile = pg.write_password_file(os.path.join(tmp, "pg-password"))
         version = pg.sql("SHOW server_version")
-        log("PostgreSQL %s at %s (fsync on)" % (version, pg.url))
+        durable = "fsync=%s, synchronous_commit=%s" % (
+            pg.sql("SHOW fsync"), pg.sql("SHOW synchronous_commit"))
+        log("PostgreSQL %s at %s (%s)" % (version, pg.url, durable))
         # etcd first and last: the machine is shared, and two runs minutes
         # apart show how much its speed moved meanwhile.
         if not SKIP_ETCD:
@@ -825,9 +827,9 @@ def main():
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short",
                              "HEAD"], capture_output=True,
                             text=True).stdout.strip() or "?"
-    print("## tlmd (%s) on one PostgreSQL %s database (fsync on) vs %s, "
+    print("## tlmd (%s) on one PostgreSQL %s database (%s) vs %s, "
           "%s UTC, %d s a run, %d cores (load %s)" % (
-              commit, version, results.get("etcd_version", "etcd"),
+              commit, version, durable, results.get("etcd_version", "etcd"),
               started.strftime("%Y-%m-%d %H:%M"), DURATION, os.cpu_count(),
               " ".join("%.1f" % x for x in os.getloadavg())))
     print()
