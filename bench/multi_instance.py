@@ -86,6 +86,8 @@ BENCH = os.environ.get("BENCH", DEFAULT_BENCH)
 TLMD_ARGS = shlex.split(os.environ.get("TLMD_ARGS", ""))
 SKIP_ETCD = os.environ.get("SKIP_ETCD") == "1"
 
+# Making a pool may take about DURATION (see measure_instances).
+POOL_TIMEOUT_S = max(60.0, 3 * DURATION)
 CONNECTIONS = 16
 PIPELINE = 8
 LONG_TTL_MS = 3_600_000  # bench creates outlive the run: no expiry load
@@ -394,7 +396,7 @@ class BenchResult:
         return "%s/s (p99 %.1f ms)%s" % (f"{self.rate:,.0f}", self.p99, mark)
 
 
-def run_together(name, jobs, setup_timeout=90.0):
+def run_together(name, jobs, setup_timeout=POOL_TIMEOUT_S + 30):
     """jobs: [(port, tlm_bench args)]. Starts one tlm_bench per job, waits
     until each has made its pool and says "ready", then starts all measured
     runs at once. The summed rate counts successful requests."""
@@ -645,7 +647,8 @@ def measure_instances(n, pg, pwfile, tmp, results, problems, raw):
             bench(key, name, spread(
                 instances, "tcp",
                 ["--action", "revoke", "--pipeline", str(depth),
-                 "--pool", str(pool), "--fill-timeout-s", "60"]))
+                 "--pool", str(pool), "--fill-timeout-s",
+                 str(POOL_TIMEOUT_S)]))
         bench("get", "get tcp 16x8", spread(
             instances, "tcp",
             ["--action", "get", "--pipeline", str(PIPELINE),
