@@ -303,7 +303,9 @@ def test_expiry_wave_with_a_killed_instance(tlmd_factory, pg, database, password
                 lease = check_lease(assert_success(r)["lease"])
                 made[lease["backend_id"]] = (d.name, parse_ts(lease["expires"]), lease)
         assert len(made) == WAVE
-        assert set(made) <= tlm_users(srv)
+        soon = now_ms() + 300
+        assert {u for u, (_, e, _) in made.items() if e > soon} <= tlm_users(srv), \
+            "a user of the wave is missing at Redis"
         first = min(e for _, e, _ in made.values())
         last = max(e for _, e, _ in made.values())
 
@@ -478,13 +480,14 @@ def test_create_burst_with_a_killed_instance(tlmd_factory, pg, database, passwor
         odd = [r for r in answers if r.get("result") != "success"
                and r.get("error") != "not_found"]
         assert not odd, f"get at B answered {odd[:3]}"
-        listed = {x["backend_id"] for x in b.api("tcp").list_all(backend="redis")}
+        listed = {x["backend_id"]
+                  for x in b.api("tcp").list_all(page_limit=1000, backend="redis")}
         state.update(users=len(users), orphans=orphans, listed=len(listed),
                      without_user=listed - set(users))
         return not orphans and listed == set(users)
 
     try:
-        wait_until(settled, timeout=RECONCILE_DEADLINE_S, interval=0.25,
+        wait_until(settled, timeout=RECONCILE_DEADLINE_S, interval=0.5,
                    what="B to reconcile A's unfinished creates")
     except AssertionError as e:
         raise AssertionError(f"{e}: {len(state['orphans'])} users without a lease "
@@ -532,8 +535,8 @@ class TimedLoad:
                         self.replies.append((r, took))
                         if r.get("result") == "success":
                             self.acked.append(r["lease"])
-                    if r.get("result") != "success":
-                        time.sleep(0.05)
+                    # a load, not a flood: the machine has 2 cores
+                    time.sleep(0.005 if r.get("result") == "success" else 0.05)
         except Exception as e:  # reported by the test
             with self.lock:
                 self.errors.append(repr(e))
