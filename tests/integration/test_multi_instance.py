@@ -252,13 +252,13 @@ def test_exchange_is_atomic_across_instances(tlmd_factory, pg, database, passwor
 # ---------------------------------------------------------------------------
 
 WAVE = 150
-WAVE_TTL_MS = (1500, 3000)
+WAVE_TTL_MS = (1000, 3000)
 KEEP = 5
 
 
 def test_expiry_wave_with_a_killed_instance(tlmd_factory, pg, database, password_file,
                                             redis_env, tmp_path):
-    """150 redis_acl leases (ttl 1.5 to 3 s) made at three instances, 50
+    """150 redis_acl leases (ttl 1 to 3 s) made at three instances, 50
     each; A is SIGKILLed 0.4 s after the first of them expired.  Every
     user must be deleted at Redis (the relay's log of ACL DELUSER, checked
     against ACL USERS) no sooner than its lease's expires and at most 5 s
