@@ -605,7 +605,7 @@ def test_postgres_outage_under_load(tlmd_factory, postgres_server_factory, redis
     t_back = time.monotonic()
 
     for d in (a, b):
-        wait_until(lambda d=d: health_of(d).get("storage") == {"status": "ok"},
+        wait_until(lambda d=d: health_of(d).get("storage", {}).get("status") == "ok",
                    timeout=30, interval=0.1,
                    what=f"health at {d.name} to show the storage ok again")
     # expiry resumes by itself: the users of the short leases go, and their rows
