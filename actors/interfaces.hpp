@@ -72,6 +72,26 @@ using storage_actor = caf::typed_actor<
   caf::replies_to<atom::remove, atom::job, std::string>::with<atom::ok>,
   // Reads every stored job (for the start-up load).
   caf::replies_to<atom::load, atom::job>::with<std::vector<revoke_job>>,
+  // Reads one stored lease (`not_found` when absent).
+  caf::replies_to<atom::get, std::string>::with<lease>,
+  // Shared storage only (storage_backends/shared_storage.hpp), else
+  // `storage_error`. Each runs after every write sent before it.
+  // Claims these leases if due at a time (claim_due).
+  caf::replies_to<atom::claim, std::vector<std::string>,
+                  int64_t>::with<std::vector<lease>>,
+  // Claims one live lease for a revoke (claim_live).
+  caf::replies_to<atom::claim, std::string, int64_t>::with<lease>,
+  // Claims the leases a revoke job covers (claim_matching).
+  caf::replies_to<atom::claim, revoke_job,
+                  orphan_query>::with<std::vector<lease>>,
+  // Heartbeat, then claims work nobody does (claim_orphans).
+  caf::replies_to<atom::orphans, orphan_query>::with<orphan_work>,
+  // Renews a live lease (renew_live).
+  caf::replies_to<atom::renew, live_update>::with<lease>,
+  // Swaps a live lease's value (swap_live).
+  caf::replies_to<atom::exchange, live_update>::with<lease>,
+  // Counts the stored leases by backend at a time (count).
+  caf::replies_to<atom::health, int64_t>::with<std::vector<stored_count>>,
   // From now on, tells `watcher` (atom::storage, ok, reason) each time the
   // storage starts or stops failing, so a failed write nobody waits for
   // still shows in `health`.
@@ -126,6 +146,8 @@ using lease_manager_actor = caf::typed_actor<
   caf::reacts_to<atom::tick, int64_t>,
   // Self-message: hand the next leases of started revoke jobs to their
   // revocation lanes.
-  caf::reacts_to<atom::feed_lanes>>;
+  caf::reacts_to<atom::feed_lanes>,
+  // Self-message (shared storage): say we are alive, claim orphaned work.
+  caf::reacts_to<atom::orphans>>;
 
 } // namespace tlm

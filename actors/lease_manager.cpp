@@ -31,20 +31,6 @@ int64_t system_now_ms() {
     .count();
 }
 
-/// The outcome of a client's revoke that the backend has not confirmed:
-/// the lease is dead here and stays stored until the backend does.
-caf::error revocation_pending(std::string_view backend_name,
-                              std::string_view why) {
-  return make_error(ec::revocation_pending,
-                    "the lease is dead: tlmd will not serve it again, but "
-                    "backend '"
-                      + std::string{backend_name}
-                      + "' has not confirmed the revocation yet ("
-                      + std::string{why}
-                      + "); it is retried in the background until it does "
-                        "(list with state revoking shows it)");
-}
-
 /// A dead lease whose revocation a client or a job asked for, or that has
 /// failed: a revoke hears that it is pending. One that merely expired is
 /// gone for the client (`not_found`), as before its expiry was handled.
@@ -122,6 +108,8 @@ caf::error lease_manager_state::from_storage(caf::error err) {
 // -- get, list, health --------------------------------------------------------
 
 caf::result<lease> lease_manager_state::get(const std::string& id) {
+  if (cfg.shared)
+    return get_shared(id);
   auto* s = index.find(id);
   if (s == nullptr || !lease_index::visible(s->second, now_ms()))
     return not_found();
@@ -150,10 +138,16 @@ lease_manager_state::list(const list_query& query) {
   return rp;
 }
 
-health_report lease_manager_state::health() {
+caf::result<health_report> lease_manager_state::health() {
+  if (cfg.shared)
+    return health_shared();
   // Expired leases not handled yet leave the live count first, so health
   // and get agree at every moment.
   process_due(std::numeric_limits<size_t>::max());
+  return local_health();
+}
+
+health_report lease_manager_state::local_health() {
   health_report report{index.count(lease_phase::active),
                        0,
                        loader.quarantined(),
@@ -180,6 +174,8 @@ caf::typed_response_promise<atom::ok>
 lease_manager_state::revoke(const revoke_request& req) {
   if (req.force)
     return force_drop(req.token_id);
+  if (cfg.shared)
+    return revoke_shared(req.token_id);
   auto rp = self->make_response_promise<atom::ok>();
   auto* s = index.find(req.token_id);
   if (s != nullptr && revocation_asked(s->second, now_ms())) {
@@ -237,19 +233,27 @@ void lease_manager_state::revoke_saved(
 /// confirmation (e.g. the token was deleted by hand).
 caf::typed_response_promise<atom::ok>
 lease_manager_state::force_drop(const std::string& id) {
-  auto rp = self->make_response_promise<atom::ok>();
   auto* s = index.find(id);
+  if (s == nullptr && cfg.shared)
+    return force_drop_shared(id);
+  auto rp = self->make_response_promise<atom::ok>();
   if (s == nullptr) {
     rp.deliver(not_found());
     return rp;
   }
-  std::string backend_name{s->second.record.backend()};
+  drop_stored(id, std::string{s->second.record.backend()}, rp);
+  return rp;
+}
+
+void lease_manager_state::drop_stored(
+  const std::string& id, std::string backend_name,
+  caf::typed_response_promise<atom::ok> rp) {
   self->request(cfg.storage, caf::infinite, atom::remove_v, id)
     .then(
-      [this, rp, key = s->first, backend_name](atom::ok) mutable {
-        erase(key);
-        log_line("warning", "lease '" + key.str() + "' at backend '"
-                              + backend_name
+      [this, rp, id, backend_name](atom::ok) mutable {
+        if (auto key = lease_key::of(id))
+          erase(*key);
+        log_line("warning", "lease '" + id + "' at backend '" + backend_name
                               + "' was dropped by force, without the "
                                 "backend's confirmation");
         rp.deliver(atom::ok_v);
@@ -257,7 +261,6 @@ lease_manager_state::force_drop(const std::string& id) {
       [rp](caf::error& err) mutable {
         rp.deliver(from_storage(std::move(err)));
       });
-  return rp;
 }
 
 // -- the actor ----------------------------------------------------------------
@@ -282,7 +285,14 @@ void lease_manager_state::init(lease_manager_config config) {
   self->link_to(reconciler);
   self->send(config.storage, atom::watch_v, caf::actor_cast<caf::actor>(self));
   cfg = std::move(config);
-  load_jobs();
+  if (!cfg.shared) {
+    load_jobs();
+    return;
+  }
+  // Nothing to load: the database is the truth, and due or orphaned work
+  // is claimed from it from now on.
+  finish_loading();
+  poll_orphans();
 }
 
 lease_manager_actor spawn_lease_manager(caf::actor_system& sys,
@@ -332,6 +342,7 @@ lease_manager_actor spawn_lease_manager(caf::actor_system& sys,
       },
       [&st](atom::tick, int64_t due) { st.on_tick(due); },
       [&st](atom::feed_lanes) { st.feed_lanes(); },
+      [&st](atom::orphans) { st.poll_orphans(); },
     };
   };
   return sys.spawn(init, std::move(cfg));

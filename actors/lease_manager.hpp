@@ -63,6 +63,16 @@ struct lease_manager_config {
   /// No look is sooner than this after the last (in-process backends have
   /// no timeout to wait out).
   int64_t reconcile_min_delay_ms = 1'000;
+  /// The storage is shared by several instances (PostgreSQL): the
+  /// database is the truth, every change that must happen once is a
+  /// conditional statement there, and expiry is claimed from it.
+  bool shared = false;
+  /// Shared: how often this instance says it is alive and claims due or
+  /// orphaned work (at least three times per `instance_timeout_ms`).
+  int64_t shared_poll_ms = 1'000;
+  /// Shared: an instance not heard of for this long is dead, and the
+  /// others take over its claimed revocations, intents and jobs.
+  int64_t instance_timeout_ms = 3'000;
   /// Wall-clock time (ms since epoch) at spawn; 0 reads the system clock.
   /// Afterwards time advances with the actor clock, so tests can drive it.
   int64_t start_wall_ms = 0;

@@ -57,6 +57,9 @@ struct lease_manager_state {
   /// The storage's reason while it fails (it tells us), else empty.
   std::string storage_error;
   std::optional<int64_t> armed_due; ///< Deadline of the pending tick.
+  /// Shared: since when our polls reach the database without a break (-1:
+  /// the last failed), i.e. since when our heartbeats are known there.
+  int64_t polls_ok_since_ms = -1;
   bool loaded = false;
   std::minstd_rand jitter{std::random_device{}()}; // timing only, no secret
   int64_t start_wall_ms = 0;
@@ -91,8 +94,13 @@ struct lease_manager_state {
   void revoke_saved(const lease_key& key,
                     caf::typed_response_promise<atom::ok> rp);
   caf::typed_response_promise<atom::ok> force_drop(const std::string& id);
+  void drop_stored(const std::string& id, std::string backend_name,
+                   caf::typed_response_promise<atom::ok> rp);
   caf::typed_response_promise<lease, bool> renew(const std::string& id,
                                                  int64_t ttl);
+  /// Why a renew cannot go ahead, if it cannot.
+  caf::error renew_refused(bool renewable, std::string_view backend_name,
+                           int64_t ttl) const;
   caf::typed_response_promise<lease_page> list(const list_query& query);
   caf::typed_response_promise<lease> exchange(const exchange_request& req);
   void exchange_found(const exchange_request& req, const std::string& bid,
@@ -101,7 +109,9 @@ struct lease_manager_state {
   revoke_matching(const std::string& backend_name, const std::string& tag);
   std::vector<lease_key> pick(uint32_t number, const revoke_job& job);
   caf::result<job_status> job(const std::string& id);
-  health_report health();
+  caf::result<health_report> health();
+  /// Health as this instance knows it (all of it at one instance).
+  health_report local_health();
 
   // -- expiry and revocation (manager_revocation.cpp) -------------------------
 
@@ -125,6 +135,38 @@ struct lease_manager_state {
   backend_health& health_of(std::string_view backend_name);
   /// Hands the next batch of picked leases to their lanes.
   void feed_lanes();
+
+  // -- shared storage: several instances (manager_shared.cpp) -----------------
+
+  /// Times the expiry of a lease this instance made or changed.
+  void watch(const lease& record);
+  caf::typed_response_promise<lease> get_shared(const std::string& id);
+  caf::typed_response_promise<atom::ok> revoke_shared(const std::string& id);
+  void revoke_not_live(const std::string& id,
+                       caf::typed_response_promise<atom::ok> rp);
+  caf::typed_response_promise<atom::ok>
+  force_drop_shared(const std::string& id);
+  caf::typed_response_promise<health_report> health_shared();
+  caf::typed_response_promise<lease, bool> renew_shared(const std::string& id,
+                                                        int64_t ttl);
+  void renew_found(const lease& x, int64_t ttl,
+                   caf::typed_response_promise<lease, bool> rp);
+  void exchange_shared(const exchange_request& req, const std::string& bid,
+                       caf::typed_response_promise<lease> rp);
+  void swap_stored(lease found, const exchange_request& req,
+                   caf::typed_response_promise<lease> rp);
+  /// Claims due leases this instance watches, then revokes those it got.
+  void claim_due(std::vector<std::string> ids);
+  orphan_query orphans_now() const;
+  /// Says we are alive and claims work nobody does, every poll period.
+  void poll_orphans();
+  void adopt_orphans(orphan_work& work);
+  void start_job_shared(uint32_t number,
+                        caf::typed_response_promise<job_status> rp);
+  void job_claimed(uint32_t number, std::vector<lease>& leases,
+                   caf::typed_response_promise<job_status> rp);
+  void stored_job(const std::string& id,
+                  caf::typed_response_promise<job_status> rp);
 
   // -- start-up (manager_startup.cpp) -----------------------------------------
 

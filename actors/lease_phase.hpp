@@ -17,15 +17,19 @@ enum class lease_phase : uint8_t {
   retry_wait,  ///< Waits for `due_ms` to try (again), e.g. after a failure.
   irrevocable, ///< Given up: shown with its last error, tried now and then.
   retrying_irrevocable, ///< ... one of those tries is in flight.
+  /// Shared storage: due, and claimed from the database for revocation
+  /// (another instance may have renewed, revoked or claimed it).
+  claiming,
 };
 
-constexpr size_t lease_phase_count = 6;
+constexpr size_t lease_phase_count = 7;
 
 /// The stored state a lease in this phase has (or gets at its next write:
 /// an expired lease is not rewritten before its first revocation attempt).
 inline record_state stored_state(lease_phase p) {
   switch (p) {
-    case lease_phase::active: return record_state::active;
+    case lease_phase::active:
+    case lease_phase::claiming: return record_state::active;
     case lease_phase::irrevocable:
     case lease_phase::retrying_irrevocable: return record_state::irrevocable;
     default: return record_state::revoking;

@@ -25,6 +25,20 @@ inline caf::error invalid_token() {
                     "the token is not a live one-time token");
 }
 
+/// The outcome of a client's revoke that the backend has not confirmed:
+/// the lease is dead here and stays stored until the backend does.
+inline caf::error revocation_pending(std::string_view backend_name,
+                                     std::string_view why) {
+  return make_error(ec::revocation_pending,
+                    "the lease is dead: tlmd will not serve it again, but "
+                    "backend '"
+                      + std::string{backend_name}
+                      + "' has not confirmed the revocation yet ("
+                      + std::string{why}
+                      + "); it is retried in the background until it does "
+                        "(list with state revoking shows it)");
+}
+
 inline caf::error check_ttl(const lease_manager_config& cfg, int64_t ttl) {
   if (ttl < cfg.min_ttl_ms || ttl > cfg.max_ttl_ms)
     return make_error(ec::invalid_request,

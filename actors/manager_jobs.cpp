@@ -35,6 +35,10 @@ lease_manager_state::revoke_matching(const std::string& backend_name,
   job.tag = tag;
   job.created_ms = jobs.next_start(now_ms());
   auto number = jobs.start(job);
+  if (cfg.shared) {
+    start_job_shared(number, rp);
+    return rp;
+  }
   auto picked = pick(number, job);
   job.total = picked.size();
   jobs.set_total(number, job.total);
@@ -90,6 +94,11 @@ std::vector<lease_key> lease_manager_state::pick(uint32_t number,
 caf::result<job_status> lease_manager_state::job(const std::string& id) {
   if (auto status = jobs.status(id))
     return *status;
+  if (cfg.shared) { // maybe another instance's
+    auto rp = self->make_response_promise<job_status>();
+    stored_job(id, rp);
+    return rp;
+  }
   return make_error(ec::not_found, "no revoke job has this job_id");
 }
 

@@ -39,6 +39,7 @@ void lease_manager_state::on_tick(int64_t due) {
 
 void lease_manager_state::process_due(size_t budget) {
   auto now = now_ms();
+  std::vector<std::string> to_claim; // shared storage: ours once claimed
   while (budget-- > 0) {
     auto next = schedule.pop_due(now);
     if (!next)
@@ -47,7 +48,10 @@ void lease_manager_state::process_due(size_t budget) {
     if (s == nullptr || s->second.due_ms != next->due_ms
         || !scheduled(s->second.phase))
       continue; // stale: renewed, revoked, or already being revoked
-    if (!given_up(s->second.phase)) {
+    if (cfg.shared && s->second.phase == lease_phase::active) {
+      index.set_phase(*s, lease_phase::claiming);
+      to_claim.push_back(s->first.str());
+    } else if (!given_up(s->second.phase)) {
       queue_revocation(*s);
     } else if (lanes.has_room(s->second.record.backend())) {
       start_revocation(*s, [this, key = s->first](caf::error err) {
@@ -58,6 +62,8 @@ void lease_manager_state::process_due(size_t budget) {
       schedule_at(*s, now + retry.base_ms);
     }
   }
+  if (!to_claim.empty())
+    claim_due(std::move(to_claim));
   if (schedule.size() > 2 * index.size() + 1024)
     compact_schedule();
   arm_timer();

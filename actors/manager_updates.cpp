@@ -7,6 +7,7 @@
 
 #include "actors/lease_manager_state.hpp"
 #include "actors/manager_errors.hpp"
+#include "core/secrets.hpp"
 
 namespace tlm {
 
@@ -28,6 +29,15 @@ caf::expected<std::string> merge_meta(const lease& x,
       !problem.empty())
     return make_error(ec::invalid_request, std::move(problem));
   return text;
+}
+
+/// When a renewed term ends, and whether the cap cut it: a total-life cap,
+/// as in Vault, so renewals never pass issued + max ttl.
+std::pair<int64_t, bool> renewal_end(const lease_manager_config& cfg,
+                                     int64_t issued_ms, int64_t now,
+                                     int64_t ttl) {
+  auto cap = issued_ms + cfg.max_ttl_ms;
+  return {std::min(now + ttl, cap), now + ttl > cap};
 }
 
 caf::error ended_meanwhile(ec code) {
@@ -79,6 +89,8 @@ void store_update(lease_manager_state& st, const std::string& id, Change change,
 
 caf::typed_response_promise<lease, bool>
 lease_manager_state::renew(const std::string& id, int64_t ttl) {
+  if (cfg.shared)
+    return renew_shared(id, ttl);
   auto rp = self->make_response_promise<lease, bool>();
   auto* s = live(id);
   if (s == nullptr) {
@@ -89,24 +101,16 @@ lease_manager_state::renew(const std::string& id, int64_t ttl) {
   if (ttl == use_default_ttl)
     ttl = record.ttl_ms;
   auto* be = backend(record.backend());
-  if (!record.renewable)
-    rp.deliver(
-      make_error(ec::not_renewable, "the lease was not created renewable"));
-  else if (auto err = check_ttl(cfg, ttl))
+  if (auto err = renew_refused(record.renewable, record.backend(), ttl))
     rp.deliver(std::move(err));
-  else if (be == nullptr)
-    rp.deliver(make_error(ec::unknown_backend, "backend '"
-                                                 + std::string{record.backend()}
-                                                 + "' is not configured"));
   else if (overloaded())
     rp.deliver(overload_error());
   if (!rp.pending())
     return rp;
   auto now = now_ms();
-  // A total-life cap, as in Vault: renewals never pass issued + max ttl.
-  auto cap = record.issued_ms + cfg.max_ttl_ms;
-  bool capped = now + ttl > cap;
-  auto expires = std::min(now + ttl, cap);
+  auto end = renewal_end(cfg, record.issued_ms, now, ttl);
+  auto expires = end.first;
+  bool capped = end.second;
   auto term = expires - now;
   ++pending_requests;
   self
@@ -125,6 +129,20 @@ lease_manager_state::renew(const std::string& id, int64_t ttl) {
         rp.deliver(from_cloud(name, std::move(err)));
       });
   return rp;
+}
+
+caf::error lease_manager_state::renew_refused(bool renewable,
+                                              std::string_view backend_name,
+                                              int64_t ttl) const {
+  if (!renewable)
+    return make_error(ec::not_renewable, "the lease was not created renewable");
+  if (auto err = check_ttl(cfg, ttl))
+    return err;
+  if (backend(backend_name) == nullptr)
+    return make_error(ec::unknown_backend, "backend '"
+                                             + std::string{backend_name}
+                                             + "' is not configured");
+  return caf::none;
 }
 
 /// The backend of an exchange: the one named, else the default if it
@@ -163,13 +181,17 @@ lease_manager_state::exchange(const exchange_request& req) {
     .then(
       [this, rp, req = exchange_request{req},
        name = be->name](std::string& bid) mutable {
+        req.backend = name;
+        if (cfg.shared) {
+          exchange_shared(req, bid, rp);
+          return;
+        }
         auto* s = live(bid);
         if (s == nullptr || s->second.record.backend() != name) {
           --pending_requests;
           rp.deliver(invalid_token());
           return;
         }
-        req.backend = name;
         exchange_found(req, bid, rp);
       },
       [this, rp, name = be->name](caf::error& err) mutable {
@@ -207,6 +229,151 @@ void lease_manager_state::exchange_found(
           x.ttl_ms = x.expires_ms - now;
         };
         store_update(*this, bid, swap, rp, ec::invalid_token);
+      },
+      [this, rp, name = be->name](caf::error& err) mutable {
+        --pending_requests;
+        rp.deliver(from_cloud(name, std::move(err)));
+      });
+}
+
+// -- shared storage: the database decides (several instances) -----------------
+
+namespace {
+
+/// Storage names the id in its not_found; a client hears the action's own
+/// failure, which never does.
+caf::error update_failed(caf::error err, ec gone) {
+  auto code = code_of(err);
+  if (code == ec::not_found || code == ec::invalid_token)
+    return gone == ec::not_found ? not_found() : invalid_token();
+  return lease_manager_state::from_storage(std::move(err));
+}
+
+} // namespace
+
+caf::typed_response_promise<lease, bool>
+lease_manager_state::renew_shared(const std::string& id, int64_t ttl) {
+  auto rp = self->make_response_promise<lease, bool>();
+  if (overloaded()) {
+    rp.deliver(overload_error());
+    return rp;
+  }
+  ++pending_requests;
+  self->request(cfg.storage, caf::infinite, atom::get_v, id)
+    .then(
+      [this, rp, ttl](lease& x) mutable {
+        if (x.state != state_active || x.expires_ms <= now_ms()) {
+          --pending_requests;
+          rp.deliver(not_found());
+          return;
+        }
+        renew_found(x, ttl, rp);
+      },
+      [this, rp](caf::error& err) mutable {
+        --pending_requests;
+        rp.deliver(update_failed(std::move(err), ec::not_found));
+      });
+  return rp;
+}
+
+/// The backend first, then the database, where the renew takes only while
+/// the lease is live: one revoked meanwhile at any instance stays revoked.
+void lease_manager_state::renew_found(
+  const lease& x, int64_t ttl, caf::typed_response_promise<lease, bool> rp) {
+  if (ttl == use_default_ttl)
+    ttl = x.ttl_ms;
+  if (auto err = renew_refused(x.renewable, x.backend, ttl)) {
+    --pending_requests;
+    rp.deliver(std::move(err));
+    return;
+  }
+  live_update u;
+  u.id = x.id;
+  u.now_ms = now_ms();
+  auto end = renewal_end(cfg, x.issued_ms, u.now_ms, ttl);
+  u.expires_ms = end.first;
+  bool capped = end.second;
+  u.ttl_ms = u.expires_ms - u.now_ms;
+  auto* be = backend(x.backend);
+  self
+    ->request(be->actor, timeout_of(*be), atom::renew_v, x.backend_id, u.ttl_ms)
+    .then(
+      [this, rp, u, capped](atom::ok) mutable {
+        self->request(cfg.storage, caf::infinite, atom::renew_v, u)
+          .then(
+            [this, rp, capped](lease& renewed) mutable {
+              --pending_requests;
+              watch(renewed);
+              rp.deliver(std::move(renewed), capped);
+            },
+            [this, rp](caf::error& err) mutable {
+              --pending_requests;
+              rp.deliver(update_failed(std::move(err), ec::not_found));
+            });
+      },
+      [this, rp, name = be->name](caf::error& err) mutable {
+        --pending_requests;
+        rp.deliver(from_cloud(name, std::move(err)));
+      });
+}
+
+/// The stored lease holds the value (no instance keeps one-time tokens in
+/// memory): checked against it here, swapped there only if still current.
+void lease_manager_state::exchange_shared(
+  const exchange_request& req, const std::string& bid,
+  caf::typed_response_promise<lease> rp) {
+  self->request(cfg.storage, caf::infinite, atom::get_v, bid)
+    .then(
+      [this, rp, req](lease& x) mutable {
+        if (x.state != state_active || x.expires_ms <= now_ms()
+            || x.backend != req.backend
+            || !constant_time_equal(x.value, req.value)) {
+          --pending_requests;
+          rp.deliver(invalid_token());
+          return;
+        }
+        swap_stored(std::move(x), req, rp);
+      },
+      [this, rp](caf::error& err) mutable {
+        --pending_requests;
+        rp.deliver(update_failed(std::move(err), ec::invalid_token));
+      });
+}
+
+void lease_manager_state::swap_stored(lease found, const exchange_request& req,
+                                      caf::typed_response_promise<lease> rp) {
+  auto merged = merge_meta(found, req.meta);
+  if (!merged) {
+    --pending_requests;
+    rp.deliver(std::move(merged.error()));
+    return;
+  }
+  auto* be = backend(req.backend);
+  self
+    ->request(be->actor, timeout_of(*be), atom::exchange_v,
+              token_swap{found.id, req.value})
+    .then(
+      [this, rp, req, id = found.id,
+       merged = std::move(*merged)](cloud_token& token) mutable {
+        live_update u;
+        u.id = id;
+        u.now_ms = now_ms();
+        u.old_value = req.value;
+        u.new_value = std::move(token.value);
+        u.meta = std::move(merged);
+        u.max_ttl_ms = cfg.max_ttl_ms;
+        // Of two exchanges of one value, only one finds it here.
+        self->request(cfg.storage, caf::infinite, atom::exchange_v, u)
+          .then(
+            [this, rp](lease& swapped) mutable {
+              --pending_requests;
+              watch(swapped);
+              rp.deliver(std::move(swapped));
+            },
+            [this, rp](caf::error& err) mutable {
+              --pending_requests;
+              rp.deliver(update_failed(std::move(err), ec::invalid_token));
+            });
       },
       [this, rp, name = be->name](caf::error& err) mutable {
         --pending_requests;

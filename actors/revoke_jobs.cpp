@@ -30,11 +30,10 @@ void revoke_jobs::drop(uint32_t number) {
   jobs_.erase(i);
 }
 
-bool revoke_jobs::restore(revoke_job job, int64_t now_ms) {
+uint32_t revoke_jobs::restore(revoke_job job, int64_t now_ms) {
   if (outdated(job, now_ms))
-    return false;
-  add(std::move(job));
-  return true;
+    return 0;
+  return add(std::move(job));
 }
 
 uint32_t revoke_jobs::job_of_loaded(const packed_lease& x) const {

@@ -32,9 +32,10 @@ public:
   /// Takes back a job whose record could not be stored.
   void drop(uint32_t number);
 
-  /// Re-adds a stored job at start-up; its progress is counted again as
-  /// its leases load. Returns false for one finished long ago (forget it).
-  bool restore(revoke_job job, int64_t now_ms);
+  /// Re-adds a stored job at start-up (or one taken over from a dead
+  /// instance); its progress is counted again as its leases load. Returns
+  /// its number, or 0 for one finished long ago (forget it).
+  uint32_t restore(revoke_job job, int64_t now_ms);
 
   /// The running job a loaded lease belongs to: one whose filter it
   /// matches and that began after the lease was issued; 0 if none.

@@ -12,6 +12,7 @@
 #include <caf/type_id.hpp>
 
 #include "core/lease.hpp"
+#include "core/shared_work.hpp"
 
 CAF_BEGIN_TYPE_ID_BLOCK(tlm, caf::first_custom_type_id)
 
@@ -31,6 +32,11 @@ CAF_ADD_TYPE_ID(tlm, (tlm::token_swap))
 CAF_ADD_TYPE_ID(tlm, (tlm::exchange_request))
 CAF_ADD_TYPE_ID(tlm, (tlm::revoke_request))
 CAF_ADD_TYPE_ID(tlm, (tlm::lease_filter))
+CAF_ADD_TYPE_ID(tlm, (tlm::live_update))
+CAF_ADD_TYPE_ID(tlm, (tlm::orphan_query))
+CAF_ADD_TYPE_ID(tlm, (tlm::orphan_work))
+CAF_ADD_TYPE_ID(tlm, (std::vector<tlm::stored_count>))
+CAF_ADD_TYPE_ID(tlm, (std::vector<std::string>))
 
 // Verbs of the lease manager, cloud and storage interfaces.
 CAF_ADD_ATOM(tlm, tlm::atom, create, "create")
@@ -60,5 +66,9 @@ CAF_ADD_ATOM(tlm, tlm::atom, feed_lanes, "feed_lanes")
 // Storage tells its watcher (the manager) when it starts or stops failing.
 CAF_ADD_ATOM(tlm, tlm::atom, watch, "watch")
 CAF_ADD_ATOM(tlm, tlm::atom, storage, "storage")
+// Shared storage (several instances): claims of work, and the manager's
+// self-message that asks for orphaned work.
+CAF_ADD_ATOM(tlm, tlm::atom, claim, "claim")
+CAF_ADD_ATOM(tlm, tlm::atom, orphans, "orphans")
 
 CAF_END_TYPE_ID_BLOCK(tlm)

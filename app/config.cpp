@@ -244,6 +244,10 @@ caf::error apply_file(const std::string& path, daemon_config& cfg) {
       err = read_key(value, key, cfg.retry_max_ms);
     else if (key == "max_revoke_attempts")
       err = read_key(value, key, cfg.max_revoke_attempts);
+    else if (key == "shared_poll_ms")
+      err = read_key(value, key, cfg.shared_poll_ms);
+    else if (key == "instance_timeout_ms")
+      err = read_key(value, key, cfg.instance_timeout_ms);
     else if (key == "tcp_max_connections")
       err = read_key(value, key, cfg.tcp_max_connections);
     else if (key == "http_threads")
@@ -316,6 +320,10 @@ caf::error validate(const daemon_config& cfg) {
                         "at least retry_base_ms");
   if (cfg.max_revoke_attempts < 1 || cfg.max_revoke_attempts > 1'000'000)
     return config_error("max_revoke_attempts must be 1 to 1000000");
+  if (cfg.shared_poll_ms < 10 || cfg.shared_poll_ms > 60'000)
+    return config_error("shared_poll_ms must be 10 to 60000");
+  if (cfg.instance_timeout_ms < 300 || cfg.instance_timeout_ms > 600'000)
+    return config_error("instance_timeout_ms must be 300 to 600000");
   if (cfg.tcp_max_connections < 1 || cfg.http_threads < 1)
     return config_error("tcp_max_connections and http_threads must be "
                         "positive");
@@ -410,6 +418,14 @@ std::function<void(daemon_config&)> add_policy_flags(CLI::App& app,
     "--max-revoke-attempts", flags.max_revoke_attempts,
     "failed revocations after which a lease is shown as irrevocable (still "
     "retried every --retry-max; default 10)");
+  auto* poll = app.add_option(
+    "--shared-poll-ms", flags.shared_poll_ms,
+    "shared storage: how often an instance claims due or orphaned work "
+    "(default 1000)");
+  auto* timeout = app.add_option(
+    "--instance-timeout-ms", flags.instance_timeout_ms,
+    "shared storage: an instance silent this long is dead and the others "
+    "take over its work (default 3000)");
   return [=, &flags](daemon_config& cfg) {
     override_with(def_ttl, cfg.default_ttl_ms, flags.default_ttl_ms);
     override_with(min_ttl, cfg.min_ttl_ms, flags.min_ttl_ms);
@@ -417,6 +433,8 @@ std::function<void(daemon_config&)> add_policy_flags(CLI::App& app,
     override_with(retry_base, cfg.retry_base_ms, flags.retry_base_ms);
     override_with(retry_max, cfg.retry_max_ms, flags.retry_max_ms);
     override_with(attempts, cfg.max_revoke_attempts, flags.max_revoke_attempts);
+    override_with(poll, cfg.shared_poll_ms, flags.shared_poll_ms);
+    override_with(timeout, cfg.instance_timeout_ms, flags.instance_timeout_ms);
     // An unset default follows narrowed bounds instead of contradicting
     // them.
     if (def_ttl->count() == 0
@@ -450,6 +468,7 @@ command_line parse_command_line(int argc, char** argv) {
                  "default_backend, "
                  "default_ttl_ms, min_ttl_ms, max_ttl_ms, api_key_file, "
                  "retry_base_ms, retry_max_ms, max_revoke_attempts, "
+                 "shared_poll_ms, instance_timeout_ms, "
                  "tcp_max_connections, http_threads, http_read_timeout_ms, "
                  "http_idle_timeout_ms, http_max_per_peer, "
                  "tcp_idle_timeout_ms, tcp_auth_timeout_ms, "

@@ -35,6 +35,10 @@ struct daemon_config {
   int64_t retry_base_ms = 1'000;
   int64_t retry_max_ms = 300'000;
   int64_t max_revoke_attempts = 10;
+  /// Shared storage (several instances): the poll period and how long an
+  /// instance may be silent before the others take over its work.
+  int64_t shared_poll_ms = 1'000;
+  int64_t instance_timeout_ms = 3'000;
   int tcp_max_connections = 1024;
   /// More workers than a flood's slow connections keeps the others' latency
   /// (bench/http_slowloris.py: p99 16 ms at 256, 140 ms at 64, shedding).

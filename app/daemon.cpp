@@ -192,7 +192,16 @@ lease_manager_config manager_config(const daemon_config& cfg,
   mcfg.retry_base_ms = cfg.retry_base_ms;
   mcfg.retry_max_ms = cfg.retry_max_ms;
   mcfg.max_revoke_attempts = static_cast<uint32_t>(cfg.max_revoke_attempts);
+  mcfg.shared_poll_ms = cfg.shared_poll_ms;
+  mcfg.instance_timeout_ms = cfg.instance_timeout_ms;
+  if (auto* shared = parts.storage->shared()) {
+    mcfg.shared = true;
+    log("info", "shared storage: this is instance '" + shared->instance()
+                  + "'; any number of instances may use the database");
+  }
   for (auto& [name, backend] : parts.clouds) {
+    if (mcfg.shared)
+      backend->share_leases();
     log("info", "backend " + backend->describe());
     mcfg.backends.push_back({name, spawn_cloud_actor(sys, backend),
                              backend->exchangeable(), backend->blocking(),
@@ -259,8 +268,9 @@ int serve(const daemon_config& cfg, const sigset_t& stop_signals) {
     stop_actors();
     return 1;
   }
-  log("info",
-      "loaded " + std::to_string(*loaded) + " live leases from " + cfg.storage);
+  if (!mcfg.shared)
+    log("info", "loaded " + std::to_string(*loaded) + " live leases from "
+                  + cfg.storage);
   dispatcher disp{gw, manager, parts.keys, 60s};
   serve_until_stopped(cfg, parts, disp, stop_signals);
   // Revocations already at a backend finish (bounded): their leases are

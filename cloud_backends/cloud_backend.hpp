@@ -67,6 +67,12 @@ public:
   /// Re-learns tokens from stored leases at start.
   virtual void adopt(const std::vector<cloud_token>& tokens);
 
+  /// Several instances share the leases (shared storage): keep nothing
+  /// about tokens in process that another instance could change, as the
+  /// stored lease is the only truth. Backends that keep nothing ignore it.
+  virtual void share_leases() {
+  }
+
   /// One line for logs, never a secret.
   virtual std::string describe() const = 0;
 };

@@ -39,8 +39,24 @@ struct storage_state {
 
   template <class T>
   caf::result<T> checked(caf::expected<T> x) {
-    note(x ? caf::error{} : x.error());
+    // A lease not found (or no longer live) is an answer, not a failure.
+    bool failed = !x && code_of(x.error()) == ec::storage_error;
+    note(failed ? x.error() : caf::error{});
     return to_result(std::move(x));
+  }
+
+  /// Runs a call of the shared side after every write sent before it, so
+  /// a claim or a conditional change never overtakes a queued save.
+  template <class Call>
+  auto shared_call(Call call)
+    -> decltype(checked(call(std::declval<shared_storage&>()))) {
+    auto* shared = backend->shared();
+    if (shared == nullptr)
+      return make_error(ec::storage_error,
+                        "this storage is not shared by several instances");
+    if (auto err = commit())
+      return err;
+    return checked(call(*shared));
   }
 
   /// Queues a write; the first of a batch sends the `commit` that closes
@@ -103,6 +119,37 @@ storage_behavior(storage_actor::stateful_pointer<storage_state> self,
     },
     [self](atom::list, const lease_filter& filter) {
       return self->state.checked(self->state.backend->list(filter));
+    },
+    [self](atom::get, const std::string& id) {
+      return self->state.checked(self->state.backend->get(id));
+    },
+    [self](atom::claim, const std::vector<std::string>& ids, int64_t now) {
+      return self->state.shared_call(
+        [&](shared_storage& s) { return s.claim_due(ids, now); });
+    },
+    [self](atom::claim, const std::string& id, int64_t now) {
+      return self->state.shared_call(
+        [&](shared_storage& s) { return s.claim_live(id, now); });
+    },
+    [self](atom::claim, const revoke_job& job, const orphan_query& q) {
+      return self->state.shared_call(
+        [&](shared_storage& s) { return s.claim_matching(job, q); });
+    },
+    [self](atom::orphans, const orphan_query& q) {
+      return self->state.shared_call(
+        [&](shared_storage& s) { return s.claim_orphans(q); });
+    },
+    [self](atom::renew, const live_update& u) {
+      return self->state.shared_call(
+        [&](shared_storage& s) { return s.renew_live(u); });
+    },
+    [self](atom::exchange, const live_update& u) {
+      return self->state.shared_call(
+        [&](shared_storage& s) { return s.swap_live(u); });
+    },
+    [self](atom::health, int64_t now) {
+      return self->state.shared_call(
+        [&](shared_storage& s) { return s.count(now); });
     },
     [self](atom::watch, caf::actor& watcher) {
       self->state.watcher = std::move(watcher);

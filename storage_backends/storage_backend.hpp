@@ -9,6 +9,7 @@
 #include <caf/expected.hpp>
 
 #include "core/lease.hpp"
+#include "storage_backends/shared_storage.hpp"
 
 namespace tlm {
 
@@ -72,6 +73,12 @@ public:
   /// without leases. A memory store is new by nature and says false.
   virtual bool created_new() const {
     return false;
+  }
+
+  /// The store's side for several instances at once, or null when only
+  /// one instance may use it (memory, SQLite).
+  virtual shared_storage* shared() {
+    return nullptr;
   }
 
   /// Applies every write or none, durably, before returning.

@@ -51,6 +51,8 @@ public:
     if (!key)
       return make_error(ec::invalid_request,
                         "'" + lease_id + "' is not a lease id");
+    if (shared_)
+      return cloud_token{lease_id, fresh_value(lease_id), "{}", lease_id};
     if (digests_.count(*key) != 0)
       return make_error(ec::backend_error,
                         "lease id '" + lease_id + "' is taken");
@@ -76,6 +78,12 @@ public:
   }
 
   caf::expected<std::string> lookup(const std::string& value) override {
+    if (shared_) { // the id only: the manager checks the stored lease
+      auto key = id_of_value(value);
+      if (!key)
+        return invalid_token();
+      return key->str();
+    }
     auto key = key_of_value(value);
     if (!key)
       return invalid_token();
@@ -85,6 +93,8 @@ public:
   // Single-threaded inside the actor, so check-and-swap is atomic.
   caf::expected<cloud_token> exchange(const std::string& backend_id,
                                       const std::string& value) override {
+    if (shared_) // a fresh value: the stored lease's swap decides who wins
+      return cloud_token{backend_id, fresh_value(backend_id), "{}", backend_id};
     auto key = key_of_value(value);
     if (!key || key->view() != backend_id)
       return invalid_token();
@@ -94,12 +104,21 @@ public:
   }
 
   void adopt(const std::vector<cloud_token>& tokens) override {
+    if (shared_)
+      return;
     for (auto& token : tokens)
       if (auto key = lease_key::of(token.backend_id))
         digests_[*key] = digest_of(token.value);
   }
 
+  void share_leases() override {
+    shared_ = true;
+    digests_ = {};
+  }
+
   std::string describe() const override {
+    if (shared_)
+      return "local one-time tokens '" + name_ + "' (kept in shared storage)";
     return "local one-time tokens '" + name_ + "' ("
            + std::to_string(digests_.size()) + " live)";
   }
@@ -124,12 +143,17 @@ private:
     return lease_id + "." + random_token(token_bytes_);
   }
 
-  /// The key of the live token with this value, if there is one.
-  std::optional<lease_key> key_of_value(std::string_view value) const {
+  /// The lease id a value starts with, if it has that shape.
+  static std::optional<lease_key> id_of_value(std::string_view value) {
     auto dot = value.find('.');
     if (dot == std::string_view::npos)
       return std::nullopt;
-    auto key = lease_key::of(value.substr(0, dot));
+    return lease_key::of(value.substr(0, dot));
+  }
+
+  /// The key of the live token with this value, if there is one.
+  std::optional<lease_key> key_of_value(std::string_view value) const {
+    auto key = id_of_value(value);
     if (!key)
       return std::nullopt;
     auto i = digests_.find(*key);
@@ -144,6 +168,7 @@ private:
 
   std::string name_;
   size_t token_bytes_;
+  bool shared_ = false;
   std::unordered_map<lease_key, digest, lease_key_hash> digests_;
 };
 

@@ -14,18 +14,18 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.hpp"
+#include "core/secrets.hpp"
 
 namespace tlm {
 
 namespace {
 
 /// The version of the PostgreSQL schema (its own numbering, not SQLite's).
-constexpr int schema_version = 1;
+constexpr int schema_version = 2;
 
-/// Session lock: one tlmd per database while several are not supported.
-/// The key spells "tlmd"; a transaction lock on key+1 orders schema work.
-constexpr int64_t instance_lock_key = 0x746c6d64;
-constexpr int64_t schema_lock_key = instance_lock_key + 1;
+/// A transaction lock on this key (it spells "tlmd", plus one) orders the
+/// schema work of instances that start at once.
+constexpr int64_t schema_lock_key = 0x746c6d64 + 1;
 
 // The documented bound on a call while PostgreSQL is gone or hangs: a
 // connect gives up after connect_timeout (per host), the server ends a
@@ -66,45 +66,133 @@ CREATE TABLE revoke_jobs(
   state TEXT NOT NULL,
   finished_ms BIGINT NOT NULL);
 )sql",
+  // Several instances: who works on what (an intent's creator, a claimed
+  // lease's revoker, a job's runner; no one for an active lease), who is
+  // alive, and the indexes of the claims.
+  R"sql(
+ALTER TABLE leases ADD COLUMN owner TEXT COLLATE "C";
+ALTER TABLE revoke_jobs ADD COLUMN owner TEXT COLLATE "C";
+CREATE TABLE instances(
+  id TEXT COLLATE "C" PRIMARY KEY,
+  seen TIMESTAMPTZ NOT NULL);
+CREATE INDEX leases_due ON leases(expires_ms) WHERE state = 'active';
+CREATE INDEX leases_claimed ON leases(expires_ms) WHERE state <> 'active';
+)sql",
 };
 
 constexpr const char* lease_columns =
   "id, backend, backend_id, value, ttl_ms, issued_ms, expires_ms, "
   "renewable, tags, meta, description, state, attempts, last_error";
 
+constexpr const char* job_columns =
+  "id, backend, tag, created_ms, total, state, finished_ms";
+
+/// Instances heard of within $N milliseconds: the others' claims are free.
+std::string alive(int n) {
+  return "(SELECT id FROM instances WHERE seen > now() - make_interval(secs "
+         "=> $"
+         + std::to_string(n) + "::bigint / 1000.0))";
+}
+
+/// The statements of shared use (several instances), by name. `$me` is
+/// the last parameter of each where it appears.
+std::vector<std::pair<const char*, std::string>> shared_statements() {
+  static const std::string cols = lease_columns;
+  auto returning = " RETURNING " + cols;
+  return {
+    {"heartbeat", "INSERT INTO instances(id, seen) VALUES($1, now()) "
+                  "ON CONFLICT(id) DO UPDATE SET seen = now()"},
+    {"forget_instances", "DELETE FROM instances WHERE id = $1 OR seen < "
+                         "now() - interval '1 day'"},
+    // Ours from a claim whose answer was lost, too: the ids are ours.
+    {"claim_due", "UPDATE leases SET state = 'revoking', owner = $3 "
+                  "WHERE id = ANY($1::text[]) AND ((state = 'active' AND "
+                  "expires_ms <= $2) OR (state = 'revoking' AND owner = $3))"
+                    + returning},
+    {"claim_live", "UPDATE leases SET state = 'revoking', owner = $3 "
+                   "WHERE id = $1 AND state = 'active' AND expires_ms > $2"
+                     + returning},
+    {"claim_matching",
+     "UPDATE leases SET state = CASE state WHEN 'active' THEN 'revoking' "
+     "ELSE state END, owner = $6 WHERE ($1 = '' OR backend = $1) "
+     "AND ($2 = '' OR tags ? $2) AND issued_ms <= $3 AND ((state = 'active' "
+     "AND expires_ms > $4) OR (state IN ('revoking', 'irrevocable') AND "
+     "(owner IS NULL OR owner = $6 OR owner NOT IN "
+       + alive(5) + ")))" + returning},
+    {"claim_jobs", "UPDATE revoke_jobs SET owner = $2 WHERE state = 'running' "
+                   "AND (owner IS NULL OR owner NOT IN "
+                     + alive(1) + ") RETURNING " + job_columns},
+    // SKIP LOCKED: instances polling at once take different leases.
+    {"claim_due_any",
+     "UPDATE leases SET state = 'revoking', owner = $3 WHERE id IN (SELECT "
+     "id FROM leases WHERE state = 'active' AND expires_ms <= $1 ORDER BY "
+     "expires_ms LIMIT $2 FOR UPDATE SKIP LOCKED)"
+       + returning},
+    {"claim_orphaned", "UPDATE leases SET owner = $3 WHERE id IN (SELECT id "
+                       "FROM leases WHERE state <> 'active' AND (owner IS "
+                       "NULL OR owner NOT IN "
+                         + alive(1)
+                         + ") ORDER BY expires_ms LIMIT $2 FOR UPDATE SKIP "
+                           "LOCKED)"
+                         + returning},
+    {"renew_live", "UPDATE leases SET ttl_ms = $2, expires_ms = $3 WHERE "
+                   "id = $1 AND state = 'active' AND expires_ms > $4"
+                     + returning},
+    // Both SET expressions read the old ttl_ms, as PostgreSQL defines.
+    {"swap_live", "UPDATE leases SET value = $3, meta = $4, expires_ms = "
+                  "LEAST($5 + ttl_ms, issued_ms + $6), ttl_ms = LEAST($5 + "
+                  "ttl_ms, issued_ms + $6) - $5 WHERE id = $1 AND value = $2 "
+                  "AND state = 'active' AND expires_ms > $5"
+                    + returning},
+    {"count", "SELECT backend, count(*) FILTER (WHERE state = 'active' AND "
+              "expires_ms > $1), count(*) FILTER (WHERE state = 'revoking' "
+              "AND last_error <> ''), count(*) FILTER (WHERE state = "
+              "'irrevocable') FROM leases GROUP BY backend ORDER BY backend"},
+  };
+}
+
 /// The prepared statements, by name.
 const std::vector<std::pair<const char*, std::string>>& statements() {
   static const std::string cols = lease_columns;
-  static const std::vector<std::pair<const char*, std::string>> all = {
-    {"save", "INSERT INTO leases(" + cols
-               + ") VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14) "
-                 "ON CONFLICT(id) DO UPDATE SET backend=$2, backend_id=$3, "
-                 "value=$4, ttl_ms=$5, issued_ms=$6, expires_ms=$7, "
-                 "renewable=$8, tags=$9, meta=$10, description=$11, "
-                 "state=$12, attempts=$13, last_error=$14"},
-    {"remove", "DELETE FROM leases WHERE id = $1"},
-    {"save_job", "INSERT INTO revoke_jobs(id, backend, tag, created_ms, "
-                 "total, state, finished_ms) VALUES($1,$2,$3,$4,$5,$6,$7) "
-                 "ON CONFLICT(id) DO UPDATE SET backend=$2, tag=$3, "
-                 "created_ms=$4, total=$5, state=$6, finished_ms=$7"},
-    {"remove_job", "DELETE FROM revoke_jobs WHERE id = $1"},
-    {"load_jobs", "SELECT id, backend, tag, created_ms, total, state, "
-                  "finished_ms FROM revoke_jobs ORDER BY created_ms, id"},
-    {"get", "SELECT " + cols + " FROM leases WHERE id = $1"},
-    {"load", "SELECT " + cols
-               + " FROM leases WHERE id > $1 ORDER BY id "
-                 "LIMIT $2"},
-    {"list", "SELECT " + cols
-               + " FROM leases WHERE id > $1 AND ("
-                 // The filter's windows (lease_filter::max_windows).
-                 "(state = $5 AND expires_ms BETWEEN $6 AND $7) "
-                 "OR (state = $8 AND expires_ms BETWEEN $9 AND $10) "
-                 "OR (state = $11 AND expires_ms BETWEEN $12 AND $13) "
-                 "OR (state = $14 AND expires_ms BETWEEN $15 AND $16)) "
-                 "AND ($2 = '' OR backend = $2) "
-                 "AND ($3 = '' OR tags ? $3) "
-                 "ORDER BY id LIMIT $4"},
-  };
+  static const std::vector<std::pair<const char*, std::string>> all = [] {
+    std::vector<std::pair<const char*, std::string>> list = {
+      // An active lease has no owner; any other state is its writer's.
+      {"save", "INSERT INTO leases(" + cols
+                 + ", owner) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,"
+                   "$14, CASE $12 WHEN 'active' THEN NULL ELSE $15 END) "
+                   "ON CONFLICT(id) DO UPDATE SET backend=$2, backend_id=$3, "
+                   "value=$4, ttl_ms=$5, issued_ms=$6, expires_ms=$7, "
+                   "renewable=$8, tags=$9, meta=$10, description=$11, "
+                   "state=$12, attempts=$13, last_error=$14, "
+                   "owner=EXCLUDED.owner"},
+      {"remove", "DELETE FROM leases WHERE id = $1"},
+      {"save_job",
+       "INSERT INTO revoke_jobs(id, backend, tag, created_ms, "
+       "total, state, finished_ms, owner) VALUES($1,$2,$3,$4,$5,$6,"
+       "$7,$8) ON CONFLICT(id) DO UPDATE SET backend=$2, tag=$3, "
+       "created_ms=$4, total=$5, state=$6, finished_ms=$7, owner=$8"},
+      {"remove_job", "DELETE FROM revoke_jobs WHERE id = $1"},
+      {"load_jobs", std::string{"SELECT "} + job_columns
+                      + " FROM revoke_jobs ORDER BY created_ms, id"},
+      {"get", "SELECT " + cols + " FROM leases WHERE id = $1"},
+      {"load", "SELECT " + cols
+                 + " FROM leases WHERE id > $1 ORDER BY id "
+                   "LIMIT $2"},
+      {"list", "SELECT " + cols
+                 + " FROM leases WHERE id > $1 AND ("
+                   // The filter's windows (lease_filter::max_windows).
+                   "(state = $5 AND expires_ms BETWEEN $6 AND $7) "
+                   "OR (state = $8 AND expires_ms BETWEEN $9 AND $10) "
+                   "OR (state = $11 AND expires_ms BETWEEN $12 AND $13) "
+                   "OR (state = $14 AND expires_ms BETWEEN $15 AND $16)) "
+                   "AND ($2 = '' OR backend = $2) "
+                   "AND ($3 = '' OR tags ? $3) "
+                   "ORDER BY id LIMIT $4"},
+    };
+    for (auto& st : shared_statements())
+      list.push_back(std::move(st));
+    return list;
+  }();
   return all;
 }
 
@@ -254,10 +342,124 @@ caf::expected<std::string> read_password(const std::string& path) {
   return line;
 }
 
-class postgres_backend : public storage_backend {
+class postgres_backend : public storage_backend, public shared_storage {
 public:
   ~postgres_backend() override {
+    // Gone for good: the others may take our claims at once.
+    if (conn_ && !broken_) {
+      deadline_ = std::chrono::steady_clock::now() + std::chrono::seconds{2};
+      params p;
+      p.add(instance_);
+      exec_prepared("forget_instances", p);
+    }
     close();
+  }
+
+  shared_storage* shared() override {
+    return this;
+  }
+
+  const std::string& instance() const override {
+    return instance_;
+  }
+
+  caf::expected<std::vector<lease>>
+  claim_due(const std::vector<std::string>& ids, int64_t now_ms) override {
+    params p;
+    p.add(text_array(ids)).add(now_ms).add(instance_);
+    return claim("claim_due", p);
+  }
+
+  caf::expected<lease> claim_live(const std::string& id,
+                                  int64_t now_ms) override {
+    params p;
+    p.add(id).add(now_ms).add(instance_);
+    return one_lease(claim("claim_live", p), id);
+  }
+
+  caf::expected<std::vector<lease>>
+  claim_matching(const revoke_job& job, const orphan_query& q) override {
+    params p;
+    p.add(job.backend)
+      .add(job.tag)
+      .add(job.created_ms)
+      .add(q.now_ms)
+      .add(q.dead_after_ms)
+      .add(instance_);
+    return claim("claim_matching", p);
+  }
+
+  caf::expected<orphan_work> claim_orphans(const orphan_query& q) override {
+    if (auto err = ensure_connected())
+      return err;
+    if (auto err = heartbeat())
+      return check_connection(std::move(err));
+    orphan_work work;
+    auto jobs = q.take_dead ? claim_jobs(q.dead_after_ms)
+                            : std::vector<revoke_job>{};
+    if (!jobs)
+      return std::move(jobs.error());
+    for (auto& job : *jobs) {
+      auto covered = claim_matching(job, q);
+      if (!covered)
+        return std::move(covered.error());
+      append(work.leases, std::move(*covered));
+    }
+    work.jobs = std::move(*jobs);
+    params due;
+    due.add(q.now_ms).add(static_cast<int64_t>(q.max)).add(instance_);
+    auto found = claim("claim_due_any", due);
+    if (!found)
+      return std::move(found.error());
+    append(work.leases, std::move(*found));
+    if (!q.take_dead)
+      return work;
+    params orphaned;
+    orphaned.add(q.dead_after_ms)
+      .add(static_cast<int64_t>(q.max))
+      .add(instance_);
+    found = claim("claim_orphaned", orphaned);
+    if (!found)
+      return std::move(found.error());
+    append(work.leases, std::move(*found));
+    return work;
+  }
+
+  caf::expected<lease> renew_live(const live_update& u) override {
+    params p;
+    p.add(u.id).add(u.ttl_ms).add(u.expires_ms).add(u.now_ms);
+    return one_lease(claim("renew_live", p), u.id);
+  }
+
+  caf::expected<lease> swap_live(const live_update& u) override {
+    params p;
+    p.add(u.id)
+      .add(u.old_value)
+      .add(u.new_value)
+      .add(u.meta)
+      .add(u.now_ms)
+      .add(u.max_ttl_ms);
+    auto swapped = claim("swap_live", p);
+    if (swapped && swapped->empty())
+      return make_error(ec::invalid_token,
+                        "the token is not a live one-time token");
+    return one_lease(std::move(swapped), u.id);
+  }
+
+  caf::expected<std::vector<stored_count>> count(int64_t now_ms) override {
+    if (auto err = ensure_connected())
+      return err;
+    params p;
+    p.add(now_ms);
+    auto r = exec_prepared("count", p);
+    if (!r.ok())
+      return check_connection(fail("cannot count leases"));
+    std::vector<stored_count> counts;
+    for (int i = 0; i < PQntuples(r.res); ++i)
+      counts.push_back({r.text(i, 0), static_cast<uint64_t>(r.number(i, 1)),
+                        static_cast<uint64_t>(r.number(i, 2)),
+                        static_cast<uint64_t>(r.number(i, 3))});
+    return counts;
   }
 
   caf::error open(const std::string& conninfo,
@@ -316,7 +518,13 @@ public:
     if (auto err = ensure_connected())
       return err;
     params p;
-    auto r = exec_prepared("load_jobs", p);
+    return read_jobs("load_jobs", p);
+  }
+
+  /// The jobs a prepared statement returns.
+  caf::expected<std::vector<revoke_job>> read_jobs(const char* name,
+                                                   params& p) {
+    auto r = exec_prepared(name, p);
     if (!r.ok())
       return check_connection(fail("cannot read revoke jobs"));
     std::vector<revoke_job> jobs;
@@ -434,60 +642,21 @@ private:
     where_ = "'" + std::string{PQdb(conn_)} + "' on " + PQhost(conn_) + ":"
              + PQport(conn_);
     // The server's keepalives end our session soon after a network loss,
-    // so that it does not hold the instance lock for hours.
+    // so that it does not hold row locks for hours.
     auto err = exec(std::string{"SET statement_timeout = "}
                     + statement_timeout_ms
                     + "; SET tcp_keepalives_idle = 5; "
                       "SET tcp_keepalives_interval = 1; "
                       "SET tcp_keepalives_count = 3");
     if (!err)
-      err = lock_instance();
-    if (!err)
       err = create_schema();
     if (!err)
       err = prepare_statements();
+    if (!err)
+      err = heartbeat();
     if (err)
       close();
     return err;
-  }
-
-  /// The session lock that keeps a second tlmd out; PostgreSQL drops it
-  /// with the session, also when this process dies.
-  caf::error lock_instance() {
-    auto locked = try_lock();
-    if (!locked)
-      return locked.error();
-    // After a hang or a network loss our previous session may live on at
-    // the server, holding the lock: end exactly that one (same pid and
-    // start time) and try again.
-    if (!*locked && !session_.empty()) {
-      query("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
-            "WHERE (pid, backend_start::text) = ("
-            + session_ + ")");
-      locked = try_lock();
-      if (!locked)
-        return locked.error();
-    }
-    if (!*locked)
-      return make_error(ec::storage_error,
-                        "the PostgreSQL database " + where_
-                          + " is in use by another tlmd (one instance per "
-                            "database is supported; it holds advisory lock "
-                          + std::to_string(instance_lock_key) + ")");
-    auto me = query("SELECT pid, backend_start::text FROM pg_stat_activity "
-                    "WHERE pid = pg_backend_pid()");
-    if (!me.ok() || PQntuples(me.res) != 1)
-      return fail("cannot read our session");
-    session_ = me.text(0, 0) + ", '" + me.text(0, 1) + "'";
-    return caf::none;
-  }
-
-  caf::expected<bool> try_lock() {
-    auto r = query("SELECT pg_try_advisory_lock("
-                   + std::to_string(instance_lock_key) + ")");
-    if (!r.ok() || PQntuples(r.res) != 1)
-      return fail("cannot lock the database");
-    return r.text(0, 0) == "t";
   }
 
   /// Creates or upgrades the schema in one transaction, under a lock that
@@ -647,6 +816,7 @@ private:
       case storage_write::save:
         name = "save";
         p = lease_params(w.record);
+        p.add(instance_);
         break;
       case storage_write::remove:
         name = "remove";
@@ -660,7 +830,8 @@ private:
           .add(w.job.created_ms)
           .add(static_cast<int64_t>(w.job.total))
           .add(to_string(w.job.state))
-          .add(w.job.finished_ms);
+          .add(w.job.finished_ms)
+          .add(instance_);
         break;
       case storage_write::remove_job:
         name = "remove_job";
@@ -767,15 +938,70 @@ private:
     return check_connection(std::move(rows));
   }
 
+  // -- shared use
+  // --------------------------------------------------------------
+
+  caf::error heartbeat() {
+    params p;
+    p.add(instance_);
+    if (!exec_prepared("heartbeat", p).ok())
+      return fail("cannot say this instance is alive");
+    return caf::none;
+  }
+
+  caf::expected<std::vector<revoke_job>> claim_jobs(int64_t dead_after_ms) {
+    params p;
+    p.add(dead_after_ms).add(instance_);
+    return read_jobs("claim_jobs", p);
+  }
+
+  /// The leases a claiming (or conditional) statement returns: every one,
+  /// as claimed work must not be cut at a page bound.
+  caf::expected<std::vector<lease>> claim(const char* name, params& p) {
+    bool cut = false;
+    return query_leases(name, p, SIZE_MAX, cut);
+  }
+
+  static caf::expected<lease> one_lease(caf::expected<std::vector<lease>> rows,
+                                        const std::string& id) {
+    if (!rows)
+      return std::move(rows.error());
+    if (rows->empty())
+      return make_error(ec::not_found, "no live lease has the id '" + id + "'");
+    return std::move(rows->front());
+  }
+
+  static void append(std::vector<lease>& to, std::vector<lease> more) {
+    to.insert(to.end(), std::make_move_iterator(more.begin()),
+              std::make_move_iterator(more.end()));
+  }
+
+  /// A PostgreSQL text[] literal; lease ids need no escaping, but a quote
+  /// or backslash would be escaped all the same.
+  static std::string text_array(const std::vector<std::string>& items) {
+    std::string out = "{";
+    for (auto& item : items) {
+      if (out.size() > 1)
+        out += ',';
+      out += '"';
+      for (char c : item) {
+        if (c == '"' || c == '\\')
+          out += '\\';
+        out += c;
+      }
+      out += '"';
+    }
+    return out + "}";
+  }
+
   std::string conninfo_;
   std::string password_;
   /// The database and server, for messages (never the password).
   std::string where_;
   bool created_ = false;
   PGconn* conn_ = nullptr;
-  /// Our last session at the server, `pid, 'backend_start'`, so that a
-  /// reconnect can end it if it lives on.
-  std::string session_;
+  /// Our id among the instances sharing the database.
+  std::string instance_ = random_id(9);
   /// Set when a wait failed or timed out: the connection is dropped at the
   /// end of the call.
   bool broken_ = false;

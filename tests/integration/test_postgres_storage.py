@@ -1,6 +1,6 @@
 """tlmd on the postgres storage backend, against a real PostgreSQL 15 (one
 cluster for the module, a new database per test): leases are kept across
-restarts and expire, a second tlmd on the same database is refused, a
+restarts and expire, a second tlmd on the same database shares it, a
 start with a bad connection string, an unreachable server or a wrong
 password stops with a clear message that shows no password, an outage
 of PostgreSQL fails requests with storage_error until it is back (a lease
@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from tlmd_harness import READY_RE, assert_failure, assert_success, wait_until
+from tlmd_harness import READY_RE, assert_failure, assert_success, parse_ts, wait_until
 
 
 @pytest.fixture
@@ -93,17 +93,19 @@ def test_a_short_lease_expires_and_leaves_the_database(tlmd_factory, pg, databas
     api.close()
 
 
-def test_a_second_tlmd_on_the_same_database_is_refused(tlmd_factory, pg, database,
-                                                       password_file):
+def test_a_second_tlmd_on_the_same_database_shares_it(tlmd_factory, pg, database,
+                                                      password_file):
+    # Several instances are the point of PostgreSQL storage (the rest is in
+    # test_multi_instance.py): the second one starts and serves the first's
+    # leases, also after the first has stopped.
     first = pg_tlmd(tlmd_factory, pg, database, password_file)
     lease = first.api("tcp").create(ttl=600000)
-    second = pg_tlmd(tlmd_factory, pg, database, password_file, start=False)
-    rc, log = second.start_expect_failure()
-    assert rc != 0
-    assert f"'{database}'" in log and "in use by another tlmd" in log, log
+    second = pg_tlmd(tlmd_factory, pg, database, password_file)
+    assert "shared storage: this is instance" in second.read_log()
+    assert second.api("tcp").get(lease["id"])["lease"] == lease
     first.stop()
-    second.start()
     assert_success(second.api("tcp").get(lease["id"]))
+    assert pg.sql("SELECT count(*) FROM instances", db=database).strip() == "1"
 
 
 def write_config(tmp_path, **keys):
@@ -187,16 +189,18 @@ def test_an_outage_fails_requests_until_postgres_is_back(tlmd_factory,
     assert health["status"] == "degraded", health
     assert health["storage"]["status"] == "failing", health
     assert health["storage"]["last_error"], health
-    # Served from memory meanwhile; nothing acknowledged is lost.
-    assert_success(api.get(kept["id"]))
-    # A lease that expires during the outage is gone at the API...
-    wait_until(lambda: api.get(short["id"]).get("error") == "not_found", timeout=15,
-               what="the short lease to expire during the outage")
+    # The database is the truth (another instance may have revoked it), so
+    # a read fails too, at once, rather than answer from a stale copy.
+    assert_failure(api.get(kept["id"]), "storage_error")
+    # A lease expires during the outage...
+    time.sleep(max(0.0, parse_ts(short["expires"]) / 1000 - time.time()) + 0.5)
     pg.start()
     after = api.create(ttl=600000)
-    # ... and its row goes once PostgreSQL is back.
+    assert_success(api.get(kept["id"]))
+    # ... and is revoked, its row gone, once PostgreSQL is back.
     wait_until(lambda: stored_ids(pg, database) == {kept["id"], after["id"]},
                timeout=30, what="the expired lease's row to be removed after the outage")
+    assert_failure(api.get(short["id"]), "not_found")
     health = assert_success(api.call({"action": "health"}))
     assert health["storage"] == {"status": "ok"}, health
     assert d.alive()

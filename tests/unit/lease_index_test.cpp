@@ -95,6 +95,7 @@ TEST_CASE("replacing a record keeps its phase and counts") {
 
 TEST_CASE("the stored state of each phase") {
   CHECK(stored_state(lease_phase::active) == record_state::active);
+  CHECK(stored_state(lease_phase::claiming) == record_state::active);
   CHECK(stored_state(lease_phase::queued) == record_state::revoking);
   CHECK(stored_state(lease_phase::revoking) == record_state::revoking);
   CHECK(stored_state(lease_phase::retry_wait) == record_state::revoking);
