@@ -25,7 +25,7 @@ import time
 
 import pytest
 
-from tlmd_harness import TcpClient, assert_success, wait_until  # noqa: F401
+from tlmd_harness import TcpClient, assert_success
 
 
 # ---------------------------------------------------------------------------
@@ -135,23 +135,25 @@ def _socket_inodes(pid):
     return inodes
 
 
-def _inode_of_local_port(port):
-    """The inode of the IPv4 TCP socket bound to 127.0.0.1:port (a client
-    end), or None."""
+def _inode_of_connection(port, server_port):
+    """The inode of the established IPv4 TCP socket 127.0.0.1:port ->
+    127.0.0.1:server_port (a client end), or None.  (Closed connections
+    that used the same port linger in TIME_WAIT, with inode 0.)"""
     local = f"0100007F:{port:04X}"
+    remote = f"0100007F:{server_port:04X}"
     with open("/proc/net/tcp") as f:
         next(f)
         for line in f:
             fields = line.split()
-            if fields[1] == local:
+            if fields[1] == local and fields[2] == remote and fields[9] != "0":
                 return fields[9]
     return None
 
 
-def owner_of_client_port(port, processes):
+def owner_of_connection(port, server_port, processes):
     """The name of the process (processes: {name: pid}) that holds the
-    client socket 127.0.0.1:port, or None."""
-    inode = _inode_of_local_port(port)
+    client end 127.0.0.1:port of a connection to server_port, or None."""
+    inode = _inode_of_connection(port, server_port)
     if inode is None:
         return None
     for name, pid in processes.items():
@@ -171,7 +173,18 @@ class RespLog:
     [args as str])``.  The instance is the tlmd (``watch(name, tlmd)``)
     whose process owns the connection's client end, found when the
     connection is accepted.  Passwords in AUTH and ACL SETUSER are
-    replaced with '***'."""
+    replaced with '***'.
+
+    Faults for one instance's connections (to make it die with work
+    under way):
+
+    * ``hold_commands(name, prefix)``: a command of that instance that
+      starts with prefix (e.g. ``("ACL", "DELUSER")``), and everything
+      after it on its connection, is kept back and never reaches Redis
+      (recorded with ``held=True``, left out of ``deletions()``);
+    * ``hold_replies(name)``: Redis carries out the instance's commands,
+      but their replies are kept back.
+    """
 
     def __init__(self, port, host="127.0.0.1"):
         self.target = (host, port)
@@ -179,14 +192,32 @@ class RespLog:
         self.port = self.sock.getsockname()[1]
         self.lock = threading.Lock()
         self.commands = []
+        self.held = []
         self.watched = {}
         self.connections = []
+        self.hold_prefix = {}         # instance -> command prefix (upper case)
+        self.replies_held = set()     # instances
         self.closed = False
         threading.Thread(target=self._accept, daemon=True,
                          name="resp-log-accept").start()
 
     def watch(self, name, tlmd):
         self.watched[name] = tlmd
+
+    def hold_commands(self, name, prefix):
+        with self.lock:
+            self.hold_prefix[name] = [w.upper() for w in prefix]
+
+    def hold_replies(self, name):
+        with self.lock:
+            self.replies_held.add(name)
+
+    def release(self):
+        """Stops holding for the connections accepted from now on (what
+        was held stays held)."""
+        with self.lock:
+            self.hold_prefix.clear()
+            self.replies_held.clear()
 
     def _pids(self):
         return {name: (d.proc.pid if d.proc is not None and d.proc.poll() is None
@@ -198,85 +229,98 @@ class RespLog:
                 client, addr = self.sock.accept()
             except OSError:
                 return
-            owner = owner_of_client_port(addr[1], self._pids())
+            owner = owner_of_connection(addr[1], self.port, self._pids())
             try:
                 server = socket.create_connection(self.target, timeout=5)
                 server.settimeout(None)
             except OSError:
                 client.close()
                 continue
-            for s in (client, server):
-                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for sk in (client, server):
+                sk.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self.lock:
                 self.connections += [client, server]
             threading.Thread(target=self._upstream, args=(client, server, owner),
                              daemon=True).start()
-            threading.Thread(target=self._downstream, args=(server, client),
+            threading.Thread(target=self._downstream, args=(server, client, owner),
                              daemon=True).start()
 
+    @staticmethod
+    def _shutdown(*socks):
+        for sk in socks:
+            try:
+                sk.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     def _upstream(self, src, dst, owner):
-        buf = b""
+        buf, parsing, holding = b"", True, False
         try:
             while True:
                 data = src.recv(65536)
                 if not data:
                     break
-                if buf is not None:
+                if not parsing:
+                    if not holding:
+                        dst.sendall(data)
+                    continue
+                buf += data
+                while True:
                     try:
-                        buf = self._parse(buf + data, owner)
+                        cmd, raw, buf = _parse_resp_command(buf)
                     except Exception as e:   # never break the relay
                         with self.lock:
                             self.commands.append((time.time(), owner,
                                                   ["<unparsed>", repr(e)]))
-                        buf = None
-                dst.sendall(data)
+                        parsing = False
+                        if not holding:
+                            dst.sendall(buf)
+                        buf = b""
+                        break
+                    if cmd is None:
+                        break
+                    words = _redacted([w.decode("utf-8", "replace") for w in cmd])
+                    with self.lock:
+                        prefix = self.hold_prefix.get(owner)
+                        if prefix and [w.upper() for w in words[:len(prefix)]] == prefix:
+                            holding = True
+                        if holding:
+                            self.held.append((time.time(), owner, words))
+                        else:
+                            self.commands.append((time.time(), owner, words))
+                    if not holding:
+                        dst.sendall(raw)
         except OSError:
             pass
         finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            self._shutdown(src, dst)
 
-    def _downstream(self, src, dst):
+    def _downstream(self, src, dst, owner):
         try:
             while True:
                 data = src.recv(65536)
                 if not data:
                     break
-                dst.sendall(data)
+                with self.lock:
+                    holding = owner in self.replies_held
+                if not holding:
+                    dst.sendall(data)
         except OSError:
             pass
         finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def _parse(self, buf, owner):
-        """Takes every complete command off buf; returns the rest."""
-        while True:
-            cmd, rest = _parse_resp_command(buf)
-            if cmd is None:
-                return buf
-            buf = rest
-            words = [w.decode("utf-8", "replace") for w in cmd]
-            upper = [w.upper() for w in words]
-            if upper[:1] == ["AUTH"]:
-                words = [words[0]] + ["***"] * (len(words) - 1)
-            elif upper[:2] == ["ACL", "SETUSER"]:
-                words = [w if not w.startswith(">") else ">***" for w in words]
-            with self.lock:
-                self.commands.append((time.time(), owner, words))
+            self._shutdown(src, dst)
 
     def log(self):
         with self.lock:
             return list(self.commands)
 
+    def held_commands(self):
+        with self.lock:
+            return list(self.held)
+
     def deletions(self):
-        """{user: [(time, instance), ...]} of every ACL DELUSER sent."""
+        """{user: [(time, instance), ...]} of every ACL DELUSER sent on to
+        Redis."""
         out = {}
         for t, owner, words in self.log():
             if [w.upper() for w in words[:2]] == ["ACL", "DELUSER"]:
@@ -288,42 +332,49 @@ class RespLog:
         self.closed = True
         self.sock.close()
         with self.lock:
-            for s in self.connections:
+            for sk in self.connections:
                 try:
-                    s.close()
+                    sk.close()
                 except OSError:
                     pass
 
 
+def _redacted(words):
+    upper = [w.upper() for w in words]
+    if upper[:1] == ["AUTH"]:
+        return [words[0]] + ["***"] * (len(words) - 1)
+    if upper[:2] == ["ACL", "SETUSER"]:
+        return [w if not w.startswith(">") else ">***" for w in words]
+    return words
+
+
 def _parse_resp_command(buf):
-    """(list of bytes, rest) for the first complete RESP array of bulk
-    strings in buf, or (None, buf).  An inline command (a line of words)
-    is parsed too."""
+    """(list of bytes, its raw bytes, rest) for the first complete command
+    in buf (a RESP array of bulk strings, or an inline line of words), or
+    (None, b"", buf)."""
     if not buf:
-        return None, buf
-    if buf[:1] != b"*":
-        end = buf.find(b"\r\n")
-        if end < 0:
-            return None, buf
-        return buf[:end].split(), buf[end + 2:]
+        return None, b"", buf
     end = buf.find(b"\r\n")
     if end < 0:
-        return None, buf
+        return None, b"", buf
+    if buf[:1] != b"*":
+        return buf[:end].split(), buf[:end + 2], buf[end + 2:]
     n = int(buf[1:end])
     pos = end + 2
     words = []
     for _ in range(max(n, 0)):
         end = buf.find(b"\r\n", pos)
         if end < 0:
-            return None, buf
-        assert buf[pos:pos + 1] == b"$", f"not a bulk string in a command: {buf[pos:pos + 20]!r}"
+            return None, b"", buf
+        if buf[pos:pos + 1] != b"$":
+            raise ValueError(f"not a bulk string in a command: {buf[pos:pos + 20]!r}")
         length = int(buf[pos + 1:end])
         start = end + 2
         if len(buf) < start + length + 2:
-            return None, buf
+            return None, b"", buf
         words.append(buf[start:start + length])
         pos = start + length + 2
-    return words, buf[pos:]
+    return words, buf[:pos], buf[pos:]
 
 
 # ---------------------------------------------------------------------------

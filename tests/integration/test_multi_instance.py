@@ -254,18 +254,25 @@ def test_exchange_is_atomic_across_instances(tlmd_factory, pg, database, passwor
 WAVE = 150
 WAVE_TTL_MS = (1000, 3000)
 KEEP = 5
+#: A is killed this long after the first lease of the wave expired; for
+#: the last HOLD_MS before, its revocations never reach Redis
+KILL_AFTER_FIRST_MS = 500
+HOLD_MS = 300
 
 
 def test_expiry_wave_with_a_killed_instance(tlmd_factory, pg, database, password_file,
                                             redis_env, tmp_path):
     """150 redis_acl leases (ttl 1 to 3 s) made at three instances, 50
-    each; A is SIGKILLed 0.4 s after the first of them expired.  Every
-    user must be deleted at Redis (the relay's log of ACL DELUSER, checked
-    against ACL USERS) no sooner than its lease's expires and at most 5 s
-    after it, also the ones of A's leases that were due after A died.  Each
-    user is deleted once: two deletions are allowed only when the first
-    was A's, sent before it died (its removal from the database may not
-    have happened).  Five long leases made at A are not touched."""
+    each.  A is SIGKILLed 0.5 s after the first of them expired; for the
+    0.3 s before, the relay kept its ACL DELUSERs from Redis, so it dies
+    with revocations claimed and not done (five of its leases come due in
+    that window).  Every user must be deleted at Redis (the relay's log of
+    ACL DELUSER, checked against ACL USERS) no sooner than its lease's
+    expires and at most 5 s after it: the ones A was revoking, and A's
+    leases due after it died, too.  Each user is deleted once: two
+    deletions are allowed only when the first was A's, sent before it died
+    (its removal from the database may not have happened).  Five long
+    leases made at A are not touched."""
     srv = redis_env.srv
     relay = RespLog(srv.port)
     try:
@@ -290,6 +297,10 @@ def test_expiry_wave_with_a_killed_instance(tlmd_factory, pg, database, password
             replies[k] = pipelined(ds[k], reqs, window=16)
 
         rng_ttls = [[rng.randint(*WAVE_TTL_MS) for _ in range(WAVE // 3)] for _ in ds]
+        # the first lease of the wave (B's) and five of A's that come due
+        # while A's revocations are held back, just before it dies
+        rng_ttls[1][0] = WAVE_TTL_MS[0]
+        rng_ttls[0][:5] = [WAVE_TTL_MS[0] + KILL_AFTER_FIRST_MS - HOLD_MS // 2] * 5
         threads = [threading.Thread(target=create_at, args=(k,)) for k in range(len(ds))]
         t0 = time.monotonic()
         for t in threads:
@@ -309,13 +320,19 @@ def test_expiry_wave_with_a_killed_instance(tlmd_factory, pg, database, password
         first = min(e for _, e, _ in made.values())
         last = max(e for _, e, _ in made.values())
 
-        # A dies during the wave
-        sleep_until_ms(first + 400)
+        # A dies during the wave, with revocations under way: for its last
+        # HOLD_MS its ACL DELUSERs never reach Redis
+        sleep_until_ms(first + KILL_AFTER_FIRST_MS - HOLD_MS)
+        relay.hold_commands("A", ("ACL", "DELUSER"))
+        time.sleep(HOLD_MS / 1000)
         a.stop(signal.SIGKILL)
         t_kill = time.time()
         due_after_kill = {u for u, (who, e, _) in made.items()
                           if who == "A" and e / 1000 > t_kill}
         assert due_after_kill, "A had no lease left to take over"
+        claimed_by_a = {w for _, _, words in relay.held_commands()
+                        for w in words[2:]} & set(made)
+        assert claimed_by_a, "A had no revocation under way when it died"
 
         # every user of the wave goes (polled at Redis itself)
         def wave_gone():
@@ -328,7 +345,7 @@ def test_expiry_wave_with_a_killed_instance(tlmd_factory, pg, database, password
         deletions = relay.deletions()
 
         late, early, doubles, problems = [], [], [], []
-        lag_after_kill, lag_normal = [], []
+        lag_after_kill, lag_normal, lag_claimed = [], [], []
         for user, (who, expires, lease) in made.items():
             dels = sorted(deletions.get(user, []))
             assert dels, f"no ACL DELUSER was sent for {user} (made at {who})"
@@ -339,7 +356,12 @@ def test_expiry_wave_with_a_killed_instance(tlmd_factory, pg, database, password
                 late.append((user, who, round(lag, 3), owners))
             if lag < -CLOCK_SLACK_S:
                 early.append((user, who, round(lag, 3), owners))
-            (lag_after_kill if user in due_after_kill else lag_normal).append(lag)
+            if user in due_after_kill:
+                lag_after_kill.append(lag)
+            elif expires / 1000 <= t_kill < dels[0][0]:
+                lag_claimed.append(lag)   # due while A lived, revoked after
+            else:
+                lag_normal.append(lag)
             by_a = [t for t, o in dels if o == "A"]
             by_survivors = [t for t, o in dels if o != "A"]
             if len(dels) > 1:
@@ -351,9 +373,12 @@ def test_expiry_wave_with_a_killed_instance(tlmd_factory, pg, database, password
                                              for t, o in dels]))
         print(f"wave: {WAVE} leases made in {created_s:.2f} s, A killed "
               f"{t_kill - first / 1000:.2f} s after the first expiry with "
-              f"{len(due_after_kill)} of its leases still due; revocation after "
-              f"expires: max {max(lag_normal):.3f} s (not taken over), max "
-              f"{max(lag_after_kill):.3f} s (A's, taken over); "
+              f"{len(due_after_kill)} of its leases still due and "
+              f"{len(claimed_by_a)} revocations held back; revocation after "
+              f"expires: max {max(lag_normal):.3f} s (before A died), max "
+              f"{max(lag_after_kill):.3f} s (A's, due after it died), max "
+              f"{max(lag_claimed or [0]):.3f} s ({len(lag_claimed)} due before A "
+              f"died, revoked after); "
               f"{len(doubles)} users deleted twice")
         assert not early, f"users deleted before their lease expired: {early[:5]}"
         assert not late, (f"{len(late)} users deleted more than {REVOKE_BOUND_S} s "
@@ -429,25 +454,40 @@ class CreateLoad:
 
 
 def test_create_burst_with_a_killed_instance(tlmd_factory, pg, database, password_file,
-                                             redis_env, tmp_path):
-    """Creates pipelined at A and B; A is SIGKILLed 0.5 s in, B's load goes
-    on for 0.5 s more.  Every acknowledged lease, made at either, is
-    readable at B with its value, and its user exists.  A's unfinished
-    creates (intent records) are reconciled by B: within the deadline every
-    tlm_ user at Redis belongs to a lease that B serves, and every redis
-    lease B lists has its user.  (Flags --shared-poll-ms and
-    --instance-timeout-ms given with their defaults.)"""
+                                             redis_env, tmp_path, request):
+    """Creates pipelined at A and B.  0.4 s in, the relay in front of Redis
+    keeps back Redis's replies to A, so A's creates under way make their
+    users but never hear of it; 0.15 s later A is SIGKILLed, and B's load
+    goes on for 0.5 s more.  Every acknowledged lease, made at either, is
+    readable at B with its value, and its user exists.  Right after the
+    kill some users have no lease (A's unfinished creates, its intent
+    records); B reconciles them: within the deadline every tlm_ user at
+    Redis belongs to a lease that B serves, every redis lease B lists has
+    its user, and each orphan was deleted once.  (Flags --shared-poll-ms
+    and --instance-timeout-ms given with their defaults.)"""
     srv = redis_env.srv
-    cfg = write_tlmd_config(tmp_path, {"redis": redis_env.settings(timeout_ms=1000)},
+    relay = RespLog(srv.port)
+    request.addfinalizer(relay.close)
+    cfg = write_tlmd_config(tmp_path, {"redis": redis_env.settings(port=relay.port,
+                                                                   timeout_ms=1000)},
                             **FAST_RETRIES)
     a, b = start_instances(tlmd_factory, 2, storage_of(pg, database), password_file,
                            config=cfg, args=["--shared-poll-ms", "1000",
                                              "--instance-timeout-ms", "3000"])
+    for d in (a, b):
+        relay.watch(d.name, d)
     load_a = CreateLoad(a, connections=3).start()
     load_b = CreateLoad(b, connections=2).start()
-    time.sleep(0.5)
+    time.sleep(0.4)
+    relay.hold_replies("A")
+    time.sleep(0.15)
     a.stop(signal.SIGKILL)
     t_kill = time.monotonic()
+    # users without a lease now: A's creates that Redis carried out and A
+    # never heard of (and B's creates under way)
+    users = sorted(tlm_users(srv))
+    orphans = [u for u, r in zip(users, gets(b, [u[len("tlm_"):] for u in users]))
+               if r.get("error") == "not_found"]
     time.sleep(0.5)
     load_a.join()
     load_b.join()
@@ -494,12 +534,21 @@ def test_create_burst_with_a_killed_instance(tlmd_factory, pg, database, passwor
                              f"(e.g. {state['orphans'][:3]}), "
                              f"{len(state['without_user'])} leases without a user; "
                              f"{state['users']} users, {state['listed']} listed") from None
+    orphans = set(orphans) - tlm_users(srv)      # not B's creates under way
     print(f"reconciled {time.monotonic() - t_kill:.1f} s after the kill: "
+          f"{len(orphans)} users of A's unfinished creates deleted, now "
           f"{state['users']} users, each with a lease "
           f"({state['users'] - len(acked)} of creates never acknowledged)")
+    assert orphans, "A died without a create under way at Redis (test premise)"
     time.sleep(1.0)
     assert settled(), f"not settled any more: {state}"
     assert health_of(b)["leases"] == state["users"]
+    deletions = relay.deletions()
+    for user in orphans:
+        assert [o for _, o in deletions.get(user, [])] == ["B"], \
+            f"orphan {user} deleted {deletions.get(user)}"
+    unexpected = set(deletions) - orphans
+    assert not unexpected, f"users deleted that had a lease: {sorted(unexpected)[:5]}"
 
 
 # ---------------------------------------------------------------------------
