@@ -28,7 +28,9 @@ Covered:
    both come up, exactly one made the schema, leases work at both;
 7. a revoke_prefix job started at A (its backend failing the revocations),
    A SIGKILLed right after: B finishes the job, every matching lease is
-   revoked at the backend once, and ``job`` at B says done.
+   revoked at the backend once, and ``job`` at B says done;
+8. an instance stopped with SIGTERM: another revokes its leases, each
+   once, within the bound.
 
 Timing asserts are only the issue's bounds (5 s after ``expires`` for a
 revocation, also after a takeover) and deadlines of polls.  About 60 s.
@@ -463,8 +465,9 @@ def test_create_burst_with_a_killed_instance(tlmd_factory, pg, database, passwor
     kill some users have no lease (A's unfinished creates, its intent
     records); B reconciles them: within the deadline every tlm_ user at
     Redis belongs to a lease that B serves, every redis lease B lists has
-    its user, and each orphan was deleted once.  (Flags --shared-poll-ms
-    and --instance-timeout-ms given with their defaults.)"""
+    its user, and each orphan was deleted once.  A started again serves
+    every lease.  (Flags --shared-poll-ms and --instance-timeout-ms given
+    with their defaults.)"""
     srv = redis_env.srv
     relay = RespLog(srv.port)
     request.addfinalizer(relay.close)
@@ -549,6 +552,12 @@ def test_create_burst_with_a_killed_instance(tlmd_factory, pg, database, passwor
             f"orphan {user} deleted {deletions.get(user)}"
     unexpected = set(deletions) - orphans
     assert not unexpected, f"users deleted that had a lease: {sorted(unexpected)[:5]}"
+    # A, started again, serves every lease, its own from before the kill too
+    relay.release()
+    a.start()
+    for lease, r in zip(acked, gets(a, [x["id"] for x in acked])):
+        assert assert_success(r)["lease"]["value"] == lease["value"]
+    assert health_of(a)["leases"] == health_of(b)["leases"] == state["users"]
 
 
 # ---------------------------------------------------------------------------
@@ -806,3 +815,53 @@ def test_a_dead_instances_revoke_job_is_finished(tlmd_factory, pg, database,
         assert assert_success(B.get(lease["id"]))["lease"]["value"] == lease["value"]
     assert health_of(b)["leases"] == len(kept) + 1
     B.close()
+
+
+# ---------------------------------------------------------------------------
+# 8. an instance stopped with SIGTERM hands its leases over
+# ---------------------------------------------------------------------------
+
+def test_a_stopped_instance_hands_its_leases_over(tlmd_factory, pg, database,
+                                                  password_file, redis_env, tmp_path,
+                                                  request):
+    """30 redis_acl leases (ttl 1 to 2.5 s) made at A; A is stopped with
+    SIGTERM right away and exits 0.  B revokes every one of them, once
+    (the relay's count of ACL DELUSER), never before its expires and at
+    most 5 s after it."""
+    srv = redis_env.srv
+    relay = RespLog(srv.port)
+    request.addfinalizer(relay.close)
+    cfg = write_tlmd_config(tmp_path, {"redis": redis_env.settings(port=relay.port)},
+                            **FAST_RETRIES)
+    a, b = start_instances(tlmd_factory, 2, storage_of(pg, database), password_file,
+                           config=cfg)
+    for d in (a, b):
+        relay.watch(d.name, d)
+    rng = random.Random(8)
+    made = {}
+    for r in pipelined(a, [{"action": "create", "backend": "redis",
+                            "options": {"ttl": rng.randint(1000, 2500)}}
+                           for _ in range(30)], window=8):
+        lease = assert_success(r)["lease"]
+        made[lease["backend_id"]] = parse_ts(lease["expires"])
+    assert a.stop() == 0, "A did not exit 0 on SIGTERM"
+    t_stop = time.time()
+    wait_until(lambda: not (tlm_users(srv) & set(made)),
+               timeout=max(made.values()) / 1000 - time.time() + REVOKE_BOUND_S + 2,
+               interval=0.05, what="every user of A's leases to be deleted")
+    time.sleep(0.3)
+    deletions = relay.deletions()
+    lags = []
+    for user, expires in made.items():
+        dels = deletions.get(user, [])
+        assert len(dels) == 1, f"{user}: deleted {len(dels)} times: {dels}"
+        t, owner = dels[0]
+        assert owner == ("A" if t <= t_stop else "B"), dels
+        lag = t - expires / 1000
+        assert -CLOCK_SLACK_S <= lag <= REVOKE_BOUND_S, \
+            f"{user} deleted {lag:.3f} s after its expires"
+        lags.append(lag)
+    print(f"after SIGTERM at A: {sum(1 for u in made if deletions[u][0][1] == 'B')} of "
+          f"{len(made)} leases revoked by B, at most {max(lags):.3f} s after expires")
+    assert health_of(b)["leases"] == 0
+    assert stored_ids(pg, database) == set()
