@@ -30,10 +30,13 @@ Covered:
    A SIGKILLed right after: B finishes the job, every matching lease is
    revoked at the backend once, and ``job`` at B says done;
 8. an instance stopped with SIGTERM: another revokes its leases, each
-   once, within the bound.
+   once, within the bound;
+9. renews and exchanges at B within 15 ms of the expiry that A times:
+   what B acknowledged holds at C (never revoked at Redis), what B
+   refused is dead everywhere.
 
 Timing asserts are only the issue's bounds (5 s after ``expires`` for a
-revocation, also after a takeover) and deadlines of polls.  About 60 s.
+revocation, also after a takeover) and deadlines of polls.  About 50 s.
 """
 
 import random
@@ -865,3 +868,99 @@ def test_a_stopped_instance_hands_its_leases_over(tlmd_factory, pg, database,
           f"{len(made)} leases revoked by B, at most {max(lags):.3f} s after expires")
     assert health_of(b)["leases"] == 0
     assert stored_ids(pg, database) == set()
+
+
+# ---------------------------------------------------------------------------
+# 9. a renew or exchange at one instance racing the expiry at another
+# ---------------------------------------------------------------------------
+
+RACE_LEASES = 40
+
+
+def _at(epoch_ms, fn):
+    """fn() at the wall-clock moment epoch_ms, in a thread; returns the
+    thread and a one-element list for fn's result."""
+    out = [None]
+
+    def run():
+        sleep_until_ms(epoch_ms)
+        try:
+            out[0] = fn()
+        except Exception as e:  # reported by the caller
+            out[0] = e
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t, out
+
+
+def test_updates_racing_the_expiry_at_another_instance(tlmd_factory, pg, database,
+                                                       password_file, redis_env,
+                                                       tmp_path, request):
+    """40 renewable redis_acl leases and 40 local ones (ttl 1 s) made at A,
+    which times their expiry.  Within 15 ms either side of each one's
+    expires, B gets a renew (redis) or an exchange (local) of it.  What B
+    was told holds: a lease B renewed is live at C with the new term, its
+    user was never deleted and still works; a value B handed out works at
+    C.  A lease whose update B refused (not_found, invalid_token) is dead
+    everywhere, and its user goes within the bound."""
+    srv = redis_env.srv
+    relay = RespLog(srv.port)
+    request.addfinalizer(relay.close)
+    cfg = write_tlmd_config(tmp_path, {"redis": redis_env.settings(port=relay.port)},
+                            **FAST_RETRIES)
+    a, b, c = start_instances(tlmd_factory, 3, storage_of(pg, database), password_file,
+                              config=cfg)
+    for d in (a, b, c):
+        relay.watch(d.name, d)
+    rng = random.Random(9)
+    redis_leases = [assert_success(r)["lease"] for r in pipelined(
+        a, [{"action": "create", "backend": "redis", "renewable": True,
+             "options": {"ttl": 1000}}] * RACE_LEASES, window=8)]
+    local_leases = [assert_success(r)["lease"] for r in pipelined(
+        a, [{"action": "create", "options": {"ttl": 1000}}] * RACE_LEASES)]
+    conns = [TcpClient(b.tcp_port) for _ in range(2 * RACE_LEASES)]
+    request.addfinalizer(lambda: [x.close() for x in conns])
+    races = []
+    for i, lease in enumerate(redis_leases + local_leases):
+        when = parse_ts(lease["expires"]) + rng.randint(-15, 15)
+        if lease["backend"] == "redis":
+            req = {"action": "renew", "token_id": lease["id"], "ttl": 60000}
+        else:
+            req = {"action": "exchange", "token": lease["value"]}
+        races.append((lease, when) + _at(when, lambda c_=conns[i], r_=req: c_.request(r_)))
+    for _, _, t, _ in races:
+        t.join(30)
+    won, lost = [], []
+    for lease, when, _, out in races:
+        r = out[0]
+        assert not isinstance(r, Exception), r
+        if r.get("result") == "success":
+            won.append((lease, r["lease"], when))
+        else:
+            assert_failure(r, "not_found" if lease["backend"] == "redis"
+                           else "invalid_token")
+            lost.append((lease, when))
+    print(f"racing the expiry: {len(won)} updates won, {len(lost)} lost")
+    deadline = max(when for _, when in lost) / 1000 + REVOKE_BOUND_S if lost else 0
+    lost_users = {x["backend_id"] for x, _ in lost if x["backend"] == "redis"}
+    wait_until(lambda: not (tlm_users(srv) & lost_users),
+               timeout=max(1.0, deadline - time.time() + 1.0), interval=0.05,
+               what="the users of leases whose renew lost to be deleted")
+    time.sleep(0.5)
+    deletions = relay.deletions()
+    for old, new, when in won:
+        got = assert_success(c.api("tcp").get(old["id"]))["lease"]
+        assert got["value"] == new["value"] and got["expires"] == new["expires"], \
+            f"C shows {got} after B acknowledged {new}"
+        if old["backend"] == "redis":
+            assert old["backend_id"] not in deletions, \
+                f"the user of a lease B renewed was deleted: {deletions[old['backend_id']]}"
+            assert redis_env.works(new)
+        else:
+            assert_success(c.api("tcp").call({"action": "exchange",
+                                              "token": new["value"]}))
+    for lease, _ in lost:
+        assert_failure(c.api("tcp").get(lease["id"]), "not_found")
+        if lease["backend"] == "redis":
+            assert len(deletions.get(lease["backend_id"], [])) == 1
