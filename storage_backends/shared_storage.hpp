@@ -21,6 +21,11 @@ public:
   /// This instance's id in the database (new at every start).
   virtual const std::string& instance() const = 0;
 
+  /// Reads the stored leases among `ids` in one statement (absent ones are
+  /// left out): every instance reads the database, so reads come batched.
+  virtual caf::expected<std::vector<lease>>
+  get_many(const std::vector<std::string>& ids) = 0;
+
   /// Claims for revocation those of `ids` that are active and due at
   /// `now_ms` (or ours already, from a claim whose answer got lost).
   virtual caf::expected<std::vector<lease>>

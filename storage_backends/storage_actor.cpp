@@ -1,5 +1,7 @@
 #include "storage_backends/storage_actor.hpp"
 
+#include <unordered_map>
+
 #include <caf/all.hpp>
 
 #include "core/error.hpp"
@@ -19,6 +21,9 @@ struct storage_state {
   std::unique_ptr<storage_backend> backend;
   std::vector<storage_write> batch;
   std::vector<caf::typed_response_promise<atom::ok>> waiting;
+  /// Reads of shared storage waiting for the next `commit`, batched.
+  std::vector<std::string> read_ids;
+  std::vector<caf::typed_response_promise<lease>> readers;
   caf::actor watcher;
   bool failing = false;
 
@@ -63,11 +68,55 @@ struct storage_state {
   /// it, behind every write already waiting in the mailbox.
   caf::typed_response_promise<atom::ok> enqueue(storage_actor::pointer self,
                                                 storage_write write) {
-    if (batch.empty())
-      self->send(self, atom::commit_v);
+    close_batch_later(self);
     batch.push_back(std::move(write));
     waiting.push_back(self->make_response_promise<atom::ok>());
     return waiting.back();
+  }
+
+  /// The first write or shared read of a batch sends the `commit` that
+  /// closes it, behind everything already waiting in the mailbox.
+  void close_batch_later(storage_actor::pointer self) {
+    if (batch.empty() && readers.empty())
+      self->send(self, atom::commit_v);
+  }
+
+  caf::result<lease> get(storage_actor::pointer self, const std::string& id) {
+    if (backend->shared() == nullptr)
+      return checked(backend->get(id));
+    close_batch_later(self);
+    read_ids.push_back(id);
+    readers.push_back(self->make_response_promise<lease>());
+    return readers.back();
+  }
+
+  /// Answers the batched reads with one statement (after the writes).
+  void read() {
+    if (readers.empty())
+      return;
+    auto rows = checked_rows(backend->shared()->get_many(read_ids));
+    std::unordered_map<std::string, lease*> by_id;
+    if (rows)
+      for (auto& x : *rows)
+        by_id.emplace(x.id, &x);
+    for (size_t i = 0; i < readers.size(); ++i) {
+      auto found = by_id.find(read_ids[i]);
+      if (!rows)
+        readers[i].deliver(rows.error());
+      else if (found == by_id.end())
+        readers[i].deliver(make_error(ec::not_found, "no stored lease has "
+                                                     "this id"));
+      else
+        readers[i].deliver(*found->second);
+    }
+    read_ids.clear();
+    readers.clear();
+  }
+
+  caf::expected<std::vector<lease>>
+  checked_rows(caf::expected<std::vector<lease>> rows) {
+    note(rows ? caf::error{} : rows.error());
+    return rows;
   }
 
   caf::error commit() {
@@ -121,7 +170,7 @@ storage_behavior(storage_actor::stateful_pointer<storage_state> self,
       return self->state.checked(self->state.backend->list(filter));
     },
     [self](atom::get, const std::string& id) {
-      return self->state.checked(self->state.backend->get(id));
+      return self->state.get(self, id);
     },
     [self](atom::claim, const std::vector<std::string>& ids, int64_t now) {
       return self->state.shared_call(
@@ -155,11 +204,16 @@ storage_behavior(storage_actor::stateful_pointer<storage_state> self,
       self->state.watcher = std::move(watcher);
     },
     [self](atom::flush) -> caf::result<atom::ok> {
-      if (auto err = self->state.commit())
+      auto err = self->state.commit();
+      self->state.read();
+      if (err)
         return err;
       return atom::ok_v;
     },
-    [self](atom::commit) { self->state.commit(); },
+    [self](atom::commit) {
+      self->state.commit();
+      self->state.read();
+    },
   };
 }
 

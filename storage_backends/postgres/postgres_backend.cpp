@@ -100,6 +100,7 @@ std::vector<std::pair<const char*, std::string>> shared_statements() {
   static const std::string cols = lease_columns;
   auto returning = " RETURNING " + cols;
   return {
+    {"get_many", "SELECT " + cols + " FROM leases WHERE id = ANY($1::text[])"},
     {"heartbeat", "INSERT INTO instances(id, seen) VALUES($1, now()) "
                   "ON CONFLICT(id) DO UPDATE SET seen = now()"},
     {"forget_instances", "DELETE FROM instances WHERE id = $1 OR seen < "
@@ -361,6 +362,13 @@ public:
 
   const std::string& instance() const override {
     return instance_;
+  }
+
+  caf::expected<std::vector<lease>>
+  get_many(const std::vector<std::string>& ids) override {
+    params p;
+    p.add(text_array(ids));
+    return claim("get_many", p);
   }
 
   caf::expected<std::vector<lease>>
