@@ -33,7 +33,9 @@ Covered:
    once, within the bound;
 9. renews and exchanges at B within 15 ms of the expiry that A times:
    what B acknowledged holds at C (never revoked at Redis), what B
-   refused is dead everywhere.
+   refused is dead everywhere;
+10. an instance SIGKILLed while PostgreSQL is down: once it is back, the
+    survivor revokes the dead one's leases that expired meanwhile.
 
 Timing asserts are only the issue's bounds (5 s after ``expires`` for a
 revocation, also after a takeover) and deadlines of polls.  About 50 s.
@@ -964,3 +966,44 @@ def test_updates_racing_the_expiry_at_another_instance(tlmd_factory, pg, databas
         assert_failure(c.api("tcp").get(lease["id"]), "not_found")
         if lease["backend"] == "redis":
             assert len(deletions.get(lease["backend_id"], [])) == 1
+
+
+# ---------------------------------------------------------------------------
+# 10. an instance killed while PostgreSQL is down
+# ---------------------------------------------------------------------------
+
+def test_an_instance_killed_during_a_postgres_outage(tlmd_factory,
+                                                     postgres_server_factory,
+                                                     redis_env, tmp_path):
+    """B made 10 short redis_acl leases (ttl 2 s) and 10 long ones; then
+    PostgreSQL stops, B is SIGKILLed, the short leases expire, PostgreSQL
+    starts again.  A alone is left: it revokes B's short leases (each user
+    deleted at Redis, the rows gone) and serves B's long ones."""
+    pg_srv = postgres_server_factory()
+    db = pg_srv.create_database("tlm")
+    pw = pg_srv.write_password_file(tmp_path / "pw")
+    srv = redis_env.srv
+    cfg = write_tlmd_config(tmp_path, {"redis": redis_env.settings()}, **FAST_RETRIES)
+    a, b = start_instances(tlmd_factory, 2, storage_of(pg_srv, db), pw, config=cfg)
+    short = [assert_success(r)["lease"] for r in pipelined(
+        b, [{"action": "create", "backend": "redis", "options": {"ttl": 2000}}] * 10)]
+    long = [assert_success(r)["lease"] for r in pipelined(
+        b, [{"action": "create", "backend": "redis", "options": {"ttl": 600000}}] * 10)]
+    pg_srv.stop()
+    try:
+        b.stop(signal.SIGKILL)
+        sleep_until_ms(max(parse_ts(x["expires"]) for x in short) + 500)
+    finally:
+        pg_srv.start()
+    t_back = time.monotonic()
+    short_users = {x["backend_id"] for x in short}
+    wait_until(lambda: not (tlm_users(srv) & short_users), timeout=30, interval=0.05,
+               what="A to revoke the short leases of B, dead since the outage")
+    revoked_s = time.monotonic() - t_back
+    wait_until(lambda: stored_ids(pg_srv, db) == {x["id"] for x in long}, timeout=10,
+               interval=0.1, what="the short leases' rows to be removed")
+    print(f"B's short leases revoked by A {revoked_s:.2f} s after PostgreSQL was back")
+    for lease, r in zip(long, gets(a, [x["id"] for x in long])):
+        assert assert_success(r)["lease"]["value"] == lease["value"]
+        assert lease["backend_id"] in tlm_users(srv)
+    assert health_of(a)["leases"] == len(long)
