@@ -35,7 +35,10 @@ Covered:
    what B acknowledged holds at C (never revoked at Redis), what B
    refused is dead everywhere;
 10. an instance SIGKILLed while PostgreSQL is down: once it is back, the
-    survivor revokes the dead one's leases that expired meanwhile.
+    survivor revokes the dead one's leases that expired meanwhile;
+11. revoke_prefix at one instance right after a create at another (200
+    rounds): the job matches the lease, and ``job`` at the other instance
+    shows its total at once.
 
 Timing asserts are only the issue's bounds (5 s after ``expires`` for a
 revocation, also after a takeover) and deadlines of polls.  About 50 s.
@@ -779,9 +782,13 @@ def test_a_dead_instances_revoke_job_is_finished(tlmd_factory, pg, database,
               for api in (A, B) for _ in range(10)]
     kept = [B.create(600000, backend="v2", tags=["kept"]) for _ in range(5)]
     v2.set_fault("error503", method="DELETE")
+    # (a job started within a millisecond or two of a create at another
+    # instance, and `job` asked at once elsewhere, are test 11's)
+    time.sleep(0.05)
     r = assert_success(A.call({"action": "revoke_prefix", "tag": "doomed"}))
     assert r["count"] == 20, f"the job at A matched {r['count']} of 20 leases"
     job_id = r["job_id"]
+    time.sleep(0.2)
     job = assert_success(B.call({"action": "job", "job_id": job_id}))["job"]
     assert job["state"] == "running" and job["total"] == 20, job
     later = B.create(600000, backend="v2", tags=["doomed"])
@@ -1007,3 +1014,39 @@ def test_an_instance_killed_during_a_postgres_outage(tlmd_factory,
         assert assert_success(r)["lease"]["value"] == lease["value"]
         assert lease["backend_id"] in tlm_users(srv)
     assert health_of(a)["leases"] == len(long)
+
+
+# ---------------------------------------------------------------------------
+# 11. a revoke job right after a create at another instance
+# ---------------------------------------------------------------------------
+
+def test_a_job_matches_every_lease_acknowledged_before_it(tlmd_factory, pg, database,
+                                                          password_file):
+    """100 rounds each way: a lease made at one instance, and as soon as
+    that is acknowledged, a revoke_prefix for its tag at the other, then
+    ``job`` at the first.  The job must match the lease ("every live lease
+    as of the moment it starts": the create was acknowledged before the
+    job was asked for), the lease must be dead, and ``job`` elsewhere must
+    show the job as stored when it was acknowledged (its total)."""
+    a, b = start_instances(tlmd_factory, 2, storage_of(pg, database), password_file)
+    A, B = a.api("tcp"), b.api("tcp")
+    missed, views = [], []
+    for name, X, Y in (("made at B, job at A", B, A), ("made at A, job at B", A, B)):
+        for round_ in range(100):
+            tag = f"r{round_}-{name[8]}"
+            lease = X.create(600000, tags=[tag])
+            r = assert_success(Y.call({"action": "revoke_prefix", "tag": tag}))
+            job = assert_success(X.call({"action": "job", "job_id": r["job_id"]}))["job"]
+            if r["count"] != 1:
+                missed.append((name, lease["issued"], r["job"]["created"],
+                               X.get(lease["id"]).get("result")))
+            if job["total"] != r["count"]:
+                views.append((name, r["count"], {k: job[k] for k in
+                                                 ("state", "total", "remaining")}))
+    print(f"jobs that missed a lease acknowledged before them: {len(missed)} of 200; "
+          f"job views with another total than the job's reply: {len(views)} of 200")
+    assert not missed, ("revoke_prefix did not match a lease acknowledged by another "
+                        "instance just before (where, lease issued, job created, get "
+                        f"of the lease afterwards): {missed[:5]}")
+    assert not views, ("job at another instance right after revoke_prefix was "
+                       f"acknowledged (where, count, job there): {views[:5]}")
