@@ -109,6 +109,8 @@ struct lease_manager_state {
   revoke_matching(const std::string& backend_name, const std::string& tag);
   std::vector<lease_key> pick(uint32_t number, const revoke_job& job);
   caf::result<job_status> job(const std::string& id);
+  void job_started(uint32_t number, std::vector<lease_key> picked,
+                   caf::typed_response_promise<job_status> rp);
   caf::result<health_report> health();
   /// Health as this instance knows it (all of it at one instance).
   health_report local_health();

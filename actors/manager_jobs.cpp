@@ -46,29 +46,34 @@ lease_manager_state::revoke_matching(const std::string& backend_name,
     jobs.finish(number, job.created_ms);
   self
     ->request(cfg.storage, caf::infinite, atom::save_v, jobs.status(number).job)
-    .then(
-      [this, rp, number, picked = std::move(picked)](atom::ok) mutable {
-        auto status = jobs.status(number);
-        log_line("info", "revoke job '" + status.job.id + "' started for "
-                           + std::to_string(status.job.total) + " leases");
-        rp.deliver(status);
-        if (!picked.empty()) {
-          to_revoke.emplace_back(number, std::move(picked));
-          if (to_revoke.size() == 1)
-            self->send(self, atom::feed_lanes_v);
-        }
-      },
-      [this, rp, number, picked](caf::error& err) mutable {
-        for (auto& key : picked)
-          if (auto* s = index.find(key); s && s->second.job == number) {
-            s->second.job = 0;
-            if (s->second.phase == lease_phase::queued)
-              index.set_phase(*s, lease_phase::active);
-          }
-        jobs.drop(number);
-        rp.deliver(from_storage(std::move(err)));
-      });
+    .then([this, rp, number, picked = std::move(picked)](
+            atom::ok) mutable { job_started(number, std::move(picked), rp); },
+          [this, rp, number, picked](caf::error& err) mutable {
+            for (auto& key : picked)
+              if (auto* s = index.find(key); s && s->second.job == number) {
+                s->second.job = 0;
+                if (s->second.phase == lease_phase::queued)
+                  index.set_phase(*s, lease_phase::active);
+              }
+            jobs.drop(number);
+            rp.deliver(from_storage(std::move(err)));
+          });
   return rp;
+}
+
+/// Answers the client that the job is stored, and hands its leases on.
+void lease_manager_state::job_started(
+  uint32_t number, std::vector<lease_key> picked,
+  caf::typed_response_promise<job_status> rp) {
+  auto status = jobs.status(number);
+  log_line("info", "revoke job '" + status.job.id + "' started for "
+                     + std::to_string(status.job.total) + " leases");
+  rp.deliver(status);
+  if (!picked.empty()) {
+    to_revoke.emplace_back(number, std::move(picked));
+    if (to_revoke.size() == 1)
+      self->send(self, atom::feed_lanes_v);
+  }
 }
 
 /// Marks every live (or given-up) lease under the job's filter as the

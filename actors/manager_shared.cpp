@@ -289,6 +289,16 @@ void lease_manager_state::job_claimed(
     auto key = lease_key::of(x.id);
     if (!key || lease_loader::unreadable(x))
       continue;
+    if (auto* s = index.find(*key); claimed_here(s)) {
+      // Ours already: one we gave up on joins the job (as at one
+      // instance), one on its way out is left on its way.
+      if (s->second.job == 0 && given_up(s->second.phase)) {
+        s->second.job = number;
+        jobs.lease_added(number, true);
+        picked.push_back(*key);
+      }
+      continue;
+    }
     bool irrevocable = x.state == state_irrevocable;
     auto& s = index.insert(*key, packed_lease{x},
                            irrevocable ? lease_phase::irrevocable
@@ -300,16 +310,8 @@ void lease_manager_state::job_claimed(
   jobs.set_total(number, picked.size());
   if (picked.empty())
     jobs.finish(number, now_ms());
-  auto status = jobs.status(number);
-  store_quietly(atom::save_v, status.job);
-  log_line("info", "revoke job '" + status.job.id + "' started for "
-                     + std::to_string(status.job.total) + " leases");
-  rp.deliver(status);
-  if (!picked.empty()) {
-    to_revoke.emplace_back(number, std::move(picked));
-    if (to_revoke.size() == 1)
-      self->send(self, atom::feed_lanes_v);
-  }
+  store_quietly(atom::save_v, jobs.status(number).job);
+  job_started(number, std::move(picked), rp);
 }
 
 /// A job this instance does not run: as stored. Its progress is counted

@@ -249,6 +249,25 @@ caf::error update_failed(caf::error err, ec gone) {
   return lease_manager_state::from_storage(std::move(err));
 }
 
+/// Sends a conditional change of a live lease (`verb`: renew or exchange)
+/// to shared storage; the client gets the lease as stored (and `more`),
+/// which this instance watches from now on, or the action's failure.
+template <class Verb, class Promise, class... More>
+void store_live(lease_manager_state& st, Verb verb, live_update u, Promise rp,
+                ec gone, More... more) {
+  st.self->request(st.cfg.storage, caf::infinite, verb, std::move(u))
+    .then(
+      [&st, rp, more...](lease& stored) mutable {
+        --st.pending_requests;
+        st.watch(stored);
+        rp.deliver(std::move(stored), more...);
+      },
+      [&st, rp, gone](caf::error& err) mutable {
+        --st.pending_requests;
+        rp.deliver(update_failed(std::move(err), gone));
+      });
+}
+
 } // namespace
 
 caf::typed_response_promise<lease, bool>
@@ -299,17 +318,7 @@ void lease_manager_state::renew_found(
     ->request(be->actor, timeout_of(*be), atom::renew_v, x.backend_id, u.ttl_ms)
     .then(
       [this, rp, u, capped](atom::ok) mutable {
-        self->request(cfg.storage, caf::infinite, atom::renew_v, u)
-          .then(
-            [this, rp, capped](lease& renewed) mutable {
-              --pending_requests;
-              watch(renewed);
-              rp.deliver(std::move(renewed), capped);
-            },
-            [this, rp](caf::error& err) mutable {
-              --pending_requests;
-              rp.deliver(update_failed(std::move(err), ec::not_found));
-            });
+        store_live(*this, atom::renew_v, u, rp, ec::not_found, capped);
       },
       [this, rp, name = be->name](caf::error& err) mutable {
         --pending_requests;
@@ -363,17 +372,8 @@ void lease_manager_state::swap_stored(lease found, const exchange_request& req,
         u.meta = std::move(merged);
         u.max_ttl_ms = cfg.max_ttl_ms;
         // Of two exchanges of one value, only one finds it here.
-        self->request(cfg.storage, caf::infinite, atom::exchange_v, u)
-          .then(
-            [this, rp](lease& swapped) mutable {
-              --pending_requests;
-              watch(swapped);
-              rp.deliver(std::move(swapped));
-            },
-            [this, rp](caf::error& err) mutable {
-              --pending_requests;
-              rp.deliver(update_failed(std::move(err), ec::invalid_token));
-            });
+        store_live(*this, atom::exchange_v, std::move(u), rp,
+                   ec::invalid_token);
       },
       [this, rp, name = be->name](caf::error& err) mutable {
         --pending_requests;

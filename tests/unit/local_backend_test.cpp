@@ -110,3 +110,24 @@ TEST_CASE_FIXTURE(local_fixture, "a create past its caller's deadline is "
   REQUIRE(t);
   CHECK(t->backend_id == "late");
 }
+
+TEST_CASE("with shared leases the backend keeps nothing: the stored lease "
+          "decides") {
+  // Several instances: any of them must check a value another one made,
+  // so the backend only makes values and reads the lease id from them.
+  auto backend = *make_local_backend("local", {{"type", "local"}});
+  backend->share_leases();
+  auto made = backend->create("lease-s", 1000, nlohmann::json::object());
+  REQUIRE(made);
+  CHECK(made->value.rfind("lease-s.", 0) == 0);
+  CHECK(backend->get_all()->empty());
+  // Any value of the right shape names its lease; whether it is the live
+  // one is the stored lease's to say.
+  CHECK(*backend->lookup("lease-s.not-the-secret") == "lease-s");
+  CHECK(code_of(backend->lookup("no-dot").error()) == ec::invalid_token);
+  auto fresh = backend->exchange("lease-s", made->value);
+  REQUIRE(fresh);
+  CHECK(fresh->value != made->value);
+  CHECK(fresh->value.rfind("lease-s.", 0) == 0);
+  CHECK(backend->describe().find("shared storage") != std::string::npos);
+}
