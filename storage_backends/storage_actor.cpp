@@ -15,6 +15,11 @@ namespace tlm {
 
 namespace {
 
+caf::error not_shared() {
+  return make_error(ec::storage_error,
+                    "this storage is not shared by several instances");
+}
+
 /// Calls of shared storage by lease id (reads, claims) waiting for the
 /// next `commit`.
 struct id_batch {
@@ -101,8 +106,7 @@ struct storage_state {
     -> decltype(checked(call(std::declval<shared_storage&>()))) {
     auto* shared = backend->shared();
     if (shared == nullptr)
-      return make_error(ec::storage_error,
-                        "this storage is not shared by several instances");
+      return not_shared();
     if (auto err = commit())
       return err;
     return checked(call(*shared));
@@ -125,12 +129,11 @@ struct storage_state {
       self->send(self, atom::commit_v);
   }
 
-  /// A call of shared storage by lease id, batched; null: not shared.
+  /// A call of shared storage by lease id, answered when its batch closes.
   caf::result<lease> batched(storage_actor::pointer self, id_batch& into,
                              const std::string& id, int64_t now_ms = 0) {
     if (backend->shared() == nullptr)
-      return make_error(ec::storage_error,
-                        "this storage is not shared by several instances");
+      return not_shared();
     close_batch_later(self);
     return into.add(self, id, now_ms);
   }
