@@ -257,10 +257,14 @@ void lease_manager_state::adopt_orphans(orphan_work& work) {
 // -- revoke jobs --------------------------------------------------------------
 
 /// The job is stored first (so a survivor finishes it if we die), then
-/// its leases are claimed in one statement: dead at every instance.
+/// its leases are claimed in one statement: dead at every instance. It
+/// takes every lease live at that moment, whatever its issue time says:
+/// other instances' clocks differ from ours by a little.
 void lease_manager_state::start_job_shared(
   uint32_t number, caf::typed_response_promise<job_status> rp) {
   auto job = jobs.status(number).job;
+  auto every_live = job;
+  every_live.created_ms = std::numeric_limits<int64_t>::max();
   auto fail = [this, rp, number, id = job.id](caf::error& err) mutable {
     jobs.drop(number);
     store_quietly(atom::remove_v, atom::job_v, id);
@@ -268,9 +272,9 @@ void lease_manager_state::start_job_shared(
   };
   self->request(cfg.storage, caf::infinite, atom::save_v, job)
     .then(
-      [this, rp, number, job, fail](atom::ok) mutable {
+      [this, rp, number, every_live, fail](atom::ok) mutable {
         self
-          ->request(cfg.storage, caf::infinite, atom::claim_v, job,
+          ->request(cfg.storage, caf::infinite, atom::claim_v, every_live,
                     orphans_now())
           .then(
             [this, rp, number](std::vector<lease>& leases) {
@@ -300,6 +304,7 @@ void lease_manager_state::job_claimed(
       continue;
     }
     bool irrevocable = x.state == state_irrevocable;
+    jobs.cover(number, x.issued_ms);
     auto& s = index.insert(*key, packed_lease{x},
                            irrevocable ? lease_phase::irrevocable
                                        : lease_phase::queued);
@@ -310,8 +315,16 @@ void lease_manager_state::job_claimed(
   jobs.set_total(number, picked.size());
   if (picked.empty())
     jobs.finish(number, now_ms());
-  store_quietly(atom::save_v, jobs.status(number).job);
-  job_started(number, std::move(picked), rp);
+  // Stored with its total before the answer, so `job` at any instance
+  // shows it. Its leases are claimed either way: a failed save leaves the
+  // record behind until the job's end writes it (and health shows it).
+  auto start = [this, rp, number, picked](auto&&...) mutable {
+    job_started(number, std::move(picked), rp);
+  };
+  self
+    ->request(cfg.storage, caf::infinite, atom::save_v, jobs.status(number).job)
+    .then([start](atom::ok) mutable { start(); },
+          [start](caf::error&) mutable { start(); });
 }
 
 /// A job this instance does not run: as stored. Its progress is counted

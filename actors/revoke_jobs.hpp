@@ -46,6 +46,14 @@ public:
     jobs_.at(number).record.total = total;
   }
 
+  /// Moves a job's start to cover a lease it took that was issued later
+  /// (by another instance whose clock runs a little ahead).
+  void cover(uint32_t number, int64_t issued_ms) {
+    auto& start = jobs_.at(number).record.created_ms;
+    start = std::max(start, issued_ms);
+    newest_start_ms_ = std::max(newest_start_ms_, start);
+  }
+
   /// A lease joins job `number` (it was picked or loaded).
   void lease_added(uint32_t number, bool irrevocable);
 
