@@ -36,8 +36,9 @@ public:
   virtual caf::expected<lease> claim_live(const std::string& id,
                                           int64_t now_ms) = 0;
 
-  /// Claims every lease a revoke job covers: live ones issued before it
-  /// began, and revocations under its filter nobody alive works on.
+  /// Claims every lease a revoke job covers: live ones issued up to its
+  /// `created_ms`, and revocations under its filter nobody alive works on
+  /// (or that are ours).
   virtual caf::expected<std::vector<lease>>
   claim_matching(const revoke_job& job, const orphan_query& q) = 0;
 

@@ -5,6 +5,7 @@
 #include <charconv>
 #include <chrono>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <vector>
 
@@ -116,7 +117,7 @@ std::vector<std::pair<const char*, std::string>> shared_statements() {
     {"claim_matching",
      "UPDATE leases SET state = CASE state WHEN 'active' THEN 'revoking' "
      "ELSE state END, owner = $6 WHERE ($1 = '' OR backend = $1) "
-     "AND ($2 = '' OR tags ? $2) AND issued_ms <= $3 AND ((state = 'active' "
+     "AND ($2 = '' OR tags ? $2) AND ((state = 'active' AND issued_ms <= $3 "
      "AND expires_ms > $4) OR (state IN ('revoking', 'irrevocable') AND "
      "(owner IS NULL OR owner = $6 OR owner NOT IN "
        + alive(5) + ")))" + returning},
@@ -408,7 +409,11 @@ public:
     if (!jobs)
       return std::move(jobs.error());
     for (auto& job : *jobs) {
-      auto covered = claim_matching(job, q);
+      // The job claimed every live lease it covers when it began: what is
+      // left of it is what its dead runner had claimed, never a live one.
+      auto rest = job;
+      rest.created_ms = std::numeric_limits<int64_t>::min();
+      auto covered = claim_matching(rest, q);
       if (!covered)
         return std::move(covered.error());
       append(work.leases, std::move(*covered));

@@ -735,6 +735,49 @@ TEST_CASE("postgres: claims and conditional changes decide which instance "
   CHECK(a.claim_orphans(q)->leases.empty());
 }
 
+TEST_CASE("postgres upgrades a version 1 database to version 2, keeping "
+          "every lease"
+          * doctest::test_suite("storage_conformance")) {
+  if (!postgres_server())
+    return;
+  auto spec = new_postgres_database();
+  // Version 1 as the single-instance tlmd made it, with two leases.
+  auto conn = PQconnectdb(spec.c_str());
+  REQUIRE(PQstatus(conn) == CONNECTION_OK);
+  auto res = PQexec(conn, R"sql(
+CREATE TABLE schema_version(version INTEGER NOT NULL);
+INSERT INTO schema_version VALUES(1);
+CREATE TABLE leases(id TEXT COLLATE "C" PRIMARY KEY, backend TEXT NOT NULL,
+  backend_id TEXT NOT NULL, value TEXT NOT NULL, ttl_ms BIGINT NOT NULL,
+  issued_ms BIGINT NOT NULL, expires_ms BIGINT NOT NULL,
+  renewable BOOLEAN NOT NULL, tags JSONB NOT NULL, meta TEXT NOT NULL,
+  description TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'active',
+  attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT NOT NULL DEFAULT '');
+CREATE TABLE revoke_jobs(id TEXT COLLATE "C" PRIMARY KEY,
+  backend TEXT NOT NULL, tag TEXT NOT NULL, created_ms BIGINT NOT NULL,
+  total BIGINT NOT NULL, state TEXT NOT NULL, finished_ms BIGINT NOT NULL);
+INSERT INTO leases VALUES('live', 'local', 'b-live', 'v-live', 1000, 9000,
+  10000, false, '["t"]', '{}', '', 'active', 0, '');
+INSERT INTO leases VALUES('dying', 'local', 'b-dying', 'v-dying', 1000, 0,
+  1000, false, '[]', '{}', '', 'revoking', 2, 'down');
+)sql");
+  auto made = PQresultStatus(res) == PGRES_COMMAND_OK;
+  std::string why = PQerrorMessage(conn);
+  PQclear(res);
+  PQfinish(conn);
+  REQUIRE_MESSAGE(made, why);
+  auto db = make_storage_backend(spec);
+  REQUIRE(db);
+  CHECK(!(*db)->created_new());
+  CHECK((*db)->get("live")->tags == std::vector<std::string>{"t"});
+  CHECK((*db)->get("dying")->attempts == 2);
+  // The old single instance's revocation belongs to nobody alive now.
+  auto work = (*db)->shared()->claim_orphans({5000, 600'000, 10, true});
+  REQUIRE(work);
+  REQUIRE(work->leases.size() == 1);
+  CHECK(work->leases.front().id == "dying");
+}
+
 TEST_CASE("postgres refuses a password in the connection string, a bad "
           "string and a newer schema, saying why"
           * doctest::test_suite("storage_conformance")) {
