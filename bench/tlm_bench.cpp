@@ -1,9 +1,11 @@
 // tlm_bench: load generator for tlmd.
 //
 // Drives tlmd's TCP API (one JSON object a line, pipelined) or its HTTP API
-// (POST /v1/actions over keep-alive connections) with create, get or mixed
-// traffic and prints one summary line per run. Only the standard library
-// and POSIX sockets, so it builds wherever the daemon builds.
+// (POST /v1/actions over keep-alive connections) with create, get, revoke
+// or mixed traffic and prints one summary line per run. For comparison it
+// also drives etcd's HTTP/JSON gateway with lease grants (--proto etcd).
+// Only the standard library and POSIX sockets, so it builds wherever the
+// daemon builds.
 
 #include <algorithm>
 #include <atomic>
@@ -49,30 +51,43 @@ constexpr auto connect_timeout = std::chrono::seconds{5};
 constexpr int fill_connections = 4;
 constexpr int fill_pipeline = 256;
 
+// How long --start-on-stdin waits for its go line.
+constexpr auto start_line_timeout = std::chrono::seconds{120};
+
 constexpr std::string_view usage = R"(usage: tlm_bench --port P [options]
   --host H            daemon address (default 127.0.0.1)
   --port P            port of the API chosen by --proto (required)
-  --proto tcp|http    TCP JSON lines, or HTTP POST /v1/actions (default tcp)
-  --action A          create | get | mixed (50% create, 40% get, 10% health)
+  --proto P           tcp: TCP JSON lines (default); http: HTTP POST
+                      /v1/actions; etcd: etcd's HTTP/JSON gateway, POST
+                      /v3/lease/grant with {"TTL":<--ttl in s>}, a 200
+                      reply counts as a success
+  --action A          create | get | revoke | mixed (50% create, 40% get,
+                      10% health); revoke revokes each pool lease once
+                      (so at most --pool requests); with --proto etcd only
+                      grant, its default
   --connections N     concurrent connections, one thread each (default 4)
   --pipeline D        TCP requests in flight per connection (default 1;
                       HTTP always sends one at a time)
   --requests TOTAL    stop after this many requests (default 100000)
   --duration-s S      ... or after S seconds, whichever comes first (10)
   --ttl MS            ttl of leases created by the run (default 60000)
-  --pool N            leases created before a get/mixed run (default 1000)
+  --pool N            leases created before a get/revoke/mixed run (default
+                      1000; over TCP created pipelined, like the fill)
   --fill N            create N leases over pipelined TCP before the run
   --fill-ttl MS       ttl of fill and pool leases (default 3600000)
   --fill-port P       TCP port for --fill (default --port with --proto tcp)
-  --fill-timeout-s S  bound on the fill (default 60)
+  --fill-timeout-s S  bound on the fill, and on the pool (default 60)
+  --start-on-stdin 1  after the fill and the pool, print "ready" and start
+                      the measured run when a line comes on stdin (within
+                      120 s), so that several benches measure together
 Exit status: 0 if every request succeeded, 1 if any failed (or none
 succeeded), 2 on bad usage or when the daemon cannot be reached.
 )";
 
 // -- options ------------------------------------------------------------------
 
-enum class protocol { tcp, http };
-enum class action { create, get, mixed };
+enum class protocol { tcp, http, etcd };
+enum class action { create, get, revoke, mixed, grant };
 
 struct options {
   std::string host = "127.0.0.1";
@@ -89,6 +104,7 @@ struct options {
   uint64_t fill_ttl_ms = 3600000;
   uint16_t fill_port = 0;
   double fill_timeout_s = 60;
+  bool start_on_stdin = false;
 };
 
 [[noreturn]] void usage_error(const std::string& what) {
@@ -130,14 +146,22 @@ options parse_options(int argc, char** argv) {
       opts.host = value;
     else if (name == "--port")
       opts.port = port();
-    else if (name == "--proto" && (value == "tcp" || value == "http"))
-      opts.proto = value == "tcp" ? protocol::tcp : protocol::http;
+    else if (name == "--proto" && value == "tcp")
+      opts.proto = protocol::tcp;
+    else if (name == "--proto" && value == "http")
+      opts.proto = protocol::http;
+    else if (name == "--proto" && value == "etcd")
+      opts.proto = protocol::etcd;
     else if (name == "--action" && value == "create")
       opts.act = action::create;
     else if (name == "--action" && value == "get")
       opts.act = action::get;
+    else if (name == "--action" && value == "revoke")
+      opts.act = action::revoke;
     else if (name == "--action" && value == "mixed")
       opts.act = action::mixed;
+    else if (name == "--action" && value == "grant")
+      opts.act = action::grant;
     else if (name == "--connections")
       opts.connections = parse_number<int>(name, value, 1, 10000);
     else if (name == "--pipeline")
@@ -158,12 +182,25 @@ options parse_options(int argc, char** argv) {
       opts.fill_port = port();
     else if (name == "--fill-timeout-s")
       opts.fill_timeout_s = seconds();
+    else if (name == "--start-on-stdin")
+      opts.start_on_stdin = parse_number<int>(name, value, 0, 1) == 1;
     else
       usage_error("unknown option or value: " + std::string{name} + " "
                   + std::string{value});
   }
   if (opts.port == 0)
     usage_error("--port is required");
+  if (opts.proto == protocol::etcd) {
+    // etcd has no leases of ours to read: grants, and nothing before them.
+    if (opts.act == action::create)
+      opts.act = action::grant;
+    if (opts.act != action::grant)
+      usage_error("--proto etcd sends lease grants only (--action grant)");
+    if (opts.fill > 0)
+      usage_error("--fill needs tlmd (--proto tcp or http)");
+  } else if (opts.act == action::grant) {
+    usage_error("--action grant needs --proto etcd");
+  }
   if (opts.fill_port == 0 && opts.proto == protocol::tcp)
     opts.fill_port = opts.port;
   if (opts.fill > 0 && opts.fill_port == 0)
@@ -308,6 +345,17 @@ struct run_stats {
     if (keep_lease_ids)
       if (auto id = lease_id(reply))
         lease_ids.emplace_back(*id);
+  }
+
+  // etcd's gateway: a 200 is a success, anything else fails by its status.
+  void record_status(int status, time_point sent_at, time_point received_at) {
+    auto us = std::chrono::duration_cast<std::chrono::microseconds>(received_at
+                                                                    - sent_at);
+    latency_us.push_back(static_cast<uint32_t>(us.count()));
+    if (status == 200)
+      ++ok;
+    else
+      count_failure("http_" + std::to_string(status));
   }
 
   void merge(run_stats&& other) {
@@ -574,7 +622,8 @@ std::string frame(protocol proto, const std::string& host,
                   const std::string& body) {
   if (proto == protocol::tcp)
     return body + '\n';
-  return "POST /v1/actions HTTP/1.1\r\nHost: " + host
+  auto path = proto == protocol::etcd ? "/v3/lease/grant" : "/v1/actions";
+  return std::string{"POST "} + path + " HTTP/1.1\r\nHost: " + host
          + "\r\nContent-Type: application/json\r\nContent-Length: "
          + std::to_string(body.size()) + "\r\n\r\n" + body;
 }
@@ -590,15 +639,26 @@ public:
                     R"({"action":"create","options":{"ttl":)"
                       + std::to_string(ttl_ms) + "}}");
     health_ = frame(proto, host, R"({"action":"health"})");
-    for (const auto& id : lease_ids)
-      gets_.push_back(
-        frame(proto, host, R"({"action":"get","token_id":)" + id + "}"));
+    // etcd's TTL is in seconds; it raises one below its minimum itself.
+    grant_ = frame(proto, host,
+                   R"({"TTL":)" + std::to_string(ttl_ms / 1000) + "}");
+    for (const auto& id : lease_ids) {
+      if (act == action::revoke)
+        revokes_.push_back(
+          frame(proto, host, R"({"action":"revoke","token_id":)" + id + "}"));
+      else
+        gets_.push_back(
+          frame(proto, host, R"({"action":"get","token_id":)" + id + "}"));
+    }
   }
 
   const std::string& request(uint64_t index) const {
     switch (act_) {
       case action::create: return create_;
       case action::get: return gets_[index % gets_.size()];
+      // The run sends at most one request per pool lease.
+      case action::revoke: return revokes_[index % revokes_.size()];
+      case action::grant: return grant_;
       case action::mixed:
         // Ten requests: five creates, four gets, one health.
         if (index % 10 == 9)
@@ -612,7 +672,9 @@ private:
   action act_;
   std::string create_;
   std::string health_;
-  std::vector<std::string> gets_; // round-robin over the lease pool
+  std::string grant_;
+  std::vector<std::string> gets_;    // round-robin over the lease pool
+  std::vector<std::string> revokes_; // one per pool lease
 };
 
 // -- load ---------------------------------------------------------------------
@@ -746,7 +808,9 @@ void run_http_sequential(connection& conn, const run_context& ctx,
     }
     if (result == exchange_result::answered) {
       // An error page that is not JSON still tells its status.
-      if (response.status / 100 != 2 && !member(response.body, "result"))
+      if (ctx.spec.proto == protocol::etcd)
+        stats.record_status(response.status, sent_at, bench_clock::now());
+      else if (response.status / 100 != 2 && !member(response.body, "result"))
         stats.count_failure("http_" + std::to_string(response.status));
       else
         stats.record(response.body, sent_at, bench_clock::now());
@@ -812,14 +876,21 @@ run_result run_load(const run_spec& spec, const workload& work) {
 // -- reporting ----------------------------------------------------------------
 
 std::string_view name_of(protocol proto) {
-  return proto == protocol::tcp ? "tcp" : "http";
+  switch (proto) {
+    case protocol::tcp: return "tcp";
+    case protocol::http: return "http";
+    case protocol::etcd: return "etcd";
+  }
+  return "?";
 }
 
 std::string_view name_of(action act) {
   switch (act) {
     case action::create: return "create";
     case action::get: return "get";
+    case action::revoke: return "revoke";
     case action::mixed: return "mixed";
+    case action::grant: return "grant";
   }
   return "?";
 }
@@ -867,15 +938,16 @@ bool fill(const options& opts) {
   return result.stats.ok == opts.fill && result.stats.fail == 0;
 }
 
-// Creates the leases a get or mixed run reads, over the run's protocol.
+// Creates the leases a get, revoke or mixed run uses, over the run's
+// protocol; over TCP at least as deep as the fill, since it is not measured.
 std::vector<std::string> create_pool(const options& opts) {
   run_spec spec{opts.proto,
                 opts.host,
                 opts.port,
                 opts.connections,
-                opts.pipeline,
+                std::max(opts.pipeline, fill_pipeline),
                 opts.pool,
-                opts.duration_s,
+                opts.fill_timeout_s,
                 /*keep_lease_ids=*/true};
   auto result = run_load(
     spec,
@@ -893,10 +965,40 @@ std::vector<std::string> create_pool(const options& opts) {
   return std::move(result.stats.lease_ids);
 }
 
+// Prints "ready" and waits for a line on stdin; false on EOF, an error or
+// no line within `start_line_timeout`.
+bool wait_for_start_line() {
+  std::printf("ready\n");
+  std::fflush(stdout);
+  auto deadline = bench_clock::now() + start_line_timeout;
+  for (;;) {
+    auto left = std::chrono::ceil<std::chrono::milliseconds>(
+                  deadline - bench_clock::now())
+                  .count();
+    if (left <= 0)
+      return false;
+    pollfd pfd{STDIN_FILENO, POLLIN, 0};
+    int rc = ::poll(&pfd, 1, static_cast<int>(std::min<long>(left, 1000)));
+    if (rc < 0 && errno != EINTR)
+      return false;
+    if (rc <= 0)
+      continue;
+    char c = 0;
+    auto n = ::read(STDIN_FILENO, &c, 1);
+    if (n == 1 && c == '\n')
+      return true;
+    if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))
+      return false;
+  }
+}
+
 bool measure(const options& opts, const std::vector<std::string>& pool) {
   auto pipeline = opts.proto == protocol::tcp ? opts.pipeline : 1;
-  run_spec spec{opts.proto, opts.host,     opts.port,      opts.connections,
-                pipeline,   opts.requests, opts.duration_s};
+  auto requests = opts.requests;
+  if (opts.act == action::revoke)
+    requests = std::min<uint64_t>(requests, pool.size());
+  run_spec spec{opts.proto, opts.host, opts.port,      opts.connections,
+                pipeline,   requests,  opts.duration_s};
   auto result = run_load(
     spec, workload{opts.act, opts.proto, opts.host, opts.ttl_ms, pool});
   auto& s = result.stats;
@@ -923,8 +1025,12 @@ int main(int argc, char** argv) {
     if (opts.fill > 0)
       clean = fill(opts);
     std::vector<std::string> pool;
-    if (opts.act != action::create)
+    if (opts.act != action::create && opts.act != action::grant)
       pool = create_pool(opts);
+    if (opts.start_on_stdin && !wait_for_start_line()) {
+      std::fprintf(stderr, "tlm_bench: no start line on stdin\n");
+      return 2;
+    }
     clean = measure(opts, pool) && clean;
     return clean ? 0 : 1;
   } catch (const std::exception& e) {

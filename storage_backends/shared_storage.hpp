@@ -31,10 +31,10 @@ public:
   virtual caf::expected<std::vector<lease>>
   claim_due(const std::vector<std::string>& ids, int64_t now_ms) = 0;
 
-  /// Claims one live lease for a client's revoke (`not_found` if it is not
-  /// live, or someone else claimed it first).
-  virtual caf::expected<lease> claim_live(const std::string& id,
-                                          int64_t now_ms) = 0;
+  /// Claims live leases for clients' revokes: those of `ids` still live
+  /// at `now_ms` that nobody claimed first.
+  virtual caf::expected<std::vector<lease>>
+  claim_live(const std::vector<std::string>& ids, int64_t now_ms) = 0;
 
   /// Claims every lease a revoke job covers: live ones issued up to its
   /// `created_ms`, and revocations under its filter nobody alive works on

@@ -15,15 +15,59 @@ namespace tlm {
 
 namespace {
 
+/// Calls of shared storage by lease id (reads, claims) waiting for the
+/// next `commit`.
+struct id_batch {
+  std::vector<std::string> ids;
+  std::vector<caf::typed_response_promise<lease>> waiting;
+  int64_t now_ms = 0; ///< Claims: the latest asker's clock.
+
+  bool empty() const {
+    return waiting.empty();
+  }
+
+  caf::typed_response_promise<lease> add(storage_actor::pointer self,
+                                         const std::string& id, int64_t now) {
+    ids.push_back(id);
+    now_ms = std::max(now_ms, now);
+    waiting.push_back(self->make_response_promise<lease>());
+    return waiting.back();
+  }
+
+  /// Answers each asker from the rows of one statement: an id without a
+  /// row is not found, and one asked twice gets its row once (a claim is
+  /// one asker's).
+  void answer(caf::expected<std::vector<lease>> rows) {
+    std::unordered_map<std::string, lease*> by_id;
+    if (rows)
+      for (auto& x : *rows)
+        by_id.emplace(x.id, &x);
+    for (size_t i = 0; i < waiting.size(); ++i) {
+      auto found = by_id.find(ids[i]);
+      if (!rows)
+        waiting[i].deliver(rows.error());
+      else if (found == by_id.end() || found->second == nullptr)
+        waiting[i].deliver(
+          make_error(ec::not_found, "no stored lease has this id"));
+      else {
+        waiting[i].deliver(*found->second);
+        found->second = nullptr;
+      }
+    }
+    *this = id_batch{};
+  }
+};
+
 struct storage_state {
   static inline const char* name = "storage";
 
   std::unique_ptr<storage_backend> backend;
   std::vector<storage_write> batch;
   std::vector<caf::typed_response_promise<atom::ok>> waiting;
-  /// Reads of shared storage waiting for the next `commit`, batched.
-  std::vector<std::string> read_ids;
-  std::vector<caf::typed_response_promise<lease>> readers;
+  /// Reads and claims of shared storage waiting for the next `commit`:
+  /// one statement each answers them all.
+  id_batch reads;
+  id_batch claims;
   caf::actor watcher;
   bool failing = false;
 
@@ -74,43 +118,39 @@ struct storage_state {
     return waiting.back();
   }
 
-  /// The first write or shared read of a batch sends the `commit` that
+  /// The first write or shared call of a batch sends the `commit` that
   /// closes it, behind everything already waiting in the mailbox.
   void close_batch_later(storage_actor::pointer self) {
-    if (batch.empty() && readers.empty())
+    if (batch.empty() && reads.empty() && claims.empty())
       self->send(self, atom::commit_v);
+  }
+
+  /// A call of shared storage by lease id, batched; null: not shared.
+  caf::result<lease> batched(storage_actor::pointer self, id_batch& into,
+                             const std::string& id, int64_t now_ms = 0) {
+    if (backend->shared() == nullptr)
+      return make_error(ec::storage_error,
+                        "this storage is not shared by several instances");
+    close_batch_later(self);
+    return into.add(self, id, now_ms);
   }
 
   caf::result<lease> get(storage_actor::pointer self, const std::string& id) {
     if (backend->shared() == nullptr)
       return checked(backend->get(id));
-    close_batch_later(self);
-    read_ids.push_back(id);
-    readers.push_back(self->make_response_promise<lease>());
-    return readers.back();
+    return batched(self, reads, id);
   }
 
-  /// Answers the batched reads with one statement (after the writes).
-  void read() {
-    if (readers.empty())
-      return;
-    auto rows = checked_rows(backend->shared()->get_many(read_ids));
-    std::unordered_map<std::string, lease*> by_id;
-    if (rows)
-      for (auto& x : *rows)
-        by_id.emplace(x.id, &x);
-    for (size_t i = 0; i < readers.size(); ++i) {
-      auto found = by_id.find(read_ids[i]);
-      if (!rows)
-        readers[i].deliver(rows.error());
-      else if (found == by_id.end())
-        readers[i].deliver(make_error(ec::not_found, "no stored lease has "
-                                                     "this id"));
-      else
-        readers[i].deliver(*found->second);
-    }
-    read_ids.clear();
-    readers.clear();
+  /// Closes a batch: the writes commit, then the reads and claims that
+  /// came with them run, a statement each.
+  caf::error close() {
+    auto err = commit();
+    if (!reads.empty())
+      reads.answer(checked_rows(backend->shared()->get_many(reads.ids)));
+    if (!claims.empty())
+      claims.answer(
+        checked_rows(backend->shared()->claim_live(claims.ids, claims.now_ms)));
+    return err;
   }
 
   caf::expected<std::vector<lease>>
@@ -177,8 +217,7 @@ storage_behavior(storage_actor::stateful_pointer<storage_state> self,
         [&](shared_storage& s) { return s.claim_due(ids, now); });
     },
     [self](atom::claim, const std::string& id, int64_t now) {
-      return self->state.shared_call(
-        [&](shared_storage& s) { return s.claim_live(id, now); });
+      return self->state.batched(self, self->state.claims, id, now);
     },
     [self](atom::claim, const revoke_job& job, const orphan_query& q) {
       return self->state.shared_call(
@@ -204,16 +243,12 @@ storage_behavior(storage_actor::stateful_pointer<storage_state> self,
       self->state.watcher = std::move(watcher);
     },
     [self](atom::flush) -> caf::result<atom::ok> {
-      auto err = self->state.commit();
-      self->state.read();
+      auto err = self->state.close();
       if (err)
         return err;
       return atom::ok_v;
     },
-    [self](atom::commit) {
-      self->state.commit();
-      self->state.read();
-    },
+    [self](atom::commit) { self->state.close(); },
   };
 }
 

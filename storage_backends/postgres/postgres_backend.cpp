@@ -121,7 +121,8 @@ std::vector<std::pair<const char*, std::string>> shared_statements() {
                   "expires_ms <= $2) OR (state = 'revoking' AND owner = $3))"
                     + returning},
     {"claim_live", "UPDATE leases SET state = 'revoking', owner = $3 "
-                   "WHERE id = $1 AND state = 'active' AND expires_ms > $2"
+                   "WHERE id = ANY($1::text[]) AND state = 'active' AND "
+                   "expires_ms > $2"
                      + returning},
     {"claim_matching",
      "UPDATE leases SET state = CASE state WHEN 'active' THEN 'revoking' "
@@ -396,11 +397,11 @@ public:
     return claim("claim_due", p);
   }
 
-  caf::expected<lease> claim_live(const std::string& id,
-                                  int64_t now_ms) override {
+  caf::expected<std::vector<lease>>
+  claim_live(const std::vector<std::string>& ids, int64_t now_ms) override {
     params p;
-    p.add(id).add(now_ms).add(instance_);
-    return one_lease(claim("claim_live", p), id);
+    p.add(text_array(ids)).add(now_ms).add(instance_);
+    return claim("claim_live", p);
   }
 
   caf::expected<std::vector<lease>>
