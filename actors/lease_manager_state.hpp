@@ -54,6 +54,8 @@ struct lease_manager_state {
   std::vector<caf::typed_response_promise<atom::ok>> waiting_for_drain;
   std::vector<caf::typed_response_promise<uint64_t>> waiting_for_ready;
   size_t pending_requests = 0;
+  /// The row id of the latest create (see `lease::row_id`).
+  int64_t last_row_id = 0;
   /// The storage's reason while it fails (it tells us), else empty.
   std::string storage_error;
   std::optional<int64_t> armed_due; ///< Deadline of the pending tick.

@@ -41,6 +41,10 @@ lease_manager_state::create(create_request& req) {
   record.tags = std::move(req.tags);
   record.meta = std::move(req.meta);
   record.description = std::move(req.description);
+  record.scope = std::move(req.scope);
+  // Stable and increasing, also across restarts: the create's time in
+  // microseconds, or one more than the previous.
+  last_row_id = record.row_id = std::max(last_row_id + 1, now_ms() * 1000);
   ++pending_requests;
   if (!be->remote) {
     // A local token dies with the process unless its lease is stored, so

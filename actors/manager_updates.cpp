@@ -225,6 +225,7 @@ void lease_manager_state::exchange_found(
           auto now = now_ms();
           x.value = std::move(token.value);
           x.meta = std::move(merged);
+          x.last_access_ms = now;
           x.expires_ms = std::min(now + x.ttl_ms, x.issued_ms + cfg.max_ttl_ms);
           x.ttl_ms = x.expires_ms - now;
         };

@@ -19,6 +19,7 @@
 #include <Poco/Net/TCPServerConnectionFactory.h>
 #include <Poco/ThreadPool.h>
 
+#include "api/http_answer.hpp"
 #include "api/http_framing.hpp"
 
 namespace tlm {
@@ -27,16 +28,6 @@ namespace {
 
 using json = nlohmann::json;
 using Poco::Net::HTTPRequest;
-
-/// An answer ready to write.
-struct http_answer {
-  int status = 200;
-  std::string body;
-  /// The `Allow` header of a 405.
-  std::string allow;
-  /// Close the connection after this answer.
-  bool close = false;
-};
 
 /// A failure object with a status the transport chose (405, 408, 505...).
 http_answer transport_failure(int status, std::string message,
@@ -47,32 +38,6 @@ http_answer transport_failure(int status, std::string message,
       .body,
     {},
     true};
-}
-
-/// A body that must hold a JSON object, or nothing (then `{}`).
-json object_body(const std::string& body, api_request& failed) {
-  if (body.find_first_not_of(" \t\r\n") == std::string::npos)
-    return json::object();
-  if (!nesting_ok(body)) {
-    failed.error = make_error(
-      ec::invalid_request, "the body nests deeper than "
-                             + std::to_string(max_message_depth) + " levels");
-    return json::object();
-  }
-  // nlohmann's parser takes a NUL byte for the end of the input.
-  if (body.find('\0') != std::string::npos) {
-    failed.error = make_error(ec::invalid_request,
-                              "the body must not contain a NUL byte");
-    return json::object();
-  }
-  auto parsed = json::parse(body, nullptr, false);
-  if (parsed.is_discarded())
-    failed.error = make_error(ec::invalid_request,
-                              "the body is not valid JSON");
-  else if (!parsed.is_object())
-    failed.error = make_error(ec::invalid_request,
-                              "the body must be a JSON object");
-  return parsed;
 }
 
 /// Refuses query parameters a route does not take: one we ignored would be
@@ -95,7 +60,7 @@ bool query_ok(const std::vector<std::pair<std::string, std::string>>& query,
 /// lease), so a body that names another is refused, not overridden.
 json body_message(const std::string& body, const char* verb,
                   api_request& failed) {
-  auto message = object_body(body, failed);
+  auto message = object_body(body, failed.error);
   if (failed.error)
     return message;
   if (auto i = message.find("action"); i != message.end() && *i != json(verb)) {
@@ -310,9 +275,16 @@ routed route(const std::string& method, const http_target& target,
 }
 
 /// Answers one request whose header and body have been read.
-http_answer answer(dispatcher& d, const HTTPRequest& req,
-                   const http_target& target, const std::string& body) {
-  if (!d.keys().allows_header(req.get("Authorization", "")))
+http_answer answer(dispatcher& d, const std::vector<http_surface>& surfaces,
+                   const HTTPRequest& req, const http_target& target,
+                   const std::string& body) {
+  auto& authorization = req.get("Authorization", Poco::Net::HTTPMessage::EMPTY);
+  bool key_ok = d.keys().allows_header(authorization);
+  http_call call{req.getMethod(), target, body, authorization, key_ok};
+  for (auto& surface : surfaces)
+    if (auto a = surface(call))
+      return std::move(*a);
+  if (!key_ok)
     return {401,
             dispatcher::failure(std::nullopt,
                                 make_error(ec::unauthorized,
@@ -338,7 +310,7 @@ http_answer answer(dispatcher& d, const HTTPRequest& req,
 
 struct http_server::impl {
   impl(dispatcher& d, Poco::Net::ServerSocket socket, int threads,
-       http_limits lim);
+       http_limits lim, std::vector<http_surface> surfaces);
 
   void watch();
 
@@ -349,6 +321,7 @@ struct http_server::impl {
 
   dispatcher& disp;
   http_limits limits;
+  std::vector<http_surface> surfaces;
   int workers;
   /// Connections waiting for a worker beyond this are refused (503).
   int max_queued;
@@ -390,7 +363,7 @@ std::string render(const http_answer& a, bool keep_alive) {
   Poco::Net::HTTPResponse resp(
     static_cast<Poco::Net::HTTPResponse::HTTPStatus>(a.status));
   resp.setVersion(Poco::Net::HTTPMessage::HTTP_1_1);
-  resp.setContentType("application/json");
+  resp.setContentType(a.content_type);
   resp.setContentLength64(static_cast<int64_t>(a.body.size()));
   resp.setKeepAlive(keep_alive);
   if (!a.allow.empty())
@@ -505,7 +478,7 @@ private:
       return false;
     // A request read whole is answered even if it was just shed.
     srv_.registry.enter(conn_, conn_phase::busy, now(), 0);
-    auto a = answer(srv_.disp, req, target, body);
+    auto a = answer(srv_.disp, srv_.surfaces, req, target, body);
     return reply(a, req.getKeepAlive() && !srv_.registry.cut(conn_));
   }
 
@@ -625,9 +598,11 @@ private:
 } // namespace
 
 http_server::impl::impl(dispatcher& d, Poco::Net::ServerSocket socket,
-                        int threads, http_limits lim)
+                        int threads, http_limits lim,
+                        std::vector<http_surface> surfaces)
   : disp(d),
     limits(lim),
+    surfaces(std::move(surfaces)),
     workers(threads),
     max_queued(std::max(1024, threads * 4)),
     pool(2, threads + 1),
@@ -661,8 +636,10 @@ void http_server::impl::watch() {
 }
 
 http_server::http_server(dispatcher& d, Poco::Net::ServerSocket socket,
-                         int threads, http_limits limits)
-  : impl_(std::make_unique<impl>(d, std::move(socket), threads, limits)) {
+                         int threads, http_limits limits,
+                         std::vector<http_surface> surfaces)
+  : impl_(std::make_unique<impl>(d, std::move(socket), threads, limits,
+                                 std::move(surfaces))) {
   // nop
 }
 

@@ -6,6 +6,7 @@
 #include <Poco/Net/ServerSocket.h>
 
 #include "api/dispatcher.hpp"
+#include "api/http_answer.hpp"
 #include "api/http_guard.hpp"
 
 namespace tlm {
@@ -18,9 +19,10 @@ namespace tlm {
 /// others (see `http_limits`).
 class http_server {
 public:
-  /// Serves on `socket`, already listening (see `listen_exclusively`).
+  /// Serves on `socket`, already listening (see `listen_exclusively`);
+  /// `surfaces` (token_server, Taler) answer the paths they own first.
   http_server(dispatcher& d, Poco::Net::ServerSocket socket, int threads,
-              http_limits limits = {});
+              http_limits limits = {}, std::vector<http_surface> surfaces = {});
   ~http_server();
 
   uint16_t port() const;

@@ -152,6 +152,9 @@ command parse_create(field_reader& in) {
   in.string_list("tags", c.tags);
   in.object_text("meta", c.meta);
   in.string("description", c.description);
+  in.string("scope", c.scope);
+  if (c.scope.size() > max_scope_bytes)
+    in.fail("scope must be at most 128 bytes");
   if (auto problem = client_data_problem(c.meta, c.description, c.tags);
       !problem.empty())
     in.fail(std::move(problem));
@@ -280,7 +283,7 @@ const action_spec action_specs[] = {
   {"create",
    parse_create,
    {"backend", "ttl", "role", "options", "renewable", "tags", "meta",
-    "description"}},
+    "description", "scope"}},
   {"get", parse_get, {"token_id", "lease_id"}},
   {"revoke", parse_revoke, {"token_id", "lease_id", "force"}},
   {"renew", parse_renew, {"token_id", "lease_id", "ttl"}},
@@ -456,7 +459,11 @@ json to_json(const lease& x, bool with_value) {
               {"tags", x.tags},
               {"meta", meta.is_object() ? meta : json::object()},
               {"description", x.description},
-              {"state", x.state}};
+              {"state", x.state},
+              {"scope", x.scope},
+              {"last_access", x.last_access_ms == 0
+                                ? json(nullptr)
+                                : json(rfc3339(x.last_access_ms))}};
   if (!x.last_error.empty())
     result["last_error"] = x.last_error;
   if (with_value && !x.value.empty())
@@ -578,6 +585,13 @@ void append_lease(std::string& out, const lease& x, bool with_value) {
   append_json_string(out, x.description);
   out.append(",\"state\":");
   append_json_string(out, x.state);
+  out.append(",\"scope\":");
+  append_json_string(out, x.scope);
+  out.append(",\"last_access\":");
+  if (x.last_access_ms == 0)
+    out.append("null");
+  else
+    out.append("\"").append(rfc3339(x.last_access_ms)).append("\"");
   if (!x.last_error.empty()) {
     out.append(",\"last_error\":");
     append_json_string(out, x.last_error);

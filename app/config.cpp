@@ -9,6 +9,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "api/http_framing.hpp"
 #include "cloud_backends/registry.hpp"
 #include "core/error.hpp"
 
@@ -48,6 +49,13 @@ caf::error read_key(const json& value, const std::string& key,
   if (!value.is_string())
     return wrong_type(key, "a string", value);
   out = value.get<std::string>();
+  return caf::none;
+}
+
+caf::error read_key(const json& value, const std::string& key, bool& out) {
+  if (!value.is_boolean())
+    return wrong_type(key, "true or false", value);
+  out = value.get<bool>();
   return caf::none;
 }
 
@@ -208,6 +216,85 @@ std::function<void(tcp_limits&)> add_tcp_flags(CLI::App& app,
   };
 }
 
+// -- token_server's surface (issue 15) ----------------------------------------
+
+/// token_server's own bounds, checked where a lifetime is given: an unset
+/// one follows narrower ttl bounds below them.
+caf::error lifetime_problem(int64_t ms) {
+  if (ms < token_server_settings::min_lifetime_ms
+      || ms > token_server_settings::max_lifetime_ms)
+    return config_error("token_lifetime_ms must be 1800000 to 345600000 "
+                        "(30 min to 96 h, as in token_server)");
+  return caf::none;
+}
+
+/// Reads a token_server setting; nothing when `key` is not one.
+std::optional<caf::error> read_token_server_key(const std::string& key,
+                                                const json& value,
+                                                token_server_settings& out) {
+  if (key == "token_server_prefix")
+    return read_key(value, key, out.prefix);
+  if (key == "token_server_dump")
+    return read_key(value, key, out.dump);
+  if (key == "token_lifetime_ms") {
+    if (auto err = read_key(value, key, out.lifetime_ms))
+      return err;
+    return lifetime_problem(out.lifetime_ms);
+  }
+  return std::nullopt;
+}
+
+caf::error validate_token_server(const token_server_settings& ts,
+                                 int64_t min_ttl_ms, int64_t max_ttl_ms) {
+  auto& p = ts.prefix;
+  if (p.empty() || p.front() != '/' || p.back() != '/'
+      || p.find_first_of("?#") != std::string::npos || parse_target(p).error)
+    return config_error("token_server_prefix must be a path that begins and "
+                        "ends with '/', such as / or /ts/");
+  auto segs = parse_target(p).segments;
+  if (segs.size() > 1 && (segs[0] == "v1" || segs[0] == "healthz"))
+    return config_error("token_server_prefix must not lie under /v1/ or "
+                        "/healthz/ (our own routes)");
+  if (ts.lifetime_ms < min_ttl_ms || ts.lifetime_ms > max_ttl_ms)
+    return config_error("token_lifetime_ms must lie between min_ttl_ms and "
+                        "max_ttl_ms");
+  return caf::none;
+}
+
+/// token_server's flags; `apply` copies the ones given into a config.
+std::function<void(daemon_config&)>
+add_token_server_flags(CLI::App& app, token_server_settings& flags) {
+  auto* prefix = app.add_option(
+    "--token-server-prefix", flags.prefix,
+    "path under which token_server's routes token and dump are served "
+    "(default /)");
+  auto* dump = app.add_flag("--dump", flags.dump,
+                            "serve token_server's HEAD dump, which logs the "
+                            "expiry and metadata of its tokens");
+  auto* lifetime =
+    app
+      .add_option(
+        "--token-lifetime", flags.lifetime_ms,
+        "ttl in ms of tokens made through token_server's routes, 1800000 to "
+        "345600000 (default 7200000, 2 h)")
+      ->check(CLI::Range(token_server_settings::min_lifetime_ms,
+                         token_server_settings::max_lifetime_ms));
+  return [=, &flags](daemon_config& cfg) {
+    auto& ts = cfg.token_server;
+    if (prefix->count() > 0)
+      ts.prefix = flags.prefix;
+    if (dump->count() > 0)
+      ts.dump = flags.dump;
+    if (lifetime->count() > 0)
+      ts.lifetime_ms = flags.lifetime_ms;
+    // An unset lifetime follows narrowed ttl bounds instead of
+    // contradicting them.
+    else if (ts.lifetime_ms == token_server_settings{}.lifetime_ms)
+      ts.lifetime_ms = std::clamp(ts.lifetime_ms, cfg.min_ttl_ms,
+                                  std::max(cfg.min_ttl_ms, cfg.max_ttl_ms));
+  };
+}
+
 /// Applies a JSON config file; every key must be known.
 caf::error apply_file(const std::string& path, daemon_config& cfg) {
   auto doc = read_file(path);
@@ -256,6 +343,8 @@ caf::error apply_file(const std::string& path, daemon_config& cfg) {
       err = *http;
     else if (auto tcp = read_tcp_key(key, value, cfg.tcp))
       err = *tcp;
+    else if (auto ts = read_token_server_key(key, value, cfg.token_server))
+      err = *ts;
     else if (key == "backends") {
       if (!value.is_object() || value.empty())
         err = config_error("config key 'backends' must be a non-empty "
@@ -330,6 +419,9 @@ caf::error validate(const daemon_config& cfg) {
   if (auto err = validate_http(cfg.http))
     return err;
   if (auto err = validate_tcp(cfg.tcp))
+    return err;
+  if (auto err = validate_token_server(cfg.token_server, cfg.min_ttl_ms,
+                                       cfg.max_ttl_ms))
     return err;
   if (auto err = check_backend_types(cfg.backends))
     return err;
@@ -473,8 +565,10 @@ command_line parse_command_line(int argc, char** argv) {
                  "http_idle_timeout_ms, http_max_per_peer, "
                  "tcp_idle_timeout_ms, tcp_auth_timeout_ms, "
                  "tcp_reply_buffer_bytes, tcp_reply_buffer_total_bytes, "
+                 "token_server_prefix, token_server_dump, token_lifetime_ms, "
                  "backends ({\"<name>\":{\"type\":\"local\"}})");
-  auto appliers = {add_listen_flags(app, flags), add_policy_flags(app, flags)};
+  auto appliers = {add_listen_flags(app, flags), add_policy_flags(app, flags),
+                   add_token_server_flags(app, flags.token_server)};
   auto apply_http_flags = add_http_flags(app, flags.http);
   auto apply_tcp_flags = add_tcp_flags(app, flags.tcp);
   try {

@@ -8,6 +8,7 @@
 
 #include "api/http_guard.hpp"
 #include "api/tcp_limits.hpp"
+#include "api/token_server_api.hpp"
 
 namespace tlm {
 
@@ -47,6 +48,8 @@ struct daemon_config {
   http_limits http;
   // -- TCP hardening (issue 9): timeouts and reply budgets --------------------
   tcp_limits tcp;
+  // -- compatible APIs (issue 15) ---------------------------------------------
+  token_server_settings token_server;
 };
 
 /// The outcome of reading the command line: a config to run, or a text to

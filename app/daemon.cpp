@@ -19,6 +19,7 @@
 #include "api/http_server.hpp"
 #include "api/listener.hpp"
 #include "api/tcp_server.hpp"
+#include "api/token_server_routes.hpp"
 #include "app/config.hpp"
 #include "cloud_backends/cloud_actor.hpp"
 #include "cloud_backends/registry.hpp"
@@ -215,8 +216,11 @@ lease_manager_config manager_config(const daemon_config& cfg,
 /// most 30 s) for the requests in flight.
 void serve_until_stopped(const daemon_config& cfg, start_parts& parts,
                          dispatcher& disp, const sigset_t& stop_signals) {
-  http_server http{disp, std::move(*parts.http_socket), cfg.http_threads,
-                   cfg.http};
+  http_server http{disp,
+                   std::move(*parts.http_socket),
+                   cfg.http_threads,
+                   cfg.http,
+                   {token_server_surface(disp, cfg.token_server)}};
   tcp_server tcp{disp, std::move(*parts.tcp_socket), cfg.tcp_max_connections,
                  cfg.tcp};
   http.start();

@@ -40,13 +40,22 @@ struct lease {
   std::string state = state_active;
   uint32_t attempts = 0;  ///< Failed revocation attempts.
   std::string last_error; ///< The backend's reason, never a secret.
+  /// What the token may do, in its service's words (Taler's `readonly`,
+  /// `readwrite`); empty: nothing said.
+  std::string scope;
+  /// When the token was last exchanged; 0: never.
+  int64_t last_access_ms = 0;
+  /// Stable and increasing with creation (microseconds of the create, or
+  /// one more than the previous), for paging by creation (Taler's row_id).
+  int64_t row_id = 0;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, lease& x) {
   return f(caf::meta::type_name("lease"), x.id, x.backend, x.backend_id,
            x.value, x.ttl_ms, x.issued_ms, x.expires_ms, x.renewable, x.tags,
-           x.meta, x.description, x.state, x.attempts, x.last_error);
+           x.meta, x.description, x.state, x.attempts, x.last_error, x.scope,
+           x.last_access_ms, x.row_id);
 }
 
 /// How revocations at one backend fare, for `health`.
@@ -182,12 +191,13 @@ struct create_request {
   std::vector<std::string> tags;
   std::string meta = "{}";
   std::string description;
+  std::string scope; ///< At most `max_scope_bytes`.
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, create_request& x) {
   return f(caf::meta::type_name("create_request"), x.backend, x.ttl_ms,
-           x.options, x.renewable, x.tags, x.meta, x.description);
+           x.options, x.renewable, x.tags, x.meta, x.description, x.scope);
 }
 
 /// Which leases `list` shows.
@@ -334,6 +344,7 @@ typename Inspector::result_type inspect(Inspector& f, job_status& x) {
 /// What a client may attach to a lease, and is stored and sent with it on
 /// every read, so each part is bounded and so is their sum.
 constexpr size_t max_description_bytes = 1024;
+constexpr size_t max_scope_bytes = 128;
 constexpr size_t max_tags = 64;
 constexpr size_t max_tag_bytes = 128;
 /// Serialized `meta`, `description` and `tags` together.

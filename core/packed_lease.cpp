@@ -6,7 +6,7 @@ namespace tlm {
 
 namespace {
 
-constexpr size_t string_fields = 6;
+constexpr size_t string_fields = 7;
 constexpr std::string_view empty_meta = "{}";
 
 void put_varint(std::string& out, size_t n) {
@@ -65,6 +65,8 @@ packed_lease::packed_lease(const lease& x)
   : ttl_ms(x.ttl_ms),
     issued_ms(x.issued_ms),
     expires_ms(x.expires_ms),
+    last_access_ms(x.last_access_ms),
+    row_id(x.row_id),
     attempts(x.attempts),
     renewable(x.renewable),
     backend_id_is_id_(!x.id.empty() && x.backend_id == x.id) {
@@ -77,6 +79,7 @@ packed_lease::packed_lease(const lease& x)
   put_field(text, x.meta == empty_meta ? std::string_view{} : x.meta);
   put_field(text, x.description);
   put_field(text, x.last_error);
+  put_field(text, x.scope);
   put_varint(text, x.tags.size());
   for (auto& tag : x.tags)
     put_field(text, tag);
@@ -111,6 +114,8 @@ lease packed_lease::unpack(std::string id) const {
   x.ttl_ms = ttl_ms;
   x.issued_ms = issued_ms;
   x.expires_ms = expires_ms;
+  x.last_access_ms = last_access_ms;
+  x.row_id = row_id;
   x.attempts = attempts;
   x.renewable = renewable;
   x.state = to_string(state);
@@ -126,6 +131,7 @@ lease packed_lease::unpack(std::string id) const {
   x.meta = meta.empty() ? empty_meta : meta;
   x.description = next_field(p);
   x.last_error = next_field(p);
+  x.scope = next_field(p);
   auto n = get_varint(p);
   x.tags.reserve(n);
   while (n-- > 0)

@@ -27,6 +27,8 @@ public:
   int64_t ttl_ms = 0;
   int64_t issued_ms = 0;
   int64_t expires_ms = 0;
+  int64_t last_access_ms = 0;
+  int64_t row_id = 0;
   uint32_t attempts = 0;
   record_state state = record_state::active;
   bool renewable = false;
@@ -66,7 +68,7 @@ private:
   bool backend_id_is_id_ = false;
 
   /// Field i of: backend, backend_id, value, meta, description, last_error,
-  /// then the tags.
+  /// scope, then the tags.
   std::string_view field(size_t i) const;
 
   std::unique_ptr<char[]> text_;

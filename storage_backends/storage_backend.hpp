@@ -22,7 +22,7 @@ constexpr size_t max_load_page_bytes = 32 * 1024 * 1024;
 /// The bytes a lease takes in a page, near enough for the bound.
 inline size_t page_bytes(const lease& x) {
   return 128 + x.id.size() + x.backend.size() + x.backend_id.size()
-         + x.value.size() + x.last_error.size()
+         + x.value.size() + x.last_error.size() + x.scope.size()
          + client_data_bytes(x.meta, x.description, x.tags);
 }
 

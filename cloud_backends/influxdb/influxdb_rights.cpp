@@ -176,11 +176,16 @@ caf::expected<influxdb_rights> narrow_influxdb(const influxdb_rights& role,
                                                const std::string& org_id,
                                                const json& options) {
   for (auto& [key, _] : options.items())
-    if (key != "role" && key != "permissions")
+    if (key != "role" && key != "permissions" && key != "orgID")
       return make_error(ec::invalid_request,
-                        "the influxdb backend takes the options ttl, role "
-                        "and permissions, not '"
+                        "the influxdb backend takes the options ttl, role, "
+                        "orgID and permissions, not '"
                           + key + "'");
+  // Ockam's create names the org; a lease never reaches beyond ours.
+  if (auto o = options.find("orgID");
+      o != options.end() && (!o->is_string() || *o != org_id))
+    return option_error("orgID", "must be the id of this backend's org ("
+                                   + org_id + ")");
   auto i = options.find("permissions");
   if (i == options.end())
     return role;

@@ -22,7 +22,7 @@ namespace tlm {
 namespace {
 
 /// The version of the PostgreSQL schema (its own numbering, not SQLite's).
-constexpr int schema_version = 2;
+constexpr int schema_version = 3;
 
 /// A transaction lock on this key (it spells "tlmd", plus one) orders the
 /// schema work of instances that start at once.
@@ -79,11 +79,20 @@ CREATE TABLE instances(
 CREATE INDEX leases_due ON leases(expires_ms) WHERE state = 'active';
 CREATE INDEX leases_claimed ON leases(expires_ms) WHERE state <> 'active';
 )sql",
+  // Issue 15: a lease's scope, last access and row id (for paging by
+  // creation); a kept lease's row id follows its issue time, as new ones do.
+  R"sql(
+ALTER TABLE leases ADD COLUMN scope TEXT NOT NULL DEFAULT '',
+  ADD COLUMN last_access_ms BIGINT NOT NULL DEFAULT 0,
+  ADD COLUMN row_id BIGINT NOT NULL DEFAULT 0;
+UPDATE leases SET row_id = issued_ms * 1000;
+)sql",
 };
 
 constexpr const char* lease_columns =
   "id, backend, backend_id, value, ttl_ms, issued_ms, expires_ms, "
-  "renewable, tags, meta, description, state, attempts, last_error";
+  "renewable, tags, meta, description, state, attempts, last_error, scope, "
+  "last_access_ms, row_id";
 
 constexpr const char* job_columns =
   "id, backend, tag, created_ms, total, state, finished_ms";
@@ -142,7 +151,8 @@ std::vector<std::pair<const char*, std::string>> shared_statements() {
                    "id = $1 AND state = 'active' AND expires_ms > $4"
                      + returning},
     // Both SET expressions read the old ttl_ms, as PostgreSQL defines.
-    {"swap_live", "UPDATE leases SET value = $3, meta = $4, expires_ms = "
+    {"swap_live", "UPDATE leases SET value = $3, meta = $4, last_access_ms = "
+                  "$5, expires_ms = "
                   "LEAST($5 + ttl_ms, issued_ms + $6), ttl_ms = LEAST($5 + "
                   "ttl_ms, issued_ms + $6) - $5 WHERE id = $1 AND value = $2 "
                   "AND state = 'active' AND expires_ms > $5"
@@ -162,12 +172,13 @@ const std::vector<std::pair<const char*, std::string>>& statements() {
       // An active lease has no owner; any other state is its writer's.
       {"save", "INSERT INTO leases(" + cols
                  + ", owner) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,"
-                   "$14, CASE $12 WHEN 'active' THEN NULL ELSE $15 END) "
+                   "$14,$15,$16,$17, CASE $12 WHEN 'active' THEN NULL ELSE "
+                   "$18 END) "
                    "ON CONFLICT(id) DO UPDATE SET backend=$2, backend_id=$3, "
                    "value=$4, ttl_ms=$5, issued_ms=$6, expires_ms=$7, "
                    "renewable=$8, tags=$9, meta=$10, description=$11, "
-                   "state=$12, attempts=$13, last_error=$14, "
-                   "owner=EXCLUDED.owner"},
+                   "state=$12, attempts=$13, last_error=$14, scope=$15, "
+                   "last_access_ms=$16, row_id=$17, owner=EXCLUDED.owner"},
       {"remove", "DELETE FROM leases WHERE id = $1"},
       {"save_job",
        "INSERT INTO revoke_jobs(id, backend, tag, created_ms, "
@@ -277,7 +288,10 @@ params lease_params(const lease& x) {
     .add(x.description)
     .add(x.state)
     .add(static_cast<int64_t>(x.attempts))
-    .add(x.last_error);
+    .add(x.last_error)
+    .add(x.scope)
+    .add(x.last_access_ms)
+    .add(x.row_id);
   return p;
 }
 
@@ -301,6 +315,9 @@ lease lease_of(const result& r, int row) {
   x.state = r.text(row, 11);
   x.attempts = static_cast<uint32_t>(r.number(row, 12));
   x.last_error = r.text(row, 13);
+  x.scope = r.text(row, 14);
+  x.last_access_ms = r.number(row, 15);
+  x.row_id = r.number(row, 16);
   return x;
 }
 
@@ -324,8 +341,8 @@ bool has_nul(const storage_write& w) {
   bool tags = std::any_of(x.tags.begin(), x.tags.end(), nul);
   return tags || nul(x.id) || nul(x.backend) || nul(x.backend_id)
          || nul(x.value) || nul(x.meta) || nul(x.description) || nul(x.state)
-         || nul(x.last_error) || nul(w.job.id) || nul(w.job.backend)
-         || nul(w.job.tag);
+         || nul(x.last_error) || nul(x.scope) || nul(w.job.id)
+         || nul(w.job.backend) || nul(w.job.tag);
 }
 
 /// The first line of a password file (as the cloud backends read theirs),

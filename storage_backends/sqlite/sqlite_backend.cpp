@@ -18,7 +18,7 @@ namespace tlm {
 
 namespace {
 
-constexpr int schema_version = 4;
+constexpr int schema_version = 5;
 
 // No secondary index on leases: each cost a quarter of the create rate
 // (measured), and no query here needs one: the start-up load reads every
@@ -41,7 +41,10 @@ CREATE TABLE IF NOT EXISTS leases(
   description TEXT NOT NULL,
   state TEXT NOT NULL DEFAULT 'active',
   attempts INTEGER NOT NULL DEFAULT 0,
-  last_error TEXT NOT NULL DEFAULT ''
+  last_error TEXT NOT NULL DEFAULT '',
+  scope TEXT NOT NULL DEFAULT '',
+  last_access_ms INTEGER NOT NULL DEFAULT 0,
+  row_id INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS revoke_jobs(
   id TEXT PRIMARY KEY,
@@ -56,7 +59,8 @@ CREATE TABLE IF NOT EXISTS revoke_jobs(
 
 constexpr const char* lease_columns =
   "id, backend, backend_id, value, ttl_ms, issued_ms, expires_ms, "
-  "renewable, tags, meta, description, state, attempts, last_error";
+  "renewable, tags, meta, description, state, attempts, last_error, scope, "
+  "last_access_ms, row_id";
 
 /// Makes a file we just created readable and writable by its owner only
 /// (`open`'s mode is masked by the umask; this is not).
@@ -251,13 +255,14 @@ public:
       begin_.prepare(db_, "BEGIN IMMEDIATE") && commit_.prepare(db_, "COMMIT")
       && rollback_.prepare(db_, "ROLLBACK")
       && insert_.prepare(db_, "INSERT INTO leases(" + cols
-                                + ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+                                + ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
                                   "ON CONFLICT(id) DO NOTHING")
       && update_.prepare(db_, "UPDATE leases SET backend=?2, backend_id=?3, "
                               "value=?4, ttl_ms=?5, issued_ms=?6, "
                               "expires_ms=?7, renewable=?8, tags=?9, "
                               "meta=?10, description=?11, state=?12, "
-                              "attempts=?13, last_error=?14 "
+                              "attempts=?13, last_error=?14, scope=?15, "
+                              "last_access_ms=?16, row_id=?17 "
                               "WHERE id=?1")
       && remove_.prepare(db_, "DELETE FROM leases WHERE id = ?")
       && save_job_.prepare(db_, "INSERT OR REPLACE INTO revoke_jobs("
@@ -427,8 +432,21 @@ private:
       if (auto err = exec("ALTER TABLE leases DROP COLUMN next_attempt_ms"))
         return err;
     if (found < 4)
-      return exec("BEGIN; DROP TABLE IF EXISTS lease_tags; UPDATE "
-                  "schema_version SET version = 4; COMMIT;");
+      if (auto err = exec("BEGIN; DROP TABLE IF EXISTS lease_tags; UPDATE "
+                          "schema_version SET version = 4; COMMIT;"))
+        return err;
+    // v5 (issue 15): scope, last access and row id; a kept lease's row id
+    // follows its issue time, as a new one's does.
+    if (found < 5 && !has_column("leases", "row_id"))
+      if (auto err = exec(
+            "BEGIN; ALTER TABLE leases ADD COLUMN scope TEXT NOT NULL "
+            "DEFAULT ''; ALTER TABLE leases ADD COLUMN last_access_ms "
+            "INTEGER NOT NULL DEFAULT 0; ALTER TABLE leases ADD COLUMN "
+            "row_id INTEGER NOT NULL DEFAULT 0; UPDATE leases SET "
+            "row_id = issued_ms * 1000; COMMIT;"))
+        return err;
+    if (found < 5)
+      return exec("UPDATE schema_version SET version = 5");
     return caf::none;
   }
 
@@ -504,7 +522,10 @@ private:
       .bind(11, x.description)
       .bind(12, x.state)
       .bind(13, static_cast<int64_t>(x.attempts))
-      .bind(14, x.last_error);
+      .bind(14, x.last_error)
+      .bind(15, x.scope)
+      .bind(16, x.last_access_ms)
+      .bind(17, x.row_id);
   }
 
   caf::error remove(const std::string& id) {
@@ -539,6 +560,9 @@ private:
       x.state = s.text(11);
       x.attempts = static_cast<uint32_t>(s.number(12));
       x.last_error = s.text(13);
+      x.scope = s.text(14);
+      x.last_access_ms = s.number(15);
+      x.row_id = s.number(16);
       bytes += page_bytes(x);
       if (bytes > max_bytes && !rows.empty()) {
         *cut = true;

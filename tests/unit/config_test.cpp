@@ -171,3 +171,34 @@ TEST_CASE("API keys: any configured key passes, others do not") {
   REQUIRE(loaded);
   CHECK(loaded->allows("gamma"));
 }
+
+TEST_CASE("token_server's settings: prefix, dump and a bounded lifetime") {
+  auto cmd = parse({});
+  REQUIRE(!cmd.exit_now);
+  CHECK(cmd.config.token_server.prefix == "/");
+  CHECK(!cmd.config.token_server.dump);
+  CHECK(cmd.config.token_server.lifetime_ms == 7'200'000);
+  cmd = parse(
+    {"--token-server-prefix", "/ts/", "--dump", "--token-lifetime", "1800000"});
+  REQUIRE(!cmd.exit_now);
+  CHECK(cmd.config.token_server.prefix == "/ts/");
+  CHECK(cmd.config.token_server.dump);
+  CHECK(cmd.config.token_server.lifetime_ms == 1'800'000);
+  // Unset, it follows a narrower max ttl; given, it must fit token_server's
+  // bounds and ours.
+  CHECK(parse({"--max-ttl", "60000"}).config.token_server.lifetime_ms == 60000);
+  CHECK(parse({"--token-lifetime", "60000"}).exit_now);
+  auto narrow = parse({"--token-lifetime", "7200000", "--max-ttl", "3600000"});
+  CHECK(narrow.exit_now);
+  CHECK(narrow.output.find("token_lifetime_ms") != std::string::npos);
+  for (auto bad : {"ts", "/ts", "/v1/", "/a?b/"}) {
+    auto refused = parse({"--token-server-prefix", bad});
+    CHECK(refused.exit_now);
+    CHECK(refused.output.find("token_server_prefix") != std::string::npos);
+  }
+  auto path = write_temp(R"({"token_lifetime_ms": 60000})");
+  auto file = parse({"--config", path});
+  std::remove(path.c_str());
+  CHECK(file.exit_now);
+  CHECK(file.output.find("1800000 to 345600000") != std::string::npos);
+}

@@ -205,6 +205,25 @@ TEST_CASE("leases render with RFC 3339 times; list hides the value") {
   CHECK(j["value"] == "secret");
   CHECK(!to_json(x, false).contains("value"));
   CHECK(rfc3339(0) == "1970-01-01T00:00:00.000Z");
+  // Every lease shows its scope and last access (null: never).
+  CHECK(j["scope"] == "");
+  CHECK(j["last_access"].is_null());
+  x.scope = "readonly";
+  x.last_access_ms = 1795442642123;
+  CHECK(to_json(x)["scope"] == "readonly");
+  CHECK(to_json(x, false)["last_access"] == "2026-11-23T14:04:02.123Z");
+}
+
+TEST_CASE("create takes a scope of at most 128 bytes") {
+  auto req = parse_request(R"({"action":"create","scope":"readwrite"})");
+  REQUIRE(!req.error);
+  CHECK(create_of(req).scope == "readwrite");
+  CHECK(code(parse_request(R"({"action":"create","scope":7})"))
+        == ec::invalid_request);
+  auto long_scope = parse_request(R"({"action":"create","scope":")"
+                                  + std::string(129, 's') + R"("})");
+  CHECK(message(long_scope).find("scope must be at most 128 bytes")
+        != std::string::npos);
 }
 
 TEST_CASE("every code has its HTTP status") {

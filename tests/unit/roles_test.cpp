@@ -261,6 +261,14 @@ TEST_CASE("influxdb: options narrow a role and never widen it") {
   ok = narrow_influxdb(role, "metrics", org, json::object());
   REQUIRE(ok);
   CHECK(ok->permissions.size() == 2);
+  // Ockam's create names the org: ours is taken, another one refused.
+  ok = narrow_influxdb(role, "metrics", org, {{"orgID", org}});
+  REQUIRE(ok);
+  CHECK(ok->permissions.size() == 2);
+  err = narrow_influxdb(role, "metrics", org, {{"orgID", "fedcba9876543210"}});
+  CHECK(mentions(refusal(err.error()), "options.orgID"));
+  err = narrow_influxdb(role, "metrics", org, {{"orgID", 7}});
+  CHECK(mentions(refusal(err.error()), "options.orgID"));
 }
 
 TEST_CASE("influxdb: dangerous permissions need a role that allows them") {

@@ -46,6 +46,9 @@ lease sample(const std::string& id, int64_t expires,
   x.tags = std::move(tags);
   x.meta = R"({"m":"é"})";
   x.description = "desc " + id;
+  x.scope = "readonly";
+  x.last_access_ms = expires - 500;
+  x.row_id = expires * 1000;
   return x;
 }
 
@@ -117,6 +120,9 @@ TEST_CASE("every storage backend keeps the same contract"
     CHECK(got->description == "desc id105");
     CHECK(got->expires_ms == 10'005);
     CHECK(got->state == state_active);
+    CHECK(got->scope == "readonly");
+    CHECK(got->last_access_ms == 9'505);
+    CHECK(got->row_id == 10'005'000);
     CHECK(code_of(db.get("nope").error()) == ec::not_found);
 
     // Saving again replaces, tags included.
@@ -454,7 +460,7 @@ TEST_CASE("every storage backend bounds a page by bytes as well as by "
   }
 }
 
-TEST_CASE("sqlite upgrades a version 3 database to version 4, keeping every "
+TEST_CASE("sqlite upgrades a version 3 database to version 5, keeping every "
           "lease and its tags") {
   temp_dir dir;
   auto path = (dir.path / "v3.db").string();
@@ -494,6 +500,10 @@ TEST_CASE("sqlite upgrades a version 3 database to version 4, keeping every "
     REQUIRE(one);
     CHECK(one->tags == std::vector<std::string>{"a", "b"});
     CHECK(one->value == "v1");
+    // v5: no scope, never accessed, a row id from the issue time.
+    CHECK(one->scope.empty());
+    CHECK(one->last_access_ms == 0);
+    CHECK(one->row_id == 1000 * 1000);
     auto two = (*db)->get("old2");
     REQUIRE(two);
     CHECK(two->attempts == 3);
@@ -516,7 +526,7 @@ TEST_CASE("sqlite upgrades a version 3 database to version 4, keeping every "
     sqlite3_finalize(st);
     return n;
   };
-  CHECK(count("SELECT max(version) FROM schema_version") == 4);
+  CHECK(count("SELECT max(version) FROM schema_version") == 5);
   CHECK(count("SELECT count(*) FROM sqlite_master WHERE name = 'lease_tags'")
         == 0);
   CHECK(count("SELECT count(*) FROM pragma_table_info('leases') "
@@ -737,7 +747,7 @@ TEST_CASE("postgres: claims and conditional changes decide which instance "
   CHECK(a.claim_orphans(q)->leases.empty());
 }
 
-TEST_CASE("postgres upgrades a version 1 database to version 2, keeping "
+TEST_CASE("postgres upgrades a version 1 database to version 3, keeping "
           "every lease"
           * doctest::test_suite("storage_conformance")) {
   if (!postgres_server())
@@ -773,6 +783,10 @@ INSERT INTO leases VALUES('dying', 'local', 'b-dying', 'v-dying', 1000, 0,
   CHECK(!(*db)->created_new());
   CHECK((*db)->get("live")->tags == std::vector<std::string>{"t"});
   CHECK((*db)->get("dying")->attempts == 2);
+  // Version 3: no scope, never accessed, a row id from the issue time.
+  CHECK((*db)->get("live")->scope.empty());
+  CHECK((*db)->get("live")->last_access_ms == 0);
+  CHECK((*db)->get("live")->row_id == 9000 * 1000);
   // The old single instance's revocation belongs to nobody alive now.
   auto work = (*db)->shared()->claim_orphans({5000, 600'000, 10, true});
   REQUIRE(work);
