@@ -85,6 +85,31 @@ void store_update(lease_manager_state& st, const std::string& id, Change change,
       });
 }
 
+/// An exchange's steps at one instance and at several: the meta merged
+/// with the lease as found, then the backend's swap of the value (of two
+/// racing exchanges one wins); `stored(token, merged)` stores the outcome.
+template <class Stored>
+void swap_at_backend(lease_manager_state& st, const lease& found,
+                     const exchange_request& req,
+                     caf::typed_response_promise<lease> rp, Stored stored) {
+  auto merged = merge_meta(found, req.meta);
+  if (!merged) {
+    --st.pending_requests;
+    rp.deliver(std::move(merged.error()));
+    return;
+  }
+  auto* be = st.backend(req.backend);
+  st.self
+    ->request(be->actor, st.timeout_of(*be), atom::exchange_v,
+              token_swap{found.id, req.value})
+    .then([stored, merged = std::move(*merged)](
+            cloud_token& token) mutable { stored(token, merged); },
+          [&st, rp, name = be->name](caf::error& err) mutable {
+            --st.pending_requests;
+            rp.deliver(lease_manager_state::from_cloud(name, std::move(err)));
+          });
+}
+
 } // namespace
 
 caf::typed_response_promise<lease, bool>
@@ -204,37 +229,24 @@ lease_manager_state::exchange(const exchange_request& req) {
 void lease_manager_state::exchange_found(
   const exchange_request& req, const std::string& bid,
   caf::typed_response_promise<lease> rp) {
-  auto merged = merge_meta(live(bid)->second.record.unpack(bid), req.meta);
-  if (!merged) {
-    --pending_requests;
-    rp.deliver(std::move(merged.error()));
-    return;
-  }
-  // Step 2: the atomic swap; of two racing exchanges one wins.
-  auto* be = backend(req.backend);
-  self
-    ->request(be->actor, timeout_of(*be), atom::exchange_v,
-              token_swap{bid, req.value})
-    .then(
-      [this, rp, bid, merged = std::move(*merged)](cloud_token& token) mutable {
-        // The new value gets a fresh term of the lease's current ttl, also
-        // when a renew changed it meanwhile. Only an exchange changes meta,
-        // and only one exchange of a value swaps, so the meta merged above
-        // is still current.
-        auto swap = [this, &token, &merged](lease& x) {
-          auto now = now_ms();
-          x.value = std::move(token.value);
-          x.meta = std::move(merged);
-          x.last_access_ms = now;
-          x.expires_ms = std::min(now + x.ttl_ms, x.issued_ms + cfg.max_ttl_ms);
-          x.ttl_ms = x.expires_ms - now;
-        };
-        store_update(*this, bid, swap, rp, ec::invalid_token);
-      },
-      [this, rp, name = be->name](caf::error& err) mutable {
-        --pending_requests;
-        rp.deliver(from_cloud(name, std::move(err)));
-      });
+  auto found = live(bid)->second.record.unpack(bid);
+  swap_at_backend(*this, found, req, rp,
+                  [this, rp, bid](cloud_token& token, std::string& merged) {
+                    // The new value gets a fresh term of the lease's current
+                    // ttl, also when a renew changed it meanwhile. Only an
+                    // exchange changes meta, and only one exchange of a value
+                    // swaps, so the meta merged before is still current.
+                    auto swap = [this, &token, &merged](lease& x) {
+                      auto now = now_ms();
+                      x.value = std::move(token.value);
+                      x.meta = std::move(merged);
+                      x.last_access_ms = now;
+                      x.expires_ms = std::min(now + x.ttl_ms,
+                                              x.issued_ms + cfg.max_ttl_ms);
+                      x.ttl_ms = x.expires_ms - now;
+                    };
+                    store_update(*this, bid, swap, rp, ec::invalid_token);
+                  });
 }
 
 // -- shared storage: the database decides (several instances) -----------------
@@ -352,34 +364,19 @@ void lease_manager_state::exchange_shared(
 
 void lease_manager_state::swap_stored(lease found, const exchange_request& req,
                                       caf::typed_response_promise<lease> rp) {
-  auto merged = merge_meta(found, req.meta);
-  if (!merged) {
-    --pending_requests;
-    rp.deliver(std::move(merged.error()));
-    return;
-  }
-  auto* be = backend(req.backend);
-  self
-    ->request(be->actor, timeout_of(*be), atom::exchange_v,
-              token_swap{found.id, req.value})
-    .then(
-      [this, rp, req, id = found.id,
-       merged = std::move(*merged)](cloud_token& token) mutable {
-        live_update u;
-        u.id = id;
-        u.now_ms = now_ms();
-        u.old_value = req.value;
-        u.new_value = std::move(token.value);
-        u.meta = std::move(merged);
-        u.max_ttl_ms = cfg.max_ttl_ms;
-        // Of two exchanges of one value, only one finds it here.
-        store_live(*this, atom::exchange_v, std::move(u), rp,
-                   ec::invalid_token);
-      },
-      [this, rp, name = be->name](caf::error& err) mutable {
-        --pending_requests;
-        rp.deliver(from_cloud(name, std::move(err)));
-      });
+  swap_at_backend(
+    *this, found, req, rp,
+    [this, rp, req, id = found.id](cloud_token& token, std::string& merged) {
+      live_update u;
+      u.id = id;
+      u.now_ms = now_ms();
+      u.old_value = req.value;
+      u.new_value = std::move(token.value);
+      u.meta = std::move(merged);
+      u.max_ttl_ms = cfg.max_ttl_ms;
+      // Of two exchanges of one value, only one finds it here.
+      store_live(*this, atom::exchange_v, std::move(u), rp, ec::invalid_token);
+    });
 }
 
 } // namespace tlm

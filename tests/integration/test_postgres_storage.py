@@ -19,32 +19,15 @@ import time
 import pytest
 
 from tlmd_harness import READY_RE, assert_failure, assert_success, parse_ts, wait_until
-
-
-@pytest.fixture
-def pg(postgres_server_module):
-    return postgres_server_module
-
-
-@pytest.fixture
-def database(pg):
-    return pg.create_database(f"tlm_{secrets.token_hex(4)}")
-
-
-@pytest.fixture
-def password_file(pg, tmp_path):
-    return pg.write_password_file(tmp_path / "pg-password")
+# The PostgreSQL fixtures (a cluster per module, a database per test) are
+# the multi-instance tests' too.
+from multi_harness import database, password_file, pg, stored_ids  # noqa: F401
 
 
 def pg_tlmd(factory, pg, database, password_file, start=True, **kw):
     return factory(start=start, storage=pg.conninfo(database),
                    args=["--storage-password-file", password_file] + kw.pop("args", []),
                    **kw)
-
-
-def stored_ids(pg, database):
-    out = pg.sql("SELECT id FROM leases ORDER BY id", db=database)
-    return set(out.split()) if out else set()
 
 
 @pytest.mark.parametrize("transport_", ["tcp", "http"])
