@@ -12,6 +12,7 @@
 #include <caf/replies_to.hpp>
 #include <caf/typed_actor.hpp>
 
+#include "actors/manager_batch.hpp"
 #include "actors/type_ids.hpp"
 #include "core/lease.hpp"
 
@@ -134,6 +135,9 @@ using lease_manager_actor = caf::typed_actor<
   caf::replies_to<atom::list, list_query>::with<lease_page>,
   // Swaps a one-time token value for a fresh one, merging metadata.
   caf::replies_to<atom::exchange, exchange_request>::with<lease>,
+  // A front end's batch of calls (actors/manager_batch.hpp): run in order,
+  // all outcomes handed back at once.
+  caf::reacts_to<atom::batch, call_batch>,
   // Counts of live and irrevocable leases, and revocations per backend.
   caf::replies_to<atom::health>::with<health_report>,
   // Answers (with the live count) once every stored lease is loaded.

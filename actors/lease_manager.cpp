@@ -107,18 +107,16 @@ caf::error lease_manager_state::from_storage(caf::error err) {
 
 // -- get, list, health --------------------------------------------------------
 
-caf::result<lease> lease_manager_state::get(const std::string& id) {
+void lease_manager_state::get(const std::string& id, reply<lease> rp) {
   if (cfg.shared)
-    return get_shared(id);
+    return get_shared(id, rp);
   auto* s = index.find(id);
   if (s == nullptr || !lease_index::visible(s->second, now_ms()))
-    return not_found();
-  return shown(*s, now_ms());
+    return rp.deliver(not_found());
+  rp.deliver(shown(*s, now_ms()));
 }
 
-caf::typed_response_promise<lease_page>
-lease_manager_state::list(const list_query& query) {
-  auto rp = self->make_response_promise<lease_page>();
+void lease_manager_state::list(const list_query& query, reply<lease_page> rp) {
   auto now = now_ms();
   self->request(cfg.storage, caf::infinite, atom::list_v, filter_of(query, now))
     .then(
@@ -135,16 +133,16 @@ lease_manager_state::list(const list_query& query) {
       [rp](caf::error& err) mutable {
         rp.deliver(from_storage(std::move(err)));
       });
-  return rp;
+  return;
 }
 
-caf::result<health_report> lease_manager_state::health() {
+void lease_manager_state::health(reply<health_report> rp) {
   if (cfg.shared)
-    return health_shared();
+    return health_shared(rp);
   // Expired leases not handled yet leave the live count first, so health
   // and get agree at every moment.
   process_due(std::numeric_limits<size_t>::max());
-  return local_health();
+  rp.deliver(local_health());
 }
 
 health_report lease_manager_state::local_health() {
@@ -170,13 +168,12 @@ health_report lease_manager_state::local_health() {
 
 // -- revoke -------------------------------------------------------------------
 
-caf::typed_response_promise<atom::ok>
-lease_manager_state::revoke(const revoke_request& req) {
+void lease_manager_state::revoke(const revoke_request& req,
+                                 reply<atom::ok> rp) {
   if (req.force)
-    return force_drop(req.token_id);
+    return force_drop(req.token_id, rp);
   if (cfg.shared)
-    return revoke_shared(req.token_id);
-  auto rp = self->make_response_promise<atom::ok>();
+    return revoke_shared(req.token_id, rp);
   auto* s = index.find(req.token_id);
   if (s != nullptr && revocation_asked(s->second, now_ms())) {
     // Asked again while its backend has not confirmed: say so again.
@@ -184,11 +181,11 @@ lease_manager_state::revoke(const revoke_request& req) {
     auto why = record.last_error();
     rp.deliver(revocation_pending(record.backend(),
                                   why.empty() ? "it is under way" : why));
-    return rp;
+    return;
   }
   if (s == nullptr || !lease_index::live(s->second, now_ms())) {
     rp.deliver(not_found());
-    return rp;
+    return;
   }
   // The wish to revoke is stored first: a restart must not bring the
   // lease back to life while its backend is down.
@@ -205,11 +202,11 @@ lease_manager_state::revoke(const revoke_request& req) {
             }
             rp.deliver(from_storage(std::move(err)));
           });
-  return rp;
+  return;
 }
 
-void lease_manager_state::revoke_saved(
-  const lease_key& key, caf::typed_response_promise<atom::ok> rp) {
+void lease_manager_state::revoke_saved(const lease_key& key,
+                                       reply<atom::ok> rp) {
   auto* s = index.find(key);
   if (s == nullptr || s->second.phase != lease_phase::queued) {
     rp.deliver(atom::ok_v); // forced away, or revoked by its job meanwhile
@@ -231,23 +228,22 @@ void lease_manager_state::revoke_saved(
 
 /// An operator's explicit choice: forget the lease without the backend's
 /// confirmation (e.g. the token was deleted by hand).
-caf::typed_response_promise<atom::ok>
-lease_manager_state::force_drop(const std::string& id) {
+void lease_manager_state::force_drop(const std::string& id,
+                                     reply<atom::ok> rp) {
   auto* s = index.find(id);
   if (s == nullptr && cfg.shared)
-    return force_drop_shared(id);
-  auto rp = self->make_response_promise<atom::ok>();
+    return force_drop_shared(id, rp);
   if (s == nullptr) {
     rp.deliver(not_found());
-    return rp;
+    return;
   }
   drop_stored(id, std::string{s->second.record.backend()}, rp);
-  return rp;
+  return;
 }
 
-void lease_manager_state::drop_stored(
-  const std::string& id, std::string backend_name,
-  caf::typed_response_promise<atom::ok> rp) {
+void lease_manager_state::drop_stored(const std::string& id,
+                                      std::string backend_name,
+                                      reply<atom::ok> rp) {
   self->request(cfg.storage, caf::infinite, atom::remove_v, id)
     .then(
       [this, rp, id, backend_name](atom::ok) mutable {
@@ -261,6 +257,59 @@ void lease_manager_state::drop_stored(
       [rp](caf::error& err) mutable {
         rp.deliver(from_storage(std::move(err)));
       });
+}
+
+// -- batches ------------------------------------------------------------------
+
+namespace {
+
+/// Runs one call of a batch, answering into slot `i` of `answers`.
+struct batch_runner {
+  lease_manager_state& st;
+  const std::shared_ptr<batch_answers>& answers;
+  size_t i;
+
+  template <class... Ts>
+  reply<Ts...> slot() const {
+    return {answers, i};
+  }
+
+  void operator()(create_request& x) const {
+    st.create(x, slot<lease>());
+  }
+  void operator()(get_call& x) const {
+    st.get(x.id, slot<lease>());
+  }
+  void operator()(revoke_request& x) const {
+    st.revoke(x, slot<atom::ok>());
+  }
+  void operator()(renew_call& x) const {
+    st.renew(x.id, x.ttl_ms, slot<lease, bool>());
+  }
+  void operator()(list_query& x) const {
+    st.list(x, slot<lease_page>());
+  }
+  void operator()(exchange_request& x) const {
+    st.exchange(x, slot<lease>());
+  }
+  void operator()(health_call&) const {
+    st.health(slot<health_report>());
+  }
+  void operator()(job_call& x) const {
+    st.job(x.id, slot<job_status>());
+  }
+  void operator()(revoke_matching_call& x) const {
+    st.revoke_matching(x.backend, x.tag, slot<job_status>());
+  }
+};
+
+} // namespace
+
+void lease_manager_state::run_batch(call_batch& batch) {
+  auto answers = std::make_shared<batch_answers>(batch.calls.size(),
+                                                 std::move(batch.done));
+  for (size_t i = 0; i < batch.calls.size(); ++i)
+    std::visit(batch_runner{*this, answers, i}, batch.calls[i]);
 }
 
 // -- the actor ----------------------------------------------------------------
@@ -304,23 +353,43 @@ lease_manager_actor spawn_lease_manager(caf::actor_system& sys,
     auto& st = self->state;
     st.self = self;
     st.init(std::move(cfg));
+    // Each action answers through a response promise made here.
+    auto answer = [self](auto action, auto... types) {
+      auto rp = self->template make_response_promise<decltype(types)...>();
+      action(reply<decltype(types)...>{rp});
+      return rp;
+    };
     return {
-      [&st](atom::create, create_request& req) { return st.create(req); },
-      [&st](atom::get, const std::string& id) { return st.get(id); },
-      [&st](atom::revoke, const revoke_request& req) { return st.revoke(req); },
-      [&st](atom::revoke, atom::job, const std::string& backend,
-            const std::string& tag) {
-        return st.revoke_matching(backend, tag);
+      [=, &st](atom::create, create_request& req) {
+        return answer([&](auto rp) { st.create(req, rp); }, lease{});
       },
-      [&st](atom::job, const std::string& id) { return st.job(id); },
-      [&st](atom::renew, const std::string& id, int64_t ttl) {
-        return st.renew(id, ttl);
+      [=, &st](atom::get, const std::string& id) {
+        return answer([&](auto rp) { st.get(id, rp); }, lease{});
       },
-      [&st](atom::list, const list_query& query) { return st.list(query); },
-      [&st](atom::exchange, const exchange_request& req) {
-        return st.exchange(req);
+      [=, &st](atom::revoke, const revoke_request& req) {
+        return answer([&](auto rp) { st.revoke(req, rp); }, atom::ok_v);
       },
-      [&st](atom::health) { return st.health(); },
+      [=, &st](atom::revoke, atom::job, const std::string& backend,
+               const std::string& tag) {
+        return answer([&](auto rp) { st.revoke_matching(backend, tag, rp); },
+                      job_status{});
+      },
+      [=, &st](atom::job, const std::string& id) {
+        return answer([&](auto rp) { st.job(id, rp); }, job_status{});
+      },
+      [=, &st](atom::renew, const std::string& id, int64_t ttl) {
+        return answer([&](auto rp) { st.renew(id, ttl, rp); }, lease{}, false);
+      },
+      [=, &st](atom::list, const list_query& query) {
+        return answer([&](auto rp) { st.list(query, rp); }, lease_page{});
+      },
+      [=, &st](atom::exchange, const exchange_request& req) {
+        return answer([&](auto rp) { st.exchange(req, rp); }, lease{});
+      },
+      [=, &st](atom::health) {
+        return answer([&](auto rp) { st.health(rp); }, health_report{});
+      },
+      [&st](atom::batch, call_batch& batch) { st.run_batch(batch); },
       [self, &st](atom::flush) {
         auto rp = self->make_response_promise<atom::ok>();
         if (st.lanes.in_flight() == 0)

@@ -22,6 +22,7 @@
 #include "actors/lease_index.hpp"
 #include "actors/lease_loader.hpp"
 #include "actors/lease_manager.hpp"
+#include "actors/manager_batch.hpp"
 #include "actors/retry_policy.hpp"
 #include "actors/revocation_lanes.hpp"
 #include "actors/revoke_jobs.hpp"
@@ -86,36 +87,37 @@ struct lease_manager_state {
 
   // -- client actions (lease_manager.cpp) -------------------------------------
 
-  caf::typed_response_promise<lease> create(create_request& req);
-  void create_at_cloud(lease record, std::string options,
-                       caf::typed_response_promise<lease> rp);
+  void create(create_request& req, reply<lease> rp);
+  void create_at_cloud(lease record, std::string options, reply<lease> rp);
   void create_failed(const lease& record, caf::error err);
-  void store_new(lease record, caf::typed_response_promise<lease> rp);
-  caf::result<lease> get(const std::string& id);
-  caf::typed_response_promise<atom::ok> revoke(const revoke_request& req);
-  void revoke_saved(const lease_key& key,
-                    caf::typed_response_promise<atom::ok> rp);
-  caf::typed_response_promise<atom::ok> force_drop(const std::string& id);
+  void store_new(lease record, reply<lease> rp);
+  void get(const std::string& id, reply<lease> rp);
+  void revoke(const revoke_request& req, reply<atom::ok> rp);
+  void revoke_saved(const lease_key& key, reply<atom::ok> rp);
+  void force_drop(const std::string& id, reply<atom::ok> rp);
   void drop_stored(const std::string& id, std::string backend_name,
-                   caf::typed_response_promise<atom::ok> rp);
-  caf::typed_response_promise<lease, bool> renew(const std::string& id,
-                                                 int64_t ttl);
+                   reply<atom::ok> rp);
+  void renew(const std::string& id, int64_t ttl, reply<lease, bool> rp);
   /// Why a renew cannot go ahead, if it cannot.
   caf::error renew_refused(bool renewable, std::string_view backend_name,
                            int64_t ttl) const;
-  caf::typed_response_promise<lease_page> list(const list_query& query);
-  caf::typed_response_promise<lease> exchange(const exchange_request& req);
+  void list(const list_query& query, reply<lease_page> rp);
+  void exchange(const exchange_request& req, reply<lease> rp);
   void exchange_found(const exchange_request& req, const std::string& bid,
-                      caf::typed_response_promise<lease> rp);
-  caf::typed_response_promise<job_status>
-  revoke_matching(const std::string& backend_name, const std::string& tag);
+                      reply<lease> rp);
+  void revoke_matching(const std::string& backend_name, const std::string& tag,
+                       reply<job_status> rp);
   std::vector<lease_key> pick(uint32_t number, const revoke_job& job);
-  caf::result<job_status> job(const std::string& id);
+  void job(const std::string& id, reply<job_status> rp);
   void job_started(uint32_t number, std::vector<lease_key> picked,
-                   caf::typed_response_promise<job_status> rp);
-  caf::result<health_report> health();
+                   reply<job_status> rp);
+  void health(reply<health_report> rp);
   /// Health as this instance knows it (all of it at one instance).
   health_report local_health();
+
+  /// Runs a front end's batch: each call in order, each answering into
+  /// its slot of the batch.
+  void run_batch(call_batch& batch);
 
   // -- expiry and revocation (manager_revocation.cpp) -------------------------
 
@@ -144,33 +146,26 @@ struct lease_manager_state {
 
   /// Times the expiry of a lease this instance made or changed.
   void watch(const lease& record);
-  caf::typed_response_promise<lease> get_shared(const std::string& id);
-  caf::typed_response_promise<atom::ok> revoke_shared(const std::string& id);
-  void revoke_not_live(const std::string& id,
-                       caf::typed_response_promise<atom::ok> rp);
-  caf::typed_response_promise<atom::ok>
-  force_drop_shared(const std::string& id);
-  caf::typed_response_promise<health_report> health_shared();
-  caf::typed_response_promise<lease, bool> renew_shared(const std::string& id,
-                                                        int64_t ttl);
-  void renew_found(const lease& x, int64_t ttl,
-                   caf::typed_response_promise<lease, bool> rp);
+  void get_shared(const std::string& id, reply<lease> rp);
+  void revoke_shared(const std::string& id, reply<atom::ok> rp);
+  void revoke_not_live(const std::string& id, reply<atom::ok> rp);
+  void force_drop_shared(const std::string& id, reply<atom::ok> rp);
+  void health_shared(reply<health_report> rp);
+  void renew_shared(const std::string& id, int64_t ttl, reply<lease, bool> rp);
+  void renew_found(const lease& x, int64_t ttl, reply<lease, bool> rp);
   void exchange_shared(const exchange_request& req, const std::string& bid,
-                       caf::typed_response_promise<lease> rp);
-  void swap_stored(lease found, const exchange_request& req,
-                   caf::typed_response_promise<lease> rp);
+                       reply<lease> rp);
+  void swap_stored(lease found, const exchange_request& req, reply<lease> rp);
   /// Claims due leases this instance watches, then revokes those it got.
   void claim_due(std::vector<std::string> ids);
   orphan_query orphans_now() const;
   /// Says we are alive and claims work nobody does, every poll period.
   void poll_orphans();
   void adopt_orphans(orphan_work& work);
-  void start_job_shared(uint32_t number,
-                        caf::typed_response_promise<job_status> rp);
+  void start_job_shared(uint32_t number, reply<job_status> rp);
   void job_claimed(uint32_t number, std::vector<lease>& leases,
-                   caf::typed_response_promise<job_status> rp);
-  void stored_job(const std::string& id,
-                  caf::typed_response_promise<job_status> rp);
+                   reply<job_status> rp);
+  void stored_job(const std::string& id, reply<job_status> rp);
 
   // -- start-up (manager_startup.cpp) -----------------------------------------
 

@@ -15,9 +15,7 @@ constexpr size_t lease_id_bytes = 16; // 22 base64url characters
 
 } // namespace
 
-caf::typed_response_promise<lease>
-lease_manager_state::create(create_request& req) {
-  auto rp = self->make_response_promise<lease>();
+void lease_manager_state::create(create_request& req, reply<lease> rp) {
   auto name = req.backend.empty() ? cfg.default_backend : req.backend;
   auto* be = backend(name);
   auto ttl = req.ttl_ms == use_default_ttl ? cfg.default_ttl_ms : req.ttl_ms;
@@ -32,7 +30,7 @@ lease_manager_state::create(create_request& req) {
   else if (overloaded())
     rp.deliver(overload_error());
   if (rp.pending() == false)
-    return rp;
+    return;
   lease record;
   record.id = random_id(lease_id_bytes);
   record.backend = name;
@@ -50,7 +48,7 @@ lease_manager_state::create(create_request& req) {
     // A local token dies with the process unless its lease is stored, so
     // it needs no intent record.
     create_at_cloud(std::move(record), std::move(req.options), rp);
-    return rp;
+    return;
   }
   // Crash-safe creation: the intent is durable before the token exists,
   // so a crash in between leaves a record that start-up reconciles.
@@ -66,11 +64,11 @@ lease_manager_state::create(create_request& req) {
         --pending_requests;
         rp.deliver(from_storage(std::move(err)));
       });
-  return rp;
+  return;
 }
 
-void lease_manager_state::create_at_cloud(
-  lease record, std::string options, caf::typed_response_promise<lease> rp) {
+void lease_manager_state::create_at_cloud(lease record, std::string options,
+                                          reply<lease> rp) {
   auto* be = backend(record.backend);
   token_request req{record.id, record.ttl_ms, std::move(options), 0};
   if (be->remote)
@@ -110,8 +108,7 @@ void lease_manager_state::create_failed(const lease& record, caf::error err) {
              std::set<std::string>{record.id}, int64_t{wait});
 }
 
-void lease_manager_state::store_new(lease record,
-                                    caf::typed_response_promise<lease> rp) {
+void lease_manager_state::store_new(lease record, reply<lease> rp) {
   self->request(cfg.storage, caf::infinite, atom::save_v, record)
     .then(
       [this, rp, record](atom::ok) mutable {

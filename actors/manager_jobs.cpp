@@ -14,10 +14,9 @@ namespace tlm {
 /// Starts a job revoking every live (or given-up) lease that matches.
 /// Only the job is stored before the answer; its leases then go through
 /// the same paced, retried path as expiry.
-caf::typed_response_promise<job_status>
-lease_manager_state::revoke_matching(const std::string& backend_name,
-                                     const std::string& tag) {
-  auto rp = self->make_response_promise<job_status>();
+void lease_manager_state::revoke_matching(const std::string& backend_name,
+                                          const std::string& tag,
+                                          reply<job_status> rp) {
   if (backend_name.empty() && tag.empty())
     rp.deliver(make_error(ec::invalid_request,
                           "revoke_prefix needs a backend or a tag"));
@@ -26,7 +25,7 @@ lease_manager_state::revoke_matching(const std::string& backend_name,
       make_error(ec::unknown_backend,
                  "no backend named '" + backend_name + "' is configured"));
   if (!rp.pending())
-    return rp;
+    return;
   for (auto& id : jobs.forget_outdated(now_ms()))
     store_quietly(atom::remove_v, atom::job_v, id);
   revoke_job job;
@@ -37,7 +36,7 @@ lease_manager_state::revoke_matching(const std::string& backend_name,
   auto number = jobs.start(job);
   if (cfg.shared) {
     start_job_shared(number, rp);
-    return rp;
+    return;
   }
   auto picked = pick(number, job);
   job.total = picked.size();
@@ -58,13 +57,13 @@ lease_manager_state::revoke_matching(const std::string& backend_name,
             jobs.drop(number);
             rp.deliver(from_storage(std::move(err)));
           });
-  return rp;
+  return;
 }
 
 /// Answers the client that the job is stored, and hands its leases on.
-void lease_manager_state::job_started(
-  uint32_t number, std::vector<lease_key> picked,
-  caf::typed_response_promise<job_status> rp) {
+void lease_manager_state::job_started(uint32_t number,
+                                      std::vector<lease_key> picked,
+                                      reply<job_status> rp) {
   auto status = jobs.status(number);
   log_line("info", "revoke job '" + status.job.id + "' started for "
                      + std::to_string(status.job.total) + " leases");
@@ -96,15 +95,12 @@ std::vector<lease_key> lease_manager_state::pick(uint32_t number,
   return picked;
 }
 
-caf::result<job_status> lease_manager_state::job(const std::string& id) {
+void lease_manager_state::job(const std::string& id, reply<job_status> rp) {
   if (auto status = jobs.status(id))
-    return *status;
-  if (cfg.shared) { // maybe another instance's
-    auto rp = self->make_response_promise<job_status>();
-    stored_job(id, rp);
-    return rp;
-  }
-  return make_error(ec::not_found, "no revoke job has this job_id");
+    return rp.deliver(*status);
+  if (cfg.shared) // maybe another instance's
+    return stored_job(id, rp);
+  rp.deliver(make_error(ec::not_found, "no revoke job has this job_id"));
 }
 
 void lease_manager_state::feed_lanes() {

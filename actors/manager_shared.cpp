@@ -46,9 +46,7 @@ void lease_manager_state::watch(const lease& record) {
 
 // -- reads --------------------------------------------------------------------
 
-caf::typed_response_promise<lease>
-lease_manager_state::get_shared(const std::string& id) {
-  auto rp = self->make_response_promise<lease>();
+void lease_manager_state::get_shared(const std::string& id, reply<lease> rp) {
   self->request(cfg.storage, caf::infinite, atom::get_v, id)
     .then(
       [this, rp](lease& x) mutable {
@@ -65,14 +63,12 @@ lease_manager_state::get_shared(const std::string& id) {
       [rp](caf::error& err) mutable {
         rp.deliver(read_failed(std::move(err)));
       });
-  return rp;
+  return;
 }
 
 /// Counts from the database; this instance's own view (revocations it
 /// runs, failures it saw) when the database cannot answer.
-caf::typed_response_promise<health_report>
-lease_manager_state::health_shared() {
-  auto rp = self->make_response_promise<health_report>();
+void lease_manager_state::health_shared(reply<health_report> rp) {
   self->request(cfg.storage, caf::infinite, atom::health_v, now_ms())
     .then(
       [this, rp](std::vector<stored_count>& counts) mutable {
@@ -99,14 +95,13 @@ lease_manager_state::health_shared() {
           report.storage_error = message_of(from_storage(std::move(err)));
         rp.deliver(std::move(report));
       });
-  return rp;
+  return;
 }
 
 // -- revoke -------------------------------------------------------------------
 
-caf::typed_response_promise<atom::ok>
-lease_manager_state::revoke_shared(const std::string& id) {
-  auto rp = self->make_response_promise<atom::ok>();
+void lease_manager_state::revoke_shared(const std::string& id,
+                                        reply<atom::ok> rp) {
   // Our own expiry timer must not claim it meanwhile.
   if (auto* s = index.find(id); s && s->second.phase == lease_phase::active)
     index.set_phase(*s, lease_phase::claiming);
@@ -127,13 +122,13 @@ lease_manager_state::revoke_shared(const std::string& id) {
         else
           rp.deliver(from_storage(std::move(err)));
       });
-  return rp;
+  return;
 }
 
 /// A lease that was not live to claim: one whose revocation was asked for
 /// (at any instance) hears that it is pending, as at one instance.
-void lease_manager_state::revoke_not_live(
-  const std::string& id, caf::typed_response_promise<atom::ok> rp) {
+void lease_manager_state::revoke_not_live(const std::string& id,
+                                          reply<atom::ok> rp) {
   self->request(cfg.storage, caf::infinite, atom::get_v, id)
     .then(
       [this, rp](lease& x) mutable {
@@ -151,16 +146,15 @@ void lease_manager_state::revoke_not_live(
       });
 }
 
-caf::typed_response_promise<atom::ok>
-lease_manager_state::force_drop_shared(const std::string& id) {
-  auto rp = self->make_response_promise<atom::ok>();
+void lease_manager_state::force_drop_shared(const std::string& id,
+                                            reply<atom::ok> rp) {
   self->request(cfg.storage, caf::infinite, atom::get_v, id)
     .then([this, rp,
            id](lease& x) mutable { drop_stored(id, std::move(x.backend), rp); },
           [rp](caf::error& err) mutable {
             rp.deliver(read_failed(std::move(err)));
           });
-  return rp;
+  return;
 }
 
 // -- expiry -------------------------------------------------------------------
@@ -260,8 +254,8 @@ void lease_manager_state::adopt_orphans(orphan_work& work) {
 /// its leases are claimed in one statement: dead at every instance. It
 /// takes every lease live at that moment, whatever its issue time says:
 /// other instances' clocks differ from ours by a little.
-void lease_manager_state::start_job_shared(
-  uint32_t number, caf::typed_response_promise<job_status> rp) {
+void lease_manager_state::start_job_shared(uint32_t number,
+                                           reply<job_status> rp) {
   auto job = jobs.status(number).job;
   auto every_live = job;
   every_live.created_ms = std::numeric_limits<int64_t>::max();
@@ -285,9 +279,9 @@ void lease_manager_state::start_job_shared(
       fail);
 }
 
-void lease_manager_state::job_claimed(
-  uint32_t number, std::vector<lease>& leases,
-  caf::typed_response_promise<job_status> rp) {
+void lease_manager_state::job_claimed(uint32_t number,
+                                      std::vector<lease>& leases,
+                                      reply<job_status> rp) {
   std::vector<lease_key> picked;
   for (auto& x : leases) {
     auto key = lease_key::of(x.id);
@@ -330,8 +324,8 @@ void lease_manager_state::job_claimed(
 /// A job this instance does not run: as stored. Its progress is counted
 /// by the instance running it, so a running one shows all its leases as
 /// remaining here.
-void lease_manager_state::stored_job(
-  const std::string& id, caf::typed_response_promise<job_status> rp) {
+void lease_manager_state::stored_job(const std::string& id,
+                                     reply<job_status> rp) {
   self->request(cfg.storage, caf::infinite, atom::load_v, atom::job_v)
     .then(
       [rp, id](std::vector<revoke_job>& stored) mutable {

@@ -90,8 +90,8 @@ void store_update(lease_manager_state& st, const std::string& id, Change change,
 /// racing exchanges one wins); `stored(token, merged)` stores the outcome.
 template <class Stored>
 void swap_at_backend(lease_manager_state& st, const lease& found,
-                     const exchange_request& req,
-                     caf::typed_response_promise<lease> rp, Stored stored) {
+                     const exchange_request& req, reply<lease> rp,
+                     Stored stored) {
   auto merged = merge_meta(found, req.meta);
   if (!merged) {
     --st.pending_requests;
@@ -112,15 +112,14 @@ void swap_at_backend(lease_manager_state& st, const lease& found,
 
 } // namespace
 
-caf::typed_response_promise<lease, bool>
-lease_manager_state::renew(const std::string& id, int64_t ttl) {
+void lease_manager_state::renew(const std::string& id, int64_t ttl,
+                                reply<lease, bool> rp) {
   if (cfg.shared)
-    return renew_shared(id, ttl);
-  auto rp = self->make_response_promise<lease, bool>();
+    return renew_shared(id, ttl, rp);
   auto* s = live(id);
   if (s == nullptr) {
     rp.deliver(not_found());
-    return rp;
+    return;
   }
   auto& record = s->second.record;
   if (ttl == use_default_ttl)
@@ -131,7 +130,7 @@ lease_manager_state::renew(const std::string& id, int64_t ttl) {
   else if (overloaded())
     rp.deliver(overload_error());
   if (!rp.pending())
-    return rp;
+    return;
   auto now = now_ms();
   auto end = renewal_end(cfg, record.issued_ms, now, ttl);
   auto expires = end.first;
@@ -153,7 +152,7 @@ lease_manager_state::renew(const std::string& id, int64_t ttl) {
         --pending_requests;
         rp.deliver(from_cloud(name, std::move(err)));
       });
-  return rp;
+  return;
 }
 
 caf::error lease_manager_state::renew_refused(bool renewable,
@@ -185,19 +184,18 @@ static const backend_handle* exchange_backend(const lease_manager_state& st,
   return nullptr;
 }
 
-caf::typed_response_promise<lease>
-lease_manager_state::exchange(const exchange_request& req) {
-  auto rp = self->make_response_promise<lease>();
+void lease_manager_state::exchange(const exchange_request& req,
+                                   reply<lease> rp) {
   auto* be = exchange_backend(*this, req.backend);
   if (be == nullptr || !be->exchangeable) {
     auto under = req.backend.empty() ? "" : " under '" + req.backend + "'";
     rp.deliver(make_error(ec::invalid_token,
                           "no configured backend exchanges tokens" + under));
-    return rp;
+    return;
   }
   if (overloaded()) {
     rp.deliver(overload_error());
-    return rp;
+    return;
   }
   ++pending_requests;
   // Step 1: which lease holds this value? Checked before the swap so a
@@ -223,12 +221,12 @@ lease_manager_state::exchange(const exchange_request& req) {
         --pending_requests;
         rp.deliver(from_cloud(name, std::move(err)));
       });
-  return rp;
+  return;
 }
 
-void lease_manager_state::exchange_found(
-  const exchange_request& req, const std::string& bid,
-  caf::typed_response_promise<lease> rp) {
+void lease_manager_state::exchange_found(const exchange_request& req,
+                                         const std::string& bid,
+                                         reply<lease> rp) {
   auto found = live(bid)->second.record.unpack(bid);
   swap_at_backend(*this, found, req, rp,
                   [this, rp, bid](cloud_token& token, std::string& merged) {
@@ -283,12 +281,11 @@ void store_live(lease_manager_state& st, Verb verb, live_update u, Promise rp,
 
 } // namespace
 
-caf::typed_response_promise<lease, bool>
-lease_manager_state::renew_shared(const std::string& id, int64_t ttl) {
-  auto rp = self->make_response_promise<lease, bool>();
+void lease_manager_state::renew_shared(const std::string& id, int64_t ttl,
+                                       reply<lease, bool> rp) {
   if (overloaded()) {
     rp.deliver(overload_error());
-    return rp;
+    return;
   }
   ++pending_requests;
   self->request(cfg.storage, caf::infinite, atom::get_v, id)
@@ -305,13 +302,13 @@ lease_manager_state::renew_shared(const std::string& id, int64_t ttl) {
         --pending_requests;
         rp.deliver(update_failed(std::move(err), ec::not_found));
       });
-  return rp;
+  return;
 }
 
 /// The backend first, then the database, where the renew takes only while
 /// the lease is live: one revoked meanwhile at any instance stays revoked.
-void lease_manager_state::renew_found(
-  const lease& x, int64_t ttl, caf::typed_response_promise<lease, bool> rp) {
+void lease_manager_state::renew_found(const lease& x, int64_t ttl,
+                                      reply<lease, bool> rp) {
   if (ttl == use_default_ttl)
     ttl = x.ttl_ms;
   if (auto err = renew_refused(x.renewable, x.backend, ttl)) {
@@ -341,9 +338,9 @@ void lease_manager_state::renew_found(
 
 /// The stored lease holds the value (no instance keeps one-time tokens in
 /// memory): checked against it here, swapped there only if still current.
-void lease_manager_state::exchange_shared(
-  const exchange_request& req, const std::string& bid,
-  caf::typed_response_promise<lease> rp) {
+void lease_manager_state::exchange_shared(const exchange_request& req,
+                                          const std::string& bid,
+                                          reply<lease> rp) {
   self->request(cfg.storage, caf::infinite, atom::get_v, bid)
     .then(
       [this, rp, req](lease& x) mutable {
@@ -363,7 +360,7 @@ void lease_manager_state::exchange_shared(
 }
 
 void lease_manager_state::swap_stored(lease found, const exchange_request& req,
-                                      caf::typed_response_promise<lease> rp) {
+                                      reply<lease> rp) {
   swap_at_backend(
     *this, found, req, rp,
     [this, rp, req, id = found.id](cloud_token& token, std::string& merged) {

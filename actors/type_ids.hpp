@@ -70,5 +70,7 @@ CAF_ADD_ATOM(tlm, tlm::atom, storage, "storage")
 // self-message that asks for orphaned work.
 CAF_ADD_ATOM(tlm, tlm::atom, claim, "claim")
 CAF_ADD_ATOM(tlm, tlm::atom, orphans, "orphans")
+// A batch of client calls from a front end (actors/manager_batch.hpp).
+CAF_ADD_ATOM(tlm, tlm::atom, batch, "batch")
 
 CAF_END_TYPE_ID_BLOCK(tlm)
