@@ -46,9 +46,8 @@ struct revoke_matching_call {
 };
 
 using manager_call =
-  std::variant<create_request, get_call, revoke_request, renew_call,
-               list_query, exchange_request, health_call, job_call,
-               revoke_matching_call>;
+  std::variant<create_request, get_call, revoke_request, renew_call, list_query,
+               exchange_request, health_call, job_call, revoke_matching_call>;
 
 // -- the outcomes -------------------------------------------------------------
 

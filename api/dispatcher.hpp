@@ -5,9 +5,10 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
-#include "actors/gateway.hpp"
 #include "actors/interfaces.hpp"
+#include "actors/manager_batch.hpp"
 #include "api/api_keys.hpp"
 #include "api/protocol.hpp"
 
@@ -19,28 +20,47 @@ struct api_reply {
   ec code = ec::none;
 };
 
-/// Turns parsed requests into lease manager calls and their replies into
-/// protocol text. Shared by the TCP and HTTP servers.
+/// The manager's answers to one batch, rendered into replies where the
+/// caller likes (a front end's own thread, off the manager's).
+class batch_outcome {
+public:
+  /// What rendering needs of each request.
+  struct request_info;
+
+  batch_outcome(std::shared_ptr<std::vector<request_info>> requests,
+                std::vector<manager_outcome> outcomes);
+
+  /// One reply a request, in request order.
+  std::vector<api_reply> render() &&;
+
+private:
+  std::shared_ptr<std::vector<request_info>> requests_;
+  std::vector<manager_outcome> outcomes_;
+};
+
+/// Turns parsed requests into lease manager calls and the outcomes into
+/// protocol text. Shared by the TCP and HTTP servers. A batch reaches the
+/// manager as one message and its outcomes come back as one.
 class dispatcher {
 public:
   /// `timeout` bounds how long `call_and_wait` blocks a thread of ours;
   /// the manager itself always answers.
-  dispatcher(gateway& gw, lease_manager_actor manager, const api_keys& keys,
+  dispatcher(lease_manager_actor manager, const api_keys& keys,
              std::chrono::milliseconds timeout);
 
-  /// Runs a request and calls `done` exactly once, on some other thread or
-  /// right away. `auth` answers whether its key is valid. Requests of one
-  /// `lane` (e.g. one TCP connection) reach the manager in call order.
-  void call(api_request req, std::function<void(api_reply)> done,
-            size_t lane = next_lane());
+  /// Runs `reqs` in order of effect and calls `done` exactly once, on the
+  /// manager's thread or right away (when no request needs the manager).
+  /// Requests already failed (parse errors) and `auth` are answered here.
+  void send(std::vector<api_request> reqs,
+            std::function<void(batch_outcome)> done);
 
-  /// A fresh lane number.
-  static size_t next_lane();
+  /// One request; `done` gets its reply.
+  void call(api_request req, std::function<void(api_reply)> done);
 
   /// `call`, waiting for the reply (for threads that may block).
-  api_reply call_and_wait(api_request req, size_t lane = next_lane());
+  api_reply call_and_wait(api_request req);
 
-  /// Requests whose reply has not been produced yet.
+  /// Requests whose outcome has not come back yet.
   size_t in_flight() const {
     return in_flight_.load();
   }
@@ -54,33 +74,6 @@ public:
                            const caf::error& err);
 
 private:
-  /// Where a reply goes: the request id it echoes and who waits for it.
-  struct reply_to {
-    std::optional<nlohmann::json> request_id;
-    std::function<void(api_reply)> done;
-  };
-
-  using reply_ptr = std::shared_ptr<reply_to>;
-
-  /// Sends `xs` to the manager on `lane`; `render` turns its answer into
-  /// the reply text.
-  template <class... Results, class Render, class... Ts>
-  void ask(reply_ptr to, size_t lane, Render render, Ts... xs);
-
-  // -- one function per action ------------------------------------------------
-
-  void run(create_cmd& cmd, reply_ptr to, size_t lane);
-  void run(get_cmd& cmd, reply_ptr to, size_t lane);
-  void run(revoke_cmd& cmd, reply_ptr to, size_t lane);
-  void run(renew_cmd& cmd, reply_ptr to, size_t lane);
-  void run(list_cmd& cmd, reply_ptr to, size_t lane);
-  void run(exchange_cmd& cmd, reply_ptr to, size_t lane);
-  void run(health_cmd& cmd, reply_ptr to, size_t lane);
-  void run(auth_cmd& cmd, reply_ptr to, size_t lane);
-  void run(revoke_prefix_cmd& cmd, reply_ptr to, size_t lane);
-  void run(job_cmd& cmd, reply_ptr to, size_t lane);
-
-  gateway& gateway_;
   lease_manager_actor manager_;
   const api_keys& keys_;
   std::chrono::milliseconds timeout_;

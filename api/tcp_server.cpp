@@ -1,27 +1,28 @@
 #include "api/tcp_server.hpp"
 
 #include <algorithm>
-#include <array>
 #include <chrono>
-#include <climits>
-#include <condition_variable>
 #include <mutex>
 #include <optional>
-#include <variant>
+#include <thread>
 #include <vector>
 
-#include <Poco/Net/NetException.h>
-#include <Poco/Net/ServerSocket.h>
-#include <Poco/Net/StreamSocket.h>
-#include <Poco/Net/TCPServerConnection.h>
-#include <Poco/Net/TCPServerConnectionFactory.h>
+#include <unistd.h>
+
+#include <asio/ip/tcp.hpp>
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
 
 #include "api/envelope.hpp"
+#include "api/io_loops.hpp"
+#include "api/reply_estimates.hpp"
 #include "api/request_order.hpp"
 
 namespace tlm {
 
 namespace {
+
+using asio::ip::tcp;
 
 int64_t now_ms() {
   using namespace std::chrono;
@@ -29,314 +30,41 @@ int64_t now_ms() {
     .count();
 }
 
-/// Replies of one batch of lines, filled in by whichever thread answers.
-struct batch_replies {
-  std::mutex mtx;
-  std::condition_variable done;
-  std::vector<std::string> replies;
-  std::vector<bool> answered;
-  size_t missing = 0;
-  /// The request the connection's thread waits for; none: the last one.
-  std::optional<size_t> awaited;
-
-  explicit batch_replies(size_t n) : replies(n), answered(n), missing(n) {
-    // nop
-  }
-
-  void put(size_t index, std::string reply) {
-    std::lock_guard<std::mutex> guard{mtx};
-    replies[index] = std::move(reply);
-    answered[index] = true;
-    if (--missing == 0 || awaited == index)
-      done.notify_one();
-  }
-
-  void wait() {
-    std::unique_lock<std::mutex> guard{mtx};
-    done.wait(guard, [this] { return missing == 0; });
-  }
-
-  /// Waits until request `index` is answered.
-  void wait_for(size_t index) {
-    std::unique_lock<std::mutex> guard{mtx};
-    awaited = index;
-    done.wait(guard, [this, index] { return answered[index]; });
-    awaited.reset();
-  }
-};
-
-/// Requests in flight at once: of one connection, and of all of them. More
-/// wait in the sockets, which is free. CAF 0.17 keeps an actor's pending
-/// requests in a flat map whose cost per reply grows with its size, so tens
-/// of thousands in flight cost more than they bring (16k in flight: 60k
-/// creates/s; 1k: 229k/s).
+/// Requests in flight at once: of one connection's batch, and of all of
+/// them. More wait in the sockets, which is free. The manager's own calls
+/// to its backends and storage are CAF requests, whose bookkeeping costs
+/// more per reply the more are pending.
 constexpr size_t max_batch_lines = 512;
 constexpr size_t max_in_flight_total = 2048;
 
-/// Replies go out in writes of about this size, each reply freed once it
-/// is copied into one: a batch never exists twice in memory.
-constexpr size_t write_chunk_bytes = 64 * 1024;
-
-/// How often a blocked read or write looks at the clock, the shutdown flag
-/// and its deadlines (`stop` also wakes readers at once).
-constexpr int64_t poll_ms = 1'000;
-
-/// A counting semaphore over the requests all connections have in flight,
-/// taken a batch at a time (one wake-up per batch, not per request). Never
-/// a deadlock: whatever holds a slot is a request the manager will answer.
-class in_flight_budget {
-public:
-  explicit in_flight_budget(size_t limit) : limit_(limit) {
-    // nop
-  }
-
-  /// Waits for a free slot, then takes up to `n` (at least one).
-  size_t acquire_up_to(size_t n) {
-    std::unique_lock<std::mutex> guard{mtx_};
-    free_.wait(guard, [this] { return used_ < limit_; });
-    auto granted = std::min(n, limit_ - used_);
-    used_ += granted;
-    return granted;
-  }
-
-  void release(size_t n) {
-    if (n == 0)
-      return;
-    {
-      std::lock_guard<std::mutex> guard{mtx_};
-      used_ -= n;
-    }
-    free_.notify_all();
-  }
-
-private:
-  std::mutex mtx_;
-  std::condition_variable free_;
-  size_t used_ = 0;
-  size_t limit_;
-};
-
 /// A batch whose replies may need at most this many bytes never waits for
 /// the shared reply budget (it is still counted): clients that read their
-/// replies keep being served while non-reading ones fill the budget, and
-/// all connections together can add at most this much each.
+/// replies keep being served while non-reading ones fill the budget.
 constexpr int64_t small_batch_bytes = 64 * 1024;
 
-/// The reply bytes all connections hold. A batch reserves what its replies
-/// may need before it is sent to the manager and gives the bytes back as
-/// its client reads them; whatever holds bytes is a batch being answered or
-/// written, and a write that stalls ends at the idle timeout.
-class byte_budget {
-public:
-  explicit byte_budget(int64_t limit) : limit_(limit) {
+/// Input read ahead of the batch being answered; a longer line is read
+/// whole (up to the line limit) before anything else.
+constexpr size_t read_ahead_bytes = 256 * 1024;
+
+/// What one read takes from a socket, into the loop's scratch buffer: idle
+/// connections hold no buffer of their own.
+constexpr size_t scratch_bytes = 256 * 1024;
+
+/// At shutdown, a write its client does not take for this long is given up.
+constexpr int64_t stop_write_ms = 1'000;
+
+class tcp_conn;
+using conn_ptr = std::shared_ptr<tcp_conn>;
+
+/// One loop's share of the connections, touched only on its thread.
+struct loop_state {
+  explicit loop_state(asio::io_context& c) : ctx(c), timer(c) {
     // nop
   }
-
-  /// Waits until `n` more bytes fit, or nothing is held (a batch larger
-  /// than the whole budget then runs alone); false when stopping.
-  bool acquire(int64_t n, const std::atomic<bool>& stopping) {
-    std::unique_lock<std::mutex> guard{mtx_};
-    while (n > small_batch_bytes && used_ > 0 && used_ + n > limit_) {
-      if (stopping)
-        return false;
-      free_.wait_for(guard, std::chrono::milliseconds(poll_ms));
-    }
-    used_ += n;
-    return true;
-  }
-
-  /// Takes bytes a batch's replies turned out to need beyond its
-  /// reservation: they exist already, so this never waits.
-  void force(int64_t n) {
-    std::lock_guard<std::mutex> guard{mtx_};
-    used_ += n;
-  }
-
-  void release(int64_t n) {
-    if (n <= 0)
-      return;
-    {
-      std::lock_guard<std::mutex> guard{mtx_};
-      used_ -= n;
-    }
-    free_.notify_all();
-  }
-
-private:
-  std::mutex mtx_;
-  std::condition_variable free_;
-  int64_t used_ = 0;
-  int64_t limit_;
-};
-
-/// How large a reply may be, by what the request asks for.
-enum class reply_kind : uint8_t {
-  small, ///< failures, health, auth, revoke, job
-  lease, ///< get, renew, exchange: a stored lease
-  page,  ///< list
-  echo,  ///< create: the lease made from this very line
-};
-
-/// Reply sizes to reserve before the replies exist: the largest seen so
-/// far of each kind (shared by all connections, never shrinking), and at
-/// least a floor. A create's reply repeats its request, so its line bounds
-/// it. The first batch of large leases after a start can exceed its
-/// reservation once; it is counted when it arrives.
-class reply_estimates {
-public:
-  int64_t reserve(reply_kind kind, size_t line_bytes) const {
-    if (kind == reply_kind::echo)
-      return static_cast<int64_t>(line_bytes) + 1024;
-    auto i = static_cast<size_t>(kind);
-    return std::max(floors_[i], seen_[i].load(std::memory_order_relaxed));
-  }
-
-  void observe(reply_kind kind, size_t bytes) {
-    auto& seen = seen_[static_cast<size_t>(kind)];
-    auto n = static_cast<int64_t>(bytes);
-    auto old = seen.load(std::memory_order_relaxed);
-    while (n > old && !seen.compare_exchange_weak(old, n))
-      ;
-    // A create's reply is a lease that a get will read later.
-    if (kind == reply_kind::echo)
-      observe(reply_kind::lease, bytes);
-  }
-
-private:
-  static constexpr std::array<int64_t, 4> floors_{1024, 16 * 1024, 64 * 1024,
-                                                  0};
-  std::array<std::atomic<int64_t>, 4> seen_{};
-};
-
-/// The size class of a command's reply.
-struct reply_kind_of {
-  reply_kind operator()(const create_cmd&) const {
-    return reply_kind::echo;
-  }
-  reply_kind operator()(const get_cmd&) const {
-    return reply_kind::lease;
-  }
-  reply_kind operator()(const renew_cmd&) const {
-    return reply_kind::lease;
-  }
-  reply_kind operator()(const exchange_cmd&) const {
-    return reply_kind::lease;
-  }
-  reply_kind operator()(const list_cmd&) const {
-    return reply_kind::page;
-  }
-  template <class Command>
-  reply_kind operator()(const Command&) const {
-    return reply_kind::small;
-  }
-};
-
-reply_kind kind_of(const api_request& req) {
-  return req.error ? reply_kind::small : std::visit(reply_kind_of{}, req.cmd);
-}
-
-} // namespace
-
-/// What the registry sees of a connection.
-struct tcp_connection_slot {
-  Poco::Net::StreamSocket socket;
-  std::atomic<int64_t> last_active_ms{0};
-  /// Requests in flight or replies being written: never evicted.
-  std::atomic<bool> busy{false};
-  std::atomic<bool> evicted{false};
-};
-
-/// The connections being served, so that a new client finds a slot when
-/// `max_connections` are open (the longest-idle one is closed for it), and
-/// so that `stop` wakes every reader at once.
-class connection_registry {
-public:
-  explicit connection_registry(size_t limit) : limit_(limit) {
-    // nop
-  }
-
-  /// At accept: true when the new connection may be served, after evicting
-  /// the longest-idle one if the limit is reached; false when every open
-  /// connection is busy.
-  bool admit() {
-    std::lock_guard<std::mutex> guard{mtx_};
-    if (open_ - evicting_ < limit_) {
-      ++open_;
-      return true;
-    }
-    tcp_connection_slot* oldest = nullptr;
-    for (auto* slot : live_)
-      if (!slot->busy && !slot->evicted
-          && (!oldest || slot->last_active_ms < oldest->last_active_ms))
-        oldest = slot;
-    if (!oldest)
-      return false;
-    oldest->evicted = true;
-    ++evicting_;
-    wake(*oldest);
-    ++open_;
-    return true;
-  }
-
-  void enter(tcp_connection_slot& slot) {
-    std::lock_guard<std::mutex> guard{mtx_};
-    live_.push_back(&slot);
-  }
-
-  /// Called once by every admitted connection.
-  void leave(tcp_connection_slot& slot) {
-    std::lock_guard<std::mutex> guard{mtx_};
-    live_.erase(std::find(live_.begin(), live_.end(), &slot));
-    if (slot.evicted)
-      --evicting_;
-    --open_;
-  }
-
-  void wake_all() {
-    std::lock_guard<std::mutex> guard{mtx_};
-    for (auto* slot : live_)
-      wake(*slot);
-  }
-
-private:
-  /// Ends the slot's blocked read; its thread then looks at its flags.
-  static void wake(tcp_connection_slot& slot) {
-    try {
-      slot.socket.shutdownReceive();
-    } catch (const Poco::Exception&) {
-      // Already closed by its client: its thread is on its way out.
-    }
-  }
-
-  std::mutex mtx_;
-  std::vector<tcp_connection_slot*> live_;
-  size_t open_ = 0;
-  size_t evicting_ = 0;
-  size_t limit_;
-};
-
-namespace {
-
-/// What all connections share.
-struct shared_state {
-  dispatcher& disp;
-  tcp_limits limits;
-  std::shared_ptr<std::atomic<bool>> stopping;
-  std::shared_ptr<connection_registry> registry;
-  in_flight_budget requests{max_in_flight_total};
-  byte_budget reply_bytes;
-  reply_estimates estimates;
-
-  shared_state(dispatcher& d, tcp_limits l,
-               std::shared_ptr<std::atomic<bool>> stop,
-               std::shared_ptr<connection_registry> reg)
-    : disp(d),
-      limits(l),
-      stopping(std::move(stop)),
-      registry(std::move(reg)),
-      reply_bytes(l.reply_bytes_total) {
-    // nop
-  }
+  asio::io_context& ctx;
+  asio::steady_timer timer;
+  std::vector<char> scratch = std::vector<char>(scratch_bytes);
+  std::vector<conn_ptr> conns;
 };
 
 /// A line of a batch, ready to send to the manager.
@@ -346,214 +74,293 @@ struct batch_line {
   reply_kind kind = reply_kind::small;
 };
 
-class tcp_connection : public Poco::Net::TCPServerConnection {
+} // namespace
+
+struct tcp_server::impl : std::enable_shared_from_this<impl> {
+  impl(dispatcher& d, Poco::Net::ServerSocket s, size_t max_conns,
+       tcp_limits lim, std::shared_ptr<io_loops> l);
+
+  void accept();
+  void accepted(size_t loop, tcp::socket socket);
+  void sweep(loop_state& loop);
+  void arm_sweep(loop_state& loop);
+
+  // -- admission (any thread) -------------------------------------------------
+
+  /// True when a new connection may be served, after evicting the
+  /// longest-idle one if the limit is reached; false when all are busy.
+  bool admit();
+  void leave(const tcp_conn& c);
+
+  // -- budgets (any thread) ---------------------------------------------------
+
+  /// Takes up to `n` request slots (none: `waiter` is resumed once some
+  /// are free).
+  size_t acquire_requests(size_t n, const conn_ptr& waiter);
+  void release_requests(size_t n);
+  /// False (and `waiter` resumed later) when all connections together
+  /// hold the whole reply budget.
+  bool reply_bytes_free(const conn_ptr& waiter);
+  void hold_bytes(int64_t n) {
+    reply_bytes += n;
+  }
+  void release_bytes(int64_t n);
+  void wake_waiters(std::unique_lock<std::mutex>& guard);
+
+  dispatcher& disp;
+  tcp_limits limits;
+  size_t max_connections;
+  std::shared_ptr<io_loops> loops;
+  Poco::Net::ServerSocket listening;
+  std::unique_ptr<tcp::acceptor> acceptor;
+  std::vector<std::unique_ptr<loop_state>> loop_states;
+  size_t next_loop = 0;
+  int64_t sweep_ms;
+  std::atomic<bool> stopping{false};
+  reply_estimates estimates;
+  std::atomic<int64_t> reply_bytes{0};
+  /// Batches sent to the manager whose outcome has not come back.
+  std::atomic<size_t> batches{0};
+
+  std::mutex mtx; // guards the rest
+  std::vector<std::weak_ptr<tcp_conn>> live;
+  std::vector<std::weak_ptr<tcp_conn>> waiters;
+  std::atomic<bool> has_waiters{false};
+  size_t in_flight = 0;
+  size_t evicting = 0;
+};
+
+namespace {
+
+class tcp_conn : public std::enable_shared_from_this<tcp_conn> {
 public:
-  tcp_connection(const Poco::Net::StreamSocket& socket,
-                 std::shared_ptr<shared_state> shared)
-    : TCPServerConnection(socket),
-      shared_(std::move(shared)),
-      authenticated_(shared_->disp.keys().empty()),
-      auth_deadline_ms_(now_ms() + shared_->limits.auth_timeout_ms) {
-    slot_.socket = socket;
+  using impl = tcp_server::impl;
+
+  tcp_conn(std::shared_ptr<impl> srv, loop_state& loop, tcp::socket s)
+    : srv_(std::move(srv)),
+      loop_(loop),
+      sock_(std::move(s)),
+      authenticated_(srv_->disp.keys().empty()),
+      auth_deadline_ms_(now_ms() + srv_->limits.auth_timeout_ms) {
     touch();
-    shared_->registry->enter(slot_);
   }
 
-  ~tcp_connection() override {
-    shared_->registry->leave(slot_);
+  // -- what the registry sees (any thread) ------------------------------------
+
+  std::atomic<int64_t> last_active_ms{0};
+  /// A batch in flight or replies being written: never evicted.
+  std::atomic<bool> busy{false};
+  std::atomic<bool> evicted{false};
+
+  loop_state& loop() const {
+    return loop_;
   }
 
-  void run() override {
-    auto& sock = socket();
-    sock.setNoDelay(true);
-    sock.setSendTimeout(Poco::Timespan(poll_ms * 1000));
-    // Not value-initialized: an idle connection touches none of it.
-    constexpr size_t buf_size = 256 * 1024;
-    std::unique_ptr<char[]> buf{new char[buf_size]};
-    std::string pending;
-    try {
-      while (!closing()) {
-        sock.setReceiveTimeout(Poco::Timespan(wait_ms() * 1000));
-        int n;
-        try {
-          n = sock.receiveBytes(buf.get(), static_cast<int>(buf_size));
-        } catch (const Poco::TimeoutException&) {
-          continue;
-        }
-        if (n <= 0) {
-          if (*shared_->stopping || slot_.evicted)
-            continue; // woken by the registry: `closing` says why
-          serve_last_line(pending);
-          return;
-        }
-        touch();
-        pending.append(buf.get(), static_cast<size_t>(n));
-        do {
-          if (!serve_batch(pending))
-            return;
-        } while (pending.find('\n') != std::string::npos
-                 && !*shared_->stopping);
-      }
-    } catch (const Poco::Exception&) {
-      // The client went away mid-write; nothing left to answer.
+  // -- on the connection's loop -----------------------------------------------
+
+  void start() {
+    asio::error_code ignored;
+    sock_.set_option(tcp::no_delay(true), ignored);
+    sock_.non_blocking(true, ignored);
+    index_ = loop_.conns.size();
+    loop_.conns.push_back(shared_from_this());
+    pump();
+  }
+
+  /// Deadlines: eviction, auth, idle, and a shutdown's last writes.
+  void check(int64_t now) {
+    if (closed_)
+      return;
+    if (evicted) {
+      notify(ec::overloaded, "closing this idle connection: the server "
+                             "reached its connection limit");
+      return close();
     }
+    if (!authenticated_ && now >= auth_deadline_ms_) {
+      notify(ec::unauthorized, "no valid auth within "
+                                 + std::to_string(srv_->limits.auth_timeout_ms)
+                                 + " ms; closing the connection");
+      return close();
+    }
+    auto idle = now - last_active_ms.load();
+    if (batch_out_)
+      return;
+    if (srv_->stopping && idle >= stop_write_ms)
+      return close();
+    if (srv_->limits.idle_timeout_ms > 0
+        && idle >= srv_->limits.idle_timeout_ms)
+      close();
+  }
+
+  /// The server stops: finish the batch in flight, write, close.
+  void shut() {
+    if (!batch_out_ && !closed_)
+      finish_after_writes();
+  }
+
+  /// A budget this connection waited for has room again.
+  void resume() {
+    waiting_ = false;
+    pump();
   }
 
 private:
-  // -- deadlines --------------------------------------------------------------
-
   void touch() {
-    slot_.last_active_ms = now_ms();
+    last_active_ms = now_ms();
   }
-
-  /// True when the connection should close now, after telling its client
-  /// why when that helps it.
-  bool closing() {
-    if (*shared_->stopping)
-      return true;
-    if (slot_.evicted) {
-      notify(ec::overloaded, "closing this idle connection: the server "
-                             "reached its connection limit");
-      return true;
-    }
-    auto now = now_ms();
-    if (!authenticated_ && now >= auth_deadline_ms_) {
-      notify(ec::unauthorized,
-             "no valid auth within "
-               + std::to_string(shared_->limits.auth_timeout_ms)
-               + " ms; closing the connection");
-      return true;
-    }
-    auto idle = shared_->limits.idle_timeout_ms;
-    return idle > 0 && now - slot_.last_active_ms >= idle;
-  }
-
-  /// How long the next read may block before `closing` must look again.
-  int64_t wait_ms() const {
-    auto now = now_ms();
-    auto wait = poll_ms;
-    if (!authenticated_)
-      wait = std::min(wait, auth_deadline_ms_ - now);
-    if (auto idle = shared_->limits.idle_timeout_ms; idle > 0)
-      wait = std::min(wait, slot_.last_active_ms + idle - now);
-    return std::max<int64_t>(wait, 1);
-  }
-
-  /// One failure line that answers no request; a client that does not read
-  /// it is not waited for.
-  void notify(ec code, const std::string& message) {
-    auto line =
-      dispatcher::failure(std::nullopt, make_error(code, message)).body;
-    line.push_back('\n');
-    try {
-      send_all(line.data(), line.size(), poll_ms);
-    } catch (const Poco::Exception&) {
-      // Gone already.
-    }
-  }
-
-  // -- batches ----------------------------------------------------------------
 
   size_t line_limit() const {
     return authenticated_ ? max_message_bytes : max_pre_auth_line_bytes;
   }
 
-  /// The client closed its side: a last line without a newline is still a
-  /// request, and the socket can still carry its reply.
-  void serve_last_line(std::string& pending) {
-    if (pending.find_first_not_of(" \t\r") == std::string::npos)
-      return;
-    pending.push_back('\n');
-    while (serve_batch(pending) && pending.find('\n') != std::string::npos)
-      ;
+  int64_t held() const {
+    return static_cast<int64_t>(out_.size() + writing_.size() - written_);
   }
 
-  /// Answers up to `max_batch_lines` complete lines of `pending`, as many
-  /// as the shared request budget grants and as fit the connection's reply
-  /// budget (the rest wait for the next batch); false to close.
-  bool serve_batch(std::string& pending) {
-    slot_.busy = true;
+  void update_busy() {
+    busy = batch_out_ || held() > 0;
+  }
+
+  // -- reading ----------------------------------------------------------------
+
+  void wait_readable() {
+    if (reading_ || closed_ || eof_)
+      return;
+    reading_ = true;
+    sock_.async_wait(tcp::socket::wait_read,
+                     [self = shared_from_this()](const asio::error_code& err) {
+                       self->on_readable(err);
+                     });
+  }
+
+  void on_readable(const asio::error_code& err) {
+    reading_ = false;
+    if (closed_)
+      return;
+    if (err)
+      return close();
+    auto& buf = loop_.scratch;
+    asio::error_code rerr;
+    auto n = sock_.read_some(asio::buffer(buf.data(), buf.size()), rerr);
+    if (rerr == asio::error::would_block || rerr == asio::error::try_again) {
+      wait_readable();
+      return;
+    }
+    if (rerr == asio::error::eof)
+      eof_ = true;
+    else if (rerr)
+      return close(); // reset: nobody to answer
+    in_.append(buf.data(), n);
+    touch();
+    pump();
+  }
+
+  // -- batches ----------------------------------------------------------------
+
+  /// Takes the next batch if nothing stops it, else reads more or closes.
+  void pump() {
+    if (closed_ || batch_out_ || waiting_)
+      return;
+    if (srv_->stopping)
+      return finish_after_writes();
+    if (held() >= srv_->limits.reply_bytes_per_connection)
+      return; // resumed as the client reads its replies
     size_t complete = 0;
-    for (auto nl = pending.find('\n');
+    for (auto nl = in_.find('\n');
          nl != std::string::npos && complete < max_batch_lines;
-         nl = pending.find('\n', nl + 1))
+         nl = in_.find('\n', nl + 1))
       ++complete;
-    auto granted = complete > 0 ? shared_->requests.acquire_up_to(complete) : 0;
-    std::vector<batch_line> lines;
+    if (carried_)
+      ++complete;
+    if (complete == 0)
+      return idle_input();
+    auto self = shared_from_this();
+    if (held() > small_batch_bytes && !srv_->reply_bytes_free(self)) {
+      waiting_ = true;
+      return;
+    }
+    auto granted = srv_->acquire_requests(complete, self);
+    if (granted == 0) {
+      waiting_ = true;
+      return;
+    }
+    send_batch(granted);
+  }
+
+  /// No complete line: read on, or end a line that can no longer be one.
+  void idle_input() {
+    if (in_.size() > line_limit())
+      return send_too_large();
+    if (eof_) {
+      // The client closed its side: a last line without a newline is
+      // still a request, and the socket can still carry its reply.
+      if (in_.find_first_not_of(" \t\r") != std::string::npos) {
+        in_.push_back('\n');
+        return pump();
+      }
+      return finish_after_writes();
+    }
+    wait_readable();
+  }
+
+  void send_batch(size_t granted) {
+    lines_.clear();
     int64_t reserved = 0;
     bool too_large = false;
-    auto start = take_lines(pending, granted, lines, reserved, too_large);
-    shared_->requests.release(granted - lines.size());
-    if (!too_large && lines.size() == complete && complete < max_batch_lines
-        && pending.size() - start > line_limit())
+    auto start = take_lines(granted, reserved, too_large);
+    in_.erase(0, start);
+    srv_->release_requests(granted - lines_.size());
+    if (!too_large && lines_.size() < max_batch_lines
+        && in_.find('\n') == std::string::npos && in_.size() > line_limit())
       too_large = true;
-    if (too_large) {
-      lines.emplace_back();
-      lines.back().req.error = make_error(ec::too_large, too_large_message());
-      reserved += 1024;
-    }
-    if (lines.empty()) {
-      slot_.busy = false;
-      return true;
-    }
-    if (!shared_->reply_bytes.acquire(reserved, *shared_->stopping)) {
-      shared_->requests.release(lines.size() - (too_large ? 1 : 0));
-      slot_.busy = false;
-      return false;
-    }
-    auto batch = std::make_shared<batch_replies>(lines.size());
-    request_order order;
-    for (size_t i = 0; i < lines.size(); ++i) {
-      // Pipelined requests see the effects of the earlier ones they could
-      // depend on (api/request_order.hpp); the rest run at once.
-      if (!lines[i].blank && !lines[i].req.error)
-        for (auto earlier : order.admit(i, scope_of(lines[i].req.cmd)))
-          batch->wait_for(earlier);
-      serve_line(lines[i], i, batch);
-    }
-    batch->wait();
-    shared_->requests.release(lines.size() - (too_large ? 1 : 0));
-    pending.erase(0, start);
-    write_replies(lines, batch->replies, reserved);
-    slot_.busy = false;
-    return !too_large;
+    if (too_large)
+      add_too_large(reserved);
+    dispatch(reserved, too_large);
+    if (in_.size() < read_ahead_bytes || in_.find('\n') == std::string::npos)
+      wait_readable();
   }
 
-  std::string too_large_message() const {
-    if (authenticated_)
-      return "a message must be at most 1 MiB; closing the connection";
-    return "before auth, a message must be at most "
-           + std::to_string(max_pre_auth_line_bytes)
-           + " bytes; closing the connection";
-  }
-
-  /// Prepares up to `granted` lines from the front of `pending` while
+  /// Prepares up to `granted` lines from the front of the input while
   /// their replies fit the connection's budget (always at least one);
-  /// returns where the next batch starts.
-  size_t take_lines(const std::string& pending, size_t granted,
-                    std::vector<batch_line>& lines, int64_t& reserved,
-                    bool& too_large) {
+  /// returns where the rest of the input starts.
+  size_t take_lines(size_t granted, int64_t& reserved, bool& too_large) {
+    auto budget = srv_->limits.reply_bytes_per_connection - held();
+    request_order order;
+    if (carried_) {
+      order.admit(0, scope_of(carried_->req.cmd));
+      reserved += reserve(*carried_, 0);
+      lines_.push_back(std::move(*carried_));
+      carried_.reset();
+    }
     size_t start = 0;
-    for (auto nl = pending.find('\n');
-         nl != std::string::npos && lines.size() < granted;
-         nl = pending.find('\n', start)) {
+    for (auto nl = in_.find('\n');
+         nl != std::string::npos && lines_.size() < granted;
+         nl = in_.find('\n', start)) {
       if (nl - start > line_limit()) {
         too_large = true;
         break;
       }
-      std::string_view line{pending.data() + start, nl - start};
-      auto next = prepare(line);
-      auto bytes = next.blank
-                     ? 0
-                     : shared_->estimates.reserve(next.kind, line.size());
-      if (!lines.empty()
-          && reserved + bytes > shared_->limits.reply_bytes_per_connection)
+      std::string_view text{in_.data() + start, nl - start};
+      auto next = prepare(text);
+      auto bytes = reserve(next, text.size());
+      if (!lines_.empty() && reserved + bytes > budget)
         break; // prepared again, first of the next batch
-      reserved += bytes;
-      lines.push_back(std::move(next));
       start = nl + 1;
+      // A line that must see an earlier line's effect starts the next
+      // batch: the manager answers a batch's calls as they finish.
+      if (!next.blank && !next.req.error
+          && !order.admit(lines_.size(), scope_of(next.req.cmd)).empty()) {
+        carried_ = std::move(next);
+        break;
+      }
+      reserved += bytes;
+      lines_.push_back(std::move(next));
     }
     return start;
+  }
+
+  int64_t reserve(const batch_line& line, size_t line_bytes) const {
+    return line.blank ? 0 : srv_->estimates.reserve(line.kind, line_bytes);
   }
 
   /// Parses a line, applying the auth rules in line order. Before auth,
@@ -581,153 +388,384 @@ private:
     auto* auth = std::get_if<auth_cmd>(&req.cmd);
     if (!req.error && auth != nullptr) {
       auto was = authenticated_;
-      authenticated_ = shared_->disp.keys().allows(auth->api_key);
+      authenticated_ = srv_->disp.keys().allows(auth->api_key);
       if (!authenticated_)
         req.error = make_error(ec::unauthorized, "the API key is not valid");
       // A connection that loses its auth gets a fresh deadline to redo it.
       if (was && !authenticated_)
-        auth_deadline_ms_ = now_ms() + shared_->limits.auth_timeout_ms;
+        auth_deadline_ms_ = now_ms() + srv_->limits.auth_timeout_ms;
     }
     result.kind = kind_of(req);
     return result;
   }
 
-  void serve_line(batch_line& line, size_t index,
-                  const std::shared_ptr<batch_replies>& batch) {
-    if (line.blank) {
-      batch->put(index, {});
+  std::string too_large_message() const {
+    if (authenticated_)
+      return "a message must be at most 1 MiB; closing the connection";
+    return "before auth, a message must be at most "
+           + std::to_string(max_pre_auth_line_bytes)
+           + " bytes; closing the connection";
+  }
+
+  void add_too_large(int64_t& reserved) {
+    lines_.emplace_back();
+    lines_.back().req.error = make_error(ec::too_large, too_large_message());
+    reserved += 1024;
+  }
+
+  /// A line beyond the limit with nothing before it: refused, then closed.
+  void send_too_large() {
+    lines_.clear();
+    int64_t reserved = 0;
+    add_too_large(reserved);
+    dispatch(reserved, true);
+  }
+
+  /// Hands the batch to the manager; its outcome comes back on our loop.
+  void dispatch(int64_t reserved, bool close_after) {
+    batch_out_ = true;
+    close_after_batch_ = close_after;
+    reserved_ = reserved;
+    srv_->hold_bytes(reserved);
+    update_busy();
+    std::vector<api_request> reqs;
+    reqs.reserve(lines_.size());
+    for (auto& line : lines_)
+      if (!line.blank)
+        reqs.push_back(std::move(line.req));
+    ++srv_->batches;
+    srv_->disp.send(std::move(reqs),
+                    [self = shared_from_this()](batch_outcome outcome) {
+                      auto& ctx = self->loop_.ctx;
+                      asio::post(ctx, [self, o = std::move(outcome)]() mutable {
+                        self->answered(std::move(o).render());
+                      });
+                    });
+  }
+
+  /// The batch's replies: queued for writing in order.
+  void answered(std::vector<api_reply> replies) {
+    --srv_->batches;
+    size_t next = 0;
+    auto before = held();
+    for (auto& line : lines_) {
+      if (line.blank)
+        continue;
+      auto& body = replies[next++].body;
+      srv_->estimates.observe(line.kind, body.size());
+      out_.append(body).push_back('\n');
+    }
+    srv_->release_requests(lines_.size() - (close_after_batch_ ? 1 : 0));
+    // What the replies turned out to need instead of their reservation.
+    srv_->hold_bytes(held() - before - reserved_);
+    lines_.clear();
+    batch_out_ = false;
+    if (closed_) {
+      srv_->release_bytes(held());
       return;
     }
-    shared_->disp.call(
-      std::move(line.req),
-      [batch, index](api_reply reply) {
-        batch->put(index, std::move(reply.body));
-      },
-      lane_);
+    write_more();
+    if (close_after_batch_)
+      finish_after_writes();
+    else
+      pump();
   }
 
-  /// Writes the replies in order, giving their bytes back to the shared
-  /// budget as the client takes them.
-  void write_replies(const std::vector<batch_line>& lines,
-                     std::vector<std::string>& replies, int64_t reserved) {
-    int64_t total = 0;
-    for (size_t i = 0; i < replies.size(); ++i) {
-      total += static_cast<int64_t>(replies[i].size()) + 1;
-      if (!lines[i].blank)
-        shared_->estimates.observe(lines[i].kind, replies[i].size());
-    }
-    if (total > reserved) {
-      shared_->reply_bytes.force(total - reserved);
-      reserved = total;
-    }
-    std::string out;
-    auto flush = [&] {
-      send_all(out.data(), out.size(), shared_->limits.idle_timeout_ms);
-      auto freed = std::min<int64_t>(reserved,
-                                     static_cast<int64_t>(out.size()));
-      shared_->reply_bytes.release(freed);
-      reserved -= freed;
-      out.clear();
-    };
-    try {
-      for (auto& reply : replies) {
-        if (reply.empty())
-          continue;
-        out.append(reply).push_back('\n');
-        std::string{}.swap(reply);
-        if (out.size() >= write_chunk_bytes)
-          flush();
+  // -- writing ----------------------------------------------------------------
+
+  void write_more() {
+    if (writing_active_ || closed_)
+      return;
+    if (written_ == writing_.size()) {
+      written_ = 0;
+      if (writing_.capacity() > read_ahead_bytes)
+        std::string{}.swap(writing_);
+      writing_.clear();
+      if (out_.empty()) {
+        update_busy();
+        if (close_when_written_)
+          close();
+        return;
       }
-      if (!out.empty())
-        flush();
-    } catch (...) {
-      shared_->reply_bytes.release(reserved);
-      throw;
+      writing_.swap(out_);
     }
-    shared_->reply_bytes.release(reserved);
+    writing_active_ = true;
+    sock_.async_write_some(
+      asio::buffer(writing_.data() + written_, writing_.size() - written_),
+      [self = shared_from_this()](const asio::error_code& err, size_t n) {
+        self->written(err, n);
+      });
   }
 
-  /// Sends everything, or throws once the client has taken no byte for
-  /// `stall_ms` (0: never; on shutdown, a second).
-  void send_all(const char* data, size_t size, int64_t stall_ms) {
-    size_t sent = 0;
-    auto progress = now_ms();
-    while (sent < size) {
-      int n = 0;
-      try {
-        n = socket().sendBytes(data + sent, static_cast<int>(std::min<size_t>(
-                                              size - sent, INT_MAX)));
-      } catch (const Poco::TimeoutException&) {
-        auto stalled = now_ms() - progress;
-        if ((stall_ms > 0 && stalled >= stall_ms)
-            || (*shared_->stopping && stalled >= poll_ms))
-          throw Poco::Net::NetException("the client stopped reading");
-        continue;
-      }
-      if (n <= 0)
-        throw Poco::Net::NetException("connection closed");
-      sent += static_cast<size_t>(n);
-      progress = now_ms();
-      touch();
+  void written(const asio::error_code& err, size_t n) {
+    writing_active_ = false;
+    if (closed_)
+      return;
+    if (err)
+      return close();
+    written_ += n;
+    srv_->release_bytes(static_cast<int64_t>(n));
+    touch();
+    write_more();
+    pump(); // the client read: room for more replies
+  }
+
+  /// Closes once every reply is written.
+  void finish_after_writes() {
+    close_when_written_ = true;
+    write_more();
+  }
+
+  /// One failure line that answers no request; a client that does not read
+  /// it is not waited for.
+  void notify(ec code, const std::string& message) {
+    if (writing_active_ || held() > 0)
+      return; // a reply is half written: a line now would garble it
+    auto line =
+      dispatcher::failure(std::nullopt, make_error(code, message)).body;
+    line.push_back('\n');
+    asio::error_code ignored;
+    sock_.write_some(asio::buffer(line), ignored);
+  }
+
+  void close() {
+    if (closed_)
+      return;
+    closed_ = true;
+    asio::error_code ignored;
+    sock_.shutdown(tcp::socket::shutdown_both, ignored);
+    sock_.close(ignored);
+    if (!batch_out_)
+      srv_->release_bytes(held());
+    out_.clear();
+    writing_.clear();
+    written_ = 0;
+    update_busy();
+    srv_->leave(*this);
+    // Last: this may drop the loop's reference to us.
+    auto& conns = loop_.conns;
+    auto self = shared_from_this();
+    if (index_ < conns.size() && conns[index_] == self) {
+      conns[index_] = std::move(conns.back());
+      conns[index_]->index_ = index_;
+      conns.pop_back();
     }
   }
 
-  std::shared_ptr<shared_state> shared_;
-  tcp_connection_slot slot_;
+  std::shared_ptr<impl> srv_;
+  loop_state& loop_;
+  tcp::socket sock_;
+  size_t index_ = 0;
+  std::string in_;
+  /// A prepared line that starts the next batch.
+  std::optional<batch_line> carried_;
+  std::vector<batch_line> lines_;
+  int64_t reserved_ = 0;
+  std::string out_;
+  std::string writing_;
+  size_t written_ = 0;
+  bool reading_ = false;
+  bool writing_active_ = false;
+  bool batch_out_ = false;
+  bool close_after_batch_ = false;
+  bool close_when_written_ = false;
+  bool waiting_ = false;
+  bool eof_ = false;
+  bool closed_ = false;
   bool authenticated_;
   int64_t auth_deadline_ms_;
-  size_t lane_ = dispatcher::next_lane();
-};
-
-class connection_factory : public Poco::Net::TCPServerConnectionFactory {
-public:
-  explicit connection_factory(std::shared_ptr<shared_state> shared)
-    : shared_(std::move(shared)) {
-    // nop
-  }
-
-  Poco::Net::TCPServerConnection*
-  createConnection(const Poco::Net::StreamSocket& socket) override {
-    return new tcp_connection(socket, shared_);
-  }
-
-private:
-  std::shared_ptr<shared_state> shared_;
-};
-
-/// Asks the registry at accept, before Poco queues the connection.
-class admission_filter : public Poco::Net::TCPServerConnectionFilter {
-public:
-  explicit admission_filter(std::shared_ptr<connection_registry> registry)
-    : registry_(std::move(registry)) {
-    // nop
-  }
-
-  bool accept(const Poco::Net::StreamSocket&) override {
-    return registry_->admit();
-  }
-
-private:
-  std::shared_ptr<connection_registry> registry_;
 };
 
 } // namespace
 
+// -- the server ---------------------------------------------------------------
+
+tcp_server::impl::impl(dispatcher& d, Poco::Net::ServerSocket s,
+                       size_t max_conns, tcp_limits lim,
+                       std::shared_ptr<io_loops> l)
+  : disp(d),
+    limits(lim),
+    max_connections(max_conns),
+    loops(l ? std::move(l) : std::make_shared<io_loops>()),
+    listening(std::move(s)) {
+  auto local = listening.address();
+  auto family = local.family() == Poco::Net::SocketAddress::IPv6 ? tcp::v6()
+                                                                 : tcp::v4();
+  acceptor = std::make_unique<tcp::acceptor>(loops->at(0));
+  acceptor->assign(family, ::dup(listening.impl()->sockfd()));
+  for (size_t i = 0; i < loops->size(); ++i)
+    loop_states.push_back(std::make_unique<loop_state>(loops->at(i)));
+  auto shortest = std::min<int64_t>(
+    lim.idle_timeout_ms > 0 ? lim.idle_timeout_ms : 1'000, lim.auth_timeout_ms);
+  sweep_ms = std::clamp<int64_t>(shortest / 4, 5, 250);
+}
+
+void tcp_server::impl::accept() {
+  auto i = next_loop++ % loop_states.size();
+  acceptor->async_accept(
+    loop_states[i]->ctx, [self = shared_from_this(),
+                          i](const asio::error_code& err, tcp::socket socket) {
+      if (self->stopping)
+        return;
+      if (err) {
+        // Out of descriptors or a connection reset before we took it: try
+        // again in a moment rather than spin.
+        auto timer = std::make_shared<asio::steady_timer>(
+          self->loops->at(0), std::chrono::milliseconds(10));
+        timer->async_wait([self, timer](const asio::error_code&) {
+          if (!self->stopping)
+            self->accept();
+        });
+        return;
+      }
+      self->accepted(i, std::move(socket));
+      self->accept();
+    });
+}
+
+void tcp_server::impl::accepted(size_t i, tcp::socket socket) {
+  if (!admit()) {
+    // Every connection is busy: say so and close.
+    auto line = dispatcher::failure(
+                  std::nullopt,
+                  make_error(ec::overloaded,
+                             "the server is at its connection limit and every "
+                             "connection is busy; try again later"))
+                  .body
+                + "\n";
+    asio::error_code ignored;
+    socket.non_blocking(true, ignored);
+    socket.write_some(asio::buffer(line), ignored);
+    socket.shutdown(tcp::socket::shutdown_send, ignored);
+    return;
+  }
+  auto& loop = *loop_states[i];
+  auto c = std::make_shared<tcp_conn>(shared_from_this(), loop,
+                                      std::move(socket));
+  {
+    std::lock_guard<std::mutex> guard{mtx};
+    live.push_back(c);
+  }
+  asio::post(loop.ctx, [c] { c->start(); });
+}
+
+bool tcp_server::impl::admit() {
+  std::lock_guard<std::mutex> guard{mtx};
+  if (live.size() - evicting < max_connections)
+    return true;
+  conn_ptr oldest;
+  for (auto& w : live)
+    if (auto c = w.lock();
+        c && !c->busy && !c->evicted
+        && (!oldest || c->last_active_ms < oldest->last_active_ms))
+      oldest = std::move(c);
+  if (!oldest)
+    return false;
+  oldest->evicted = true;
+  ++evicting;
+  asio::post(oldest->loop().ctx, [oldest] { oldest->check(now_ms()); });
+  return true;
+}
+
+void tcp_server::impl::leave(const tcp_conn& c) {
+  std::lock_guard<std::mutex> guard{mtx};
+  for (size_t i = 0; i < live.size();) {
+    auto p = live[i].lock();
+    if (p && p.get() != &c) {
+      ++i;
+      continue;
+    }
+    live[i] = std::move(live.back());
+    live.pop_back();
+    if (p) {
+      if (c.evicted)
+        --evicting;
+      return;
+    }
+  }
+}
+
+size_t tcp_server::impl::acquire_requests(size_t n, const conn_ptr& waiter) {
+  std::lock_guard<std::mutex> guard{mtx};
+  if (in_flight >= max_in_flight_total) {
+    waiters.push_back(waiter);
+    has_waiters = true;
+    return 0;
+  }
+  auto granted = std::min(n, max_in_flight_total - in_flight);
+  in_flight += granted;
+  return granted;
+}
+
+void tcp_server::impl::release_requests(size_t n) {
+  if (n == 0)
+    return;
+  std::unique_lock<std::mutex> guard{mtx};
+  in_flight -= n;
+  wake_waiters(guard);
+}
+
+bool tcp_server::impl::reply_bytes_free(const conn_ptr& waiter) {
+  if (reply_bytes.load() < limits.reply_bytes_total)
+    return true;
+  std::lock_guard<std::mutex> guard{mtx};
+  waiters.push_back(waiter);
+  has_waiters = true;
+  return false;
+}
+
+void tcp_server::impl::release_bytes(int64_t n) {
+  if (n <= 0)
+    return;
+  reply_bytes -= n;
+  if (!has_waiters)
+    return;
+  std::unique_lock<std::mutex> guard{mtx};
+  wake_waiters(guard);
+}
+
+void tcp_server::impl::wake_waiters(std::unique_lock<std::mutex>& guard) {
+  if (waiters.empty())
+    return;
+  auto woken = std::move(waiters);
+  waiters.clear();
+  has_waiters = false;
+  guard.unlock();
+  for (auto& w : woken)
+    if (auto c = w.lock())
+      asio::post(c->loop().ctx, [c] { c->resume(); });
+}
+
+void tcp_server::impl::sweep(loop_state& loop) {
+  auto now = now_ms();
+  // A connection may close itself (and leave the list) while checked.
+  auto conns = loop.conns;
+  for (auto& c : conns)
+    c->check(now);
+  if (stopping)
+    for (auto& c : conns)
+      c->shut();
+}
+
+void tcp_server::impl::arm_sweep(loop_state& loop) {
+  loop.timer.expires_after(std::chrono::milliseconds(sweep_ms));
+  loop.timer.async_wait(
+    [self = shared_from_this(), &loop](const asio::error_code& err) {
+      if (err)
+        return;
+      self->sweep(loop);
+      if (!self->stopping || !loop.conns.empty())
+        self->arm_sweep(loop);
+    });
+}
+
 tcp_server::tcp_server(dispatcher& d, Poco::Net::ServerSocket socket,
-                       int max_connections, tcp_limits limits)
-  : pool_(2, max_connections + 1),
-    stopping_(std::make_shared<std::atomic<bool>>(false)),
-    registry_(std::make_shared<connection_registry>(
-      static_cast<size_t>(max_connections))) {
-  auto params = new Poco::Net::TCPServerParams;
-  params->setMaxThreads(max_connections);
-  // Admission keeps the queue short (at most the connections being
-  // evicted); a full queue would close new clients without a word.
-  params->setMaxQueued(max_connections + 64);
-  auto shared = std::make_shared<shared_state>(d, limits, stopping_, registry_);
-  server_ = std::make_unique<Poco::Net::TCPServer>(
-    new connection_factory(std::move(shared)), pool_, socket, params);
-  server_->setConnectionFilter(new admission_filter(registry_));
+                       int max_connections, tcp_limits limits,
+                       std::shared_ptr<io_loops> loops)
+  : impl_(std::make_shared<impl>(d, std::move(socket),
+                                 static_cast<size_t>(max_connections), limits,
+                                 std::move(loops))) {
+  // nop
 }
 
 tcp_server::~tcp_server() {
@@ -735,19 +773,42 @@ tcp_server::~tcp_server() {
 }
 
 uint16_t tcp_server::port() const {
-  return server_->port();
+  return impl_->listening.address().port();
 }
 
 void tcp_server::start() {
-  server_->start();
+  auto& s = *impl_;
+  asio::post(s.loops->at(0), [self = impl_] { self->accept(); });
+  for (auto& loop : s.loop_states)
+    asio::post(loop->ctx,
+               [self = impl_, l = loop.get()] { self->arm_sweep(*l); });
 }
 
 void tcp_server::stop() {
-  if (stopping_->exchange(true))
+  auto& s = *impl_;
+  if (s.stopping.exchange(true))
     return;
-  server_->stop();
-  registry_->wake_all();
-  pool_.joinAll();
+  asio::post(s.loops->at(0), [self = impl_] {
+    asio::error_code ignored;
+    self->acceptor->close(ignored);
+  });
+  for (auto& loop : s.loop_states)
+    asio::post(loop->ctx, [self = impl_, l = loop.get()] { self->sweep(*l); });
+  // Every batch in flight comes back (the manager always answers), and
+  // every connection closes once written, or after `stop_write_ms`.
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> guard{s.mtx};
+      auto gone = [](auto& w) { return w.expired(); };
+      s.live.erase(std::remove_if(s.live.begin(), s.live.end(), gone),
+                   s.live.end());
+      if (s.live.empty() && s.batches == 0)
+        break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  for (auto& loop : s.loop_states)
+    asio::post(loop->ctx, [l = loop.get()] { l->timer.cancel(); });
 }
 
 } // namespace tlm

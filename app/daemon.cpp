@@ -275,7 +275,7 @@ int serve(const daemon_config& cfg, const sigset_t& stop_signals) {
   if (!mcfg.shared)
     log("info", "loaded " + std::to_string(*loaded) + " live leases from "
                   + cfg.storage);
-  dispatcher disp{gw, manager, parts.keys, 60s};
+  dispatcher disp{manager, parts.keys, 60s};
   serve_until_stopped(cfg, parts, disp, stop_signals);
   // Revocations already at a backend finish (bounded): their leases are
   // then gone for good instead of being revoked again after the restart.

@@ -27,7 +27,6 @@ namespace {
 struct api_fixture {
   caf::actor_system_config cfg;
   std::unique_ptr<caf::actor_system> sys;
-  std::unique_ptr<gateway> gw;
   api_keys keys;
   std::unique_ptr<dispatcher> disp;
   std::unique_ptr<tcp_server> tcp;
@@ -38,7 +37,6 @@ struct api_fixture {
     : keys(std::move(k)) {
     cfg.add_message_types<caf::id_block::tlm>();
     sys = std::make_unique<caf::actor_system>(cfg);
-    gw = std::make_unique<gateway>(*sys, 2);
     lease_manager_config mcfg;
     mcfg.storage = spawn_storage_actor(*sys, make_memory_backend());
     mcfg.backends.push_back(
@@ -50,7 +48,7 @@ struct api_fixture {
     actors = {caf::actor_cast<caf::actor>(manager),
               caf::actor_cast<caf::actor>(mcfg.storage),
               caf::actor_cast<caf::actor>(mcfg.backends[0].actor)};
-    disp = std::make_unique<dispatcher>(*gw, manager, keys,
+    disp = std::make_unique<dispatcher>(manager, keys,
                                         std::chrono::seconds(10));
     Poco::Net::SocketAddress any("127.0.0.1", 0);
     tcp = std::make_unique<tcp_server>(*disp, listen_exclusively(any), 16,
@@ -63,7 +61,6 @@ struct api_fixture {
   ~api_fixture() {
     tcp->stop();
     http->stop();
-    gw->stop();
     for (auto& a : actors)
       caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
     sys->await_all_actors_done();
