@@ -26,8 +26,6 @@ import socket
 import threading
 import time
 
-import pytest
-
 from test_http_hardening import SLOW_HEADER, connect_from
 from test_tcp_hardening import _raise_fd_limit, _status_kib
 from tlmd_harness import (HttpResponse, TcpClient, assert_failure,
