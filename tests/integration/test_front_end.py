@@ -26,6 +26,8 @@ import socket
 import threading
 import time
 
+import pytest
+
 from test_http_hardening import SLOW_HEADER, connect_from
 from test_tcp_hardening import _raise_fd_limit, _status_kib
 from tlmd_harness import (HttpResponse, TcpClient, assert_failure,
@@ -256,6 +258,9 @@ class Fleet:
             "served": served,
             "served_then_evicted": sum(c.state == "served" and c.closed
                                        for c in self.conns),
+            "served_then_evicted_with_notice": sum(
+                c.state == "served" and c.closed and c.notice is not None
+                for c in self.conns),
             "closed_unserved_with_notice": sum(c.state != "served" and c.closed
                                                and c.notice is not None
                                                for c in self.conns),
@@ -299,17 +304,23 @@ def assert_fds_return(d, base, slack=16, timeout=20):
 N_CONNS = 5000
 
 
-def test_5000_connections_over_the_limit_served_or_closed_cleanly(tlmd_factory, capsys):
-    """--tcp-max-connections 1000 and 5,000 clients at once, each sending a
-    create then a get: every one is served, or told `overloaded` and
-    closed, or closed; none hangs. Once they settle no more than the limit
-    are open and each of those still answers; a fresh client is served,
-    and after all close tlmd's descriptors return to their baseline."""
+@pytest.mark.parametrize("connecting", [N_CONNS, 256], ids=["burst", "paced"])
+def test_5000_connections_over_the_limit_served_or_closed_cleanly(
+        tlmd_factory, capsys, connecting):
+    """--tcp-max-connections 1000 and 5,000 clients, each sending a create
+    then a get, connecting all at once (burst: most are evicted before
+    their create is answered) or at most 256 connects outstanding (paced:
+    most are served, then evicted while idle). Every one is served, or
+    told `overloaded` and closed, or closed; none hangs; one served and
+    then closed (idle, so only for the limit) was told `overloaded` first.
+    Once they settle no more than the limit are open and each of those
+    still answers; a fresh client is served, and after all close tlmd's
+    descriptors return to their baseline."""
     limit = 1000
     _raise_fd_limit(2 * N_CONNS + 512)
     d = tlmd_factory(args=["--tcp-max-connections", str(limit)])
     base = fd_baseline(d)
-    fleet = Fleet(d.tcp_port, N_CONNS)
+    fleet = Fleet(d.tcp_port, N_CONNS, max_connecting=connecting)
     t0 = time.monotonic()
     try:
         settled = fleet.run(deadline_s=40)
@@ -325,6 +336,8 @@ def test_5000_connections_over_the_limit_served_or_closed_cleanly(tlmd_factory, 
         with capsys.disabled():
             print(f"\n[tcp fleet over limit] {elapsed:.1f} s: {summary}")
         assert summary["served"] >= 1
+        assert summary["served_then_evicted_with_notice"] == \
+            summary["served_then_evicted"], "idle connections closed without a word"
         assert summary["open"] >= 1, "every connection was closed"
         # Every connection still open is really served, not a zombie.
         silent = fleet.ping_open(deadline_s=20)
