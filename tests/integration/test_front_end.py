@@ -594,18 +594,18 @@ def test_slowloris_200_while_keep_alive_client_works(tlmd_factory, capsys):
                                    "meta": {"i": pairs}})
                 conn.request("POST", "/v1/leases", body,
                              {"Content-Type": "application/json"})
+                socks.add(conn.sock.getsockname()[1])
                 r = conn.getresponse()
                 created = HttpResponse(r.status, {}, r.read())
-                socks.add(conn.sock.getsockname()[1])
                 if created.status != 201:
                     failures.append(("create", pairs, created))
                     continue
                 lease = created.json["lease"]
                 assert lease["meta"] == {"i": pairs}
                 conn.request("GET", f"/v1/leases/{lease['id']}")
+                socks.add(conn.sock.getsockname()[1])
                 r = conn.getresponse()
                 got = HttpResponse(r.status, {}, r.read())
-                socks.add(conn.sock.getsockname()[1])
                 if got.status != 200 or got.json["lease"] != lease:
                     failures.append(("get", pairs, got))
             except (OSError, http.client.HTTPException) as e:
