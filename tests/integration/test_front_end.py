@@ -280,13 +280,20 @@ class Fleet:
 
 
 def fd_baseline(d):
-    """tlmd's open descriptors at rest, checked to come back after one
-    client has come and gone."""
-    base = fd_count(d)
+    """tlmd's open descriptors at rest, once a TCP and an HTTP client have
+    come and gone (its listeners may open theirs just after the ready
+    line): the same count over 0.25 s."""
     with d.tcp() as c:
         assert_success(c.request({"action": "health"}))
-    wait_until(lambda: fd_count(d) <= base, 10, what="tlmd's descriptors at rest")
-    return base
+    assert d.http("GET", "/healthz").status == 200
+    samples = []
+
+    def steady():
+        samples.append(fd_count(d))
+        return len(samples) >= 5 and len(set(samples[-5:])) == 1
+
+    wait_until(steady, 10, interval=0.05, what="tlmd's descriptors at rest")
+    return samples[-1]
 
 
 def fresh_round_trip(d):
