@@ -9,7 +9,9 @@ listen_exclusively(const Poco::Net::SocketAddress& address) {
   // quick restart over connections in TIME_WAIT.
   Poco::Net::ServerSocket socket;
   socket.bind(address, true, false);
-  socket.listen(256);
+  // A burst of thousands of connects waits in the kernel, not in client
+  // retries (the kernel caps this at net.core.somaxconn).
+  socket.listen(4096);
   return socket;
 }
 

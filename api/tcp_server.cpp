@@ -15,6 +15,7 @@
 
 #include "api/envelope.hpp"
 #include "api/io_loops.hpp"
+#include "api/loop_server.hpp"
 #include "api/reply_estimates.hpp"
 #include "api/request_order.hpp"
 
@@ -46,26 +47,11 @@ constexpr int64_t small_batch_bytes = 64 * 1024;
 /// whole (up to the line limit) before anything else.
 constexpr size_t read_ahead_bytes = 256 * 1024;
 
-/// What one read takes from a socket, into the loop's scratch buffer: idle
-/// connections hold no buffer of their own.
-constexpr size_t scratch_bytes = 256 * 1024;
-
 /// At shutdown, a write its client does not take for this long is given up.
 constexpr int64_t stop_write_ms = 1'000;
 
 class tcp_conn;
-using conn_ptr = std::shared_ptr<tcp_conn>;
-
-/// One loop's share of the connections, touched only on its thread.
-struct loop_state {
-  explicit loop_state(asio::io_context& c) : ctx(c), timer(c) {
-    // nop
-  }
-  asio::io_context& ctx;
-  asio::steady_timer timer;
-  std::vector<char> scratch = std::vector<char>(scratch_bytes);
-  std::vector<conn_ptr> conns;
-};
+using conn_ptr = std::shared_ptr<loop_conn>;
 
 /// A line of a batch, ready to send to the manager.
 struct batch_line {
@@ -76,21 +62,16 @@ struct batch_line {
 
 } // namespace
 
-struct tcp_server::impl : std::enable_shared_from_this<impl> {
+struct tcp_server::impl : loop_server {
   impl(dispatcher& d, Poco::Net::ServerSocket s, size_t max_conns,
        tcp_limits lim, std::shared_ptr<io_loops> l);
 
-  void accept();
-  void accepted(size_t loop, tcp::socket socket);
-  void sweep(loop_state& loop);
-  void arm_sweep(loop_state& loop);
+  std::shared_ptr<loop_conn> make_conn(loop_state& loop,
+                                       tcp::socket socket) override;
 
-  // -- admission (any thread) -------------------------------------------------
-
-  /// True when a new connection may be served, after evicting the
-  /// longest-idle one if the limit is reached; false when all are busy.
-  bool admit();
-  void leave(const tcp_conn& c);
+  std::shared_ptr<impl> self() {
+    return std::static_pointer_cast<impl>(shared_from_this());
+  }
 
   // -- budgets (any thread) ---------------------------------------------------
 
@@ -110,65 +91,33 @@ struct tcp_server::impl : std::enable_shared_from_this<impl> {
   dispatcher& disp;
   tcp_limits limits;
   size_t max_connections;
-  std::shared_ptr<io_loops> loops;
-  Poco::Net::ServerSocket listening;
-  std::unique_ptr<tcp::acceptor> acceptor;
-  std::vector<std::unique_ptr<loop_state>> loop_states;
-  size_t next_loop = 0;
-  int64_t sweep_ms;
-  std::atomic<bool> stopping{false};
   reply_estimates estimates;
   std::atomic<int64_t> reply_bytes{0};
   /// Batches sent to the manager whose outcome has not come back.
   std::atomic<size_t> batches{0};
 
   std::mutex mtx; // guards the rest
-  std::vector<std::weak_ptr<tcp_conn>> live;
-  std::vector<std::weak_ptr<tcp_conn>> waiters;
+  std::vector<std::weak_ptr<loop_conn>> waiters;
   std::atomic<bool> has_waiters{false};
   size_t in_flight = 0;
-  size_t evicting = 0;
 };
 
 namespace {
 
-class tcp_conn : public std::enable_shared_from_this<tcp_conn> {
+class tcp_conn : public loop_conn {
 public:
   using impl = tcp_server::impl;
 
   tcp_conn(std::shared_ptr<impl> srv, loop_state& loop, tcp::socket s)
-    : srv_(std::move(srv)),
-      loop_(loop),
-      sock_(std::move(s)),
+    : loop_conn(loop, std::move(s)),
+      srv_(std::move(srv)),
       authenticated_(srv_->disp.keys().empty()),
       auth_deadline_ms_(now_ms() + srv_->limits.auth_timeout_ms) {
-    touch();
-  }
-
-  // -- what the registry sees (any thread) ------------------------------------
-
-  std::atomic<int64_t> last_active_ms{0};
-  /// A batch in flight or replies being written: never evicted.
-  std::atomic<bool> busy{false};
-  std::atomic<bool> evicted{false};
-
-  loop_state& loop() const {
-    return loop_;
-  }
-
-  // -- on the connection's loop -----------------------------------------------
-
-  void start() {
-    asio::error_code ignored;
-    sock_.set_option(tcp::no_delay(true), ignored);
-    sock_.non_blocking(true, ignored);
-    index_ = loop_.conns.size();
-    loop_.conns.push_back(shared_from_this());
-    pump();
+    // nop
   }
 
   /// Deadlines: eviction, auth, idle, and a shutdown's last writes.
-  void check(int64_t now) {
+  void check(int64_t now) override {
     if (closed_)
       return;
     if (evicted) {
@@ -182,9 +131,9 @@ public:
                                  + " ms; closing the connection");
       return close();
     }
-    auto idle = now - last_active_ms.load();
     if (batch_out_)
       return;
+    auto idle = now - last_active_ms.load();
     if (srv_->stopping && idle >= stop_write_ms)
       return close();
     if (srv_->limits.idle_timeout_ms > 0
@@ -192,8 +141,7 @@ public:
       close();
   }
 
-  /// The server stops: finish the batch in flight, write, close.
-  void shut() {
+  void shut() override {
     if (!batch_out_ && !closed_)
       finish_after_writes();
   }
@@ -201,76 +149,46 @@ public:
   /// A budget this connection waited for has room again.
   void resume() {
     waiting_ = false;
-    pump();
+    on_input();
   }
 
 private:
-  void touch() {
-    last_active_ms = now_ms();
-  }
-
   size_t line_limit() const {
     return authenticated_ ? max_message_bytes : max_pre_auth_line_bytes;
   }
 
-  int64_t held() const {
-    return static_cast<int64_t>(out_.size() + writing_.size() - written_);
+  void on_written(size_t n) override {
+    srv_->release_bytes(static_cast<int64_t>(n));
+    update_busy(batch_out_);
+    on_input(); // the client read: room for more replies
   }
 
-  void update_busy() {
-    busy = batch_out_ || held() > 0;
+  void on_close() override {
+    if (!batch_out_)
+      srv_->release_bytes(held());
   }
 
-  // -- reading ----------------------------------------------------------------
-
-  void wait_readable() {
-    if (reading_ || closed_ || eof_)
-      return;
-    reading_ = true;
-    sock_.async_wait(tcp::socket::wait_read,
-                     [self = shared_from_this()](const asio::error_code& err) {
-                       self->on_readable(err);
-                     });
-  }
-
-  void on_readable(const asio::error_code& err) {
-    reading_ = false;
-    if (closed_)
-      return;
-    if (err)
-      return close();
-    auto& buf = loop_.scratch;
-    asio::error_code rerr;
-    auto n = sock_.read_some(asio::buffer(buf.data(), buf.size()), rerr);
-    if (rerr == asio::error::would_block || rerr == asio::error::try_again) {
-      wait_readable();
-      return;
-    }
-    if (rerr == asio::error::eof)
-      eof_ = true;
-    else if (rerr)
-      return close(); // reset: nobody to answer
-    in_.append(buf.data(), n);
-    touch();
-    pump();
+  void notify(ec code, const std::string& message) {
+    auto line =
+      dispatcher::failure(std::nullopt, make_error(code, message)).body;
+    line.push_back('\n');
+    send_now(line);
   }
 
   // -- batches ----------------------------------------------------------------
 
   /// Takes the next batch if nothing stops it, else reads more or closes.
-  void pump() {
+  void on_input() override {
     if (closed_ || batch_out_ || waiting_)
       return;
     if (srv_->stopping)
       return finish_after_writes();
     if (held() >= srv_->limits.reply_bytes_per_connection)
       return; // resumed as the client reads its replies
-    size_t complete = 0;
+    size_t complete = carried_ ? 1 : 0;
     for (auto nl = in_.find('\n');
          nl != std::string::npos && complete < max_batch_lines;
          nl = in_.find('\n', nl + 1))
-      ++complete;
-    if (carried_)
       ++complete;
     if (complete == 0)
       return idle_input();
@@ -296,7 +214,7 @@ private:
       // still a request, and the socket can still carry its reply.
       if (in_.find_first_not_of(" \t\r") != std::string::npos) {
         in_.push_back('\n');
-        return pump();
+        return on_input();
       }
       return finish_after_writes();
     }
@@ -427,25 +345,23 @@ private:
     close_after_batch_ = close_after;
     reserved_ = reserved;
     srv_->hold_bytes(reserved);
-    update_busy();
+    update_busy(true);
     std::vector<api_request> reqs;
     reqs.reserve(lines_.size());
     for (auto& line : lines_)
       if (!line.blank)
         reqs.push_back(std::move(line.req));
     ++srv_->batches;
-    srv_->disp.send(std::move(reqs),
-                    [self = shared_from_this()](batch_outcome outcome) {
-                      auto& ctx = self->loop_.ctx;
-                      asio::post(ctx, [self, o = std::move(outcome)]() mutable {
-                        self->answered(std::move(o).render());
-                      });
-                    });
+    auto self = std::static_pointer_cast<tcp_conn>(shared_from_this());
+    srv_->disp.send(std::move(reqs), [self](batch_outcome outcome) {
+      asio::post(self->loop().ctx, [self, o = std::move(outcome)]() mutable {
+        self->answered(std::move(o).render());
+      });
+    });
   }
 
   /// The batch's replies: queued for writing in order.
   void answered(std::vector<api_reply> replies) {
-    --srv_->batches;
     size_t next = 0;
     auto before = held();
     for (auto& line : lines_) {
@@ -453,13 +369,15 @@ private:
         continue;
       auto& body = replies[next++].body;
       srv_->estimates.observe(line.kind, body.size());
-      out_.append(body).push_back('\n');
+      body.push_back('\n');
+      queue(body);
     }
     srv_->release_requests(lines_.size() - (close_after_batch_ ? 1 : 0));
     // What the replies turned out to need instead of their reservation.
     srv_->hold_bytes(held() - before - reserved_);
     lines_.clear();
     batch_out_ = false;
+    --srv_->batches;
     if (closed_) {
       srv_->release_bytes(held());
       return;
@@ -468,110 +386,17 @@ private:
     if (close_after_batch_)
       finish_after_writes();
     else
-      pump();
-  }
-
-  // -- writing ----------------------------------------------------------------
-
-  void write_more() {
-    if (writing_active_ || closed_)
-      return;
-    if (written_ == writing_.size()) {
-      written_ = 0;
-      if (writing_.capacity() > read_ahead_bytes)
-        std::string{}.swap(writing_);
-      writing_.clear();
-      if (out_.empty()) {
-        update_busy();
-        if (close_when_written_)
-          close();
-        return;
-      }
-      writing_.swap(out_);
-    }
-    writing_active_ = true;
-    sock_.async_write_some(
-      asio::buffer(writing_.data() + written_, writing_.size() - written_),
-      [self = shared_from_this()](const asio::error_code& err, size_t n) {
-        self->written(err, n);
-      });
-  }
-
-  void written(const asio::error_code& err, size_t n) {
-    writing_active_ = false;
-    if (closed_)
-      return;
-    if (err)
-      return close();
-    written_ += n;
-    srv_->release_bytes(static_cast<int64_t>(n));
-    touch();
-    write_more();
-    pump(); // the client read: room for more replies
-  }
-
-  /// Closes once every reply is written.
-  void finish_after_writes() {
-    close_when_written_ = true;
-    write_more();
-  }
-
-  /// One failure line that answers no request; a client that does not read
-  /// it is not waited for.
-  void notify(ec code, const std::string& message) {
-    if (writing_active_ || held() > 0)
-      return; // a reply is half written: a line now would garble it
-    auto line =
-      dispatcher::failure(std::nullopt, make_error(code, message)).body;
-    line.push_back('\n');
-    asio::error_code ignored;
-    sock_.write_some(asio::buffer(line), ignored);
-  }
-
-  void close() {
-    if (closed_)
-      return;
-    closed_ = true;
-    asio::error_code ignored;
-    sock_.shutdown(tcp::socket::shutdown_both, ignored);
-    sock_.close(ignored);
-    if (!batch_out_)
-      srv_->release_bytes(held());
-    out_.clear();
-    writing_.clear();
-    written_ = 0;
-    update_busy();
-    srv_->leave(*this);
-    // Last: this may drop the loop's reference to us.
-    auto& conns = loop_.conns;
-    auto self = shared_from_this();
-    if (index_ < conns.size() && conns[index_] == self) {
-      conns[index_] = std::move(conns.back());
-      conns[index_]->index_ = index_;
-      conns.pop_back();
-    }
+      on_input();
   }
 
   std::shared_ptr<impl> srv_;
-  loop_state& loop_;
-  tcp::socket sock_;
-  size_t index_ = 0;
-  std::string in_;
   /// A prepared line that starts the next batch.
   std::optional<batch_line> carried_;
   std::vector<batch_line> lines_;
   int64_t reserved_ = 0;
-  std::string out_;
-  std::string writing_;
-  size_t written_ = 0;
-  bool reading_ = false;
-  bool writing_active_ = false;
   bool batch_out_ = false;
   bool close_after_batch_ = false;
-  bool close_when_written_ = false;
   bool waiting_ = false;
-  bool eof_ = false;
-  bool closed_ = false;
   bool authenticated_;
   int64_t auth_deadline_ms_;
 };
@@ -583,48 +408,22 @@ private:
 tcp_server::impl::impl(dispatcher& d, Poco::Net::ServerSocket s,
                        size_t max_conns, tcp_limits lim,
                        std::shared_ptr<io_loops> l)
-  : disp(d),
+  : loop_server(
+    std::move(s), std::move(l),
+    std::clamp<int64_t>(
+      std::min<int64_t>(lim.idle_timeout_ms > 0 ? lim.idle_timeout_ms : 1'000,
+                        lim.auth_timeout_ms)
+        / 4,
+      5, 250)),
+    disp(d),
     limits(lim),
-    max_connections(max_conns),
-    loops(l ? std::move(l) : std::make_shared<io_loops>()),
-    listening(std::move(s)) {
-  auto local = listening.address();
-  auto family = local.family() == Poco::Net::SocketAddress::IPv6 ? tcp::v6()
-                                                                 : tcp::v4();
-  acceptor = std::make_unique<tcp::acceptor>(loops->at(0));
-  acceptor->assign(family, ::dup(listening.impl()->sockfd()));
-  for (size_t i = 0; i < loops->size(); ++i)
-    loop_states.push_back(std::make_unique<loop_state>(loops->at(i)));
-  auto shortest = std::min<int64_t>(
-    lim.idle_timeout_ms > 0 ? lim.idle_timeout_ms : 1'000, lim.auth_timeout_ms);
-  sweep_ms = std::clamp<int64_t>(shortest / 4, 5, 250);
+    max_connections(max_conns) {
+  // nop
 }
 
-void tcp_server::impl::accept() {
-  auto i = next_loop++ % loop_states.size();
-  acceptor->async_accept(
-    loop_states[i]->ctx, [self = shared_from_this(),
-                          i](const asio::error_code& err, tcp::socket socket) {
-      if (self->stopping)
-        return;
-      if (err) {
-        // Out of descriptors or a connection reset before we took it: try
-        // again in a moment rather than spin.
-        auto timer = std::make_shared<asio::steady_timer>(
-          self->loops->at(0), std::chrono::milliseconds(10));
-        timer->async_wait([self, timer](const asio::error_code&) {
-          if (!self->stopping)
-            self->accept();
-        });
-        return;
-      }
-      self->accepted(i, std::move(socket));
-      self->accept();
-    });
-}
-
-void tcp_server::impl::accepted(size_t i, tcp::socket socket) {
-  if (!admit()) {
+std::shared_ptr<loop_conn> tcp_server::impl::make_conn(loop_state& loop,
+                                                       tcp::socket socket) {
+  if (open() >= max_connections && !evict_one()) {
     // Every connection is busy: say so and close.
     auto line = dispatcher::failure(
                   std::nullopt,
@@ -637,52 +436,9 @@ void tcp_server::impl::accepted(size_t i, tcp::socket socket) {
     socket.non_blocking(true, ignored);
     socket.write_some(asio::buffer(line), ignored);
     socket.shutdown(tcp::socket::shutdown_send, ignored);
-    return;
+    return nullptr;
   }
-  auto& loop = *loop_states[i];
-  auto c = std::make_shared<tcp_conn>(shared_from_this(), loop,
-                                      std::move(socket));
-  {
-    std::lock_guard<std::mutex> guard{mtx};
-    live.push_back(c);
-  }
-  asio::post(loop.ctx, [c] { c->start(); });
-}
-
-bool tcp_server::impl::admit() {
-  std::lock_guard<std::mutex> guard{mtx};
-  if (live.size() - evicting < max_connections)
-    return true;
-  conn_ptr oldest;
-  for (auto& w : live)
-    if (auto c = w.lock();
-        c && !c->busy && !c->evicted
-        && (!oldest || c->last_active_ms < oldest->last_active_ms))
-      oldest = std::move(c);
-  if (!oldest)
-    return false;
-  oldest->evicted = true;
-  ++evicting;
-  asio::post(oldest->loop().ctx, [oldest] { oldest->check(now_ms()); });
-  return true;
-}
-
-void tcp_server::impl::leave(const tcp_conn& c) {
-  std::lock_guard<std::mutex> guard{mtx};
-  for (size_t i = 0; i < live.size();) {
-    auto p = live[i].lock();
-    if (p && p.get() != &c) {
-      ++i;
-      continue;
-    }
-    live[i] = std::move(live.back());
-    live.pop_back();
-    if (p) {
-      if (c.evicted)
-        --evicting;
-      return;
-    }
-  }
+  return std::make_shared<tcp_conn>(self(), loop, std::move(socket));
 }
 
 size_t tcp_server::impl::acquire_requests(size_t n, const conn_ptr& waiter) {
@@ -732,31 +488,8 @@ void tcp_server::impl::wake_waiters(std::unique_lock<std::mutex>& guard) {
   has_waiters = false;
   guard.unlock();
   for (auto& w : woken)
-    if (auto c = w.lock())
+    if (auto c = std::static_pointer_cast<tcp_conn>(w.lock()))
       asio::post(c->loop().ctx, [c] { c->resume(); });
-}
-
-void tcp_server::impl::sweep(loop_state& loop) {
-  auto now = now_ms();
-  // A connection may close itself (and leave the list) while checked.
-  auto conns = loop.conns;
-  for (auto& c : conns)
-    c->check(now);
-  if (stopping)
-    for (auto& c : conns)
-      c->shut();
-}
-
-void tcp_server::impl::arm_sweep(loop_state& loop) {
-  loop.timer.expires_after(std::chrono::milliseconds(sweep_ms));
-  loop.timer.async_wait(
-    [self = shared_from_this(), &loop](const asio::error_code& err) {
-      if (err)
-        return;
-      self->sweep(loop);
-      if (!self->stopping || !loop.conns.empty())
-        self->arm_sweep(loop);
-    });
 }
 
 tcp_server::tcp_server(dispatcher& d, Poco::Net::ServerSocket socket,
@@ -773,42 +506,17 @@ tcp_server::~tcp_server() {
 }
 
 uint16_t tcp_server::port() const {
-  return impl_->listening.address().port();
+  return impl_->port();
 }
 
 void tcp_server::start() {
-  auto& s = *impl_;
-  asio::post(s.loops->at(0), [self = impl_] { self->accept(); });
-  for (auto& loop : s.loop_states)
-    asio::post(loop->ctx,
-               [self = impl_, l = loop.get()] { self->arm_sweep(*l); });
+  impl_->start();
 }
 
 void tcp_server::stop() {
-  auto& s = *impl_;
-  if (s.stopping.exchange(true))
-    return;
-  asio::post(s.loops->at(0), [self = impl_] {
-    asio::error_code ignored;
-    self->acceptor->close(ignored);
-  });
-  for (auto& loop : s.loop_states)
-    asio::post(loop->ctx, [self = impl_, l = loop.get()] { self->sweep(*l); });
   // Every batch in flight comes back (the manager always answers), and
   // every connection closes once written, or after `stop_write_ms`.
-  for (;;) {
-    {
-      std::lock_guard<std::mutex> guard{s.mtx};
-      auto gone = [](auto& w) { return w.expired(); };
-      s.live.erase(std::remove_if(s.live.begin(), s.live.end(), gone),
-                   s.live.end());
-      if (s.live.empty() && s.batches == 0)
-        break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  for (auto& loop : s.loop_states)
-    asio::post(loop->ctx, [l = loop.get()] { l->timer.cancel(); });
+  impl_->stop([this] { return impl_->batches == 0; });
 }
 
 } // namespace tlm
