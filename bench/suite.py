@@ -53,8 +53,12 @@ LEASE_TTL_MS = 60000  # tlmd and etcd leases outlive every run
 UNBOUNDED_REQUESTS = "1000000000"
 
 
+STARTED = time.monotonic()
+
+
 def log(message):
-    print("suite: " + message, file=sys.stderr, flush=True)
+    print("suite %5.1fs: %s" % (time.monotonic() - STARTED, message),
+          file=sys.stderr, flush=True)
 
 
 # -- servers --------------------------------------------------------------------
@@ -439,15 +443,21 @@ def idle_rows(suite, count):
         ["--tcp-max-connections", str(count + 64)]))
     rows, idle = [], []
     try:
-        rss_before = tlmd.rss_bytes()
         quiet = tlm_bench(suite.args, tlmd, tlmd.tcp_port, "tcp", 1)
+        rss_before = tlmd.rss_bytes()
+        t0 = time.monotonic()
         idle = open_idle(tlmd.tcp_port, count)
+        open_s = time.monotonic() - t0
         time.sleep(1)  # let tlmd accept them all before measuring
         rss_idle = tlmd.rss_bytes()
+        log("idle: %d open, tlmd RSS %.1f MB" % (len(idle), rss_idle / 1e6))
         busy = tlm_bench(suite.args, tlmd, tlmd.tcp_port, "tcp", 1)
-        for n, rss, result in ((0, rss_before, quiet),
-                               (len(idle), rss_idle, busy)):
-            rows.append(["%d" % n, "%.1f" % (rss / 1e6)] + numbers(result))
+        log("idle: closing them")
+        for n, took, rss, result in ((0, "", rss_before, quiet),
+                                     (len(idle), "%.1f" % open_s, rss_idle,
+                                      busy)):
+            rows.append(["%d" % n, took, "%.1f" % (rss / 1e6)]
+                        + numbers(result))
     finally:
         for s in idle:
             s.close()
@@ -519,7 +529,7 @@ def main():
         print()
         print("Idle TCP connections: one client, create, unpipelined.")
         print()
-        print(markdown(["idle conns", "tlmd RSS MB", "ops/s", "p50 ms",
+        print(markdown(["idle conns", "s to open them", "tlmd RSS MB", "ops/s", "p50 ms",
                         "p99 ms", "server CPU µs/req"], idle))
 
 
