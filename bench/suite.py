@@ -2,7 +2,8 @@
 """tlmd side by side with Redis and etcd, in one run on one machine (issue 12).
 
     python3 bench/suite.py [--duration S] [--tlmd PATH] [--bench PATH]
-                           [--only N...] [--idle [N]] [--taskset CPUS]
+                           [--only N...] [--repeat R] [--idle [N]]
+                           [--taskset CPUS]
 
 Starts redis-server (no persistence), etcd (one node, fsync on: its
 defaults) and tlmd (memory, or SQLite in a temporary directory; a fresh
@@ -14,10 +15,14 @@ run takes about 1.5 minutes.
 
 Server CPU per request is utime+stime of the server process (all its
 threads, from /proc/<pid>/stat) over the measured run, divided by the
-requests answered. The machine may be shared and noisy, so the ratios
-between rows of one run mean more than any absolute number.
+requests answered; the load generator's CPU per request (client CPU) is
+shown too, since on a small machine it competes with the server for the
+same cores. The machine may be shared and noisy, so the ratios between rows
+of one run mean more than any absolute number.
 
   --only 1 3      run only these scenarios (1-6, as in issue 12)
+  --repeat R      R rounds of every row, the table showing each row's
+                  median run by ops/s (for noisy machines; take R odd)
   --idle [N]      also hold N idle TCP connections to tlmd (default 10000)
                   and report its RSS and an unpipelined client with and
                   without them
@@ -213,18 +218,28 @@ class Servers:
 # -- measured runs ----------------------------------------------------------------
 
 class Result:
-    def __init__(self, ops, p50, p99, requests, cpu_s, failed=0):
+    """One measured run; cpu is (server, client) CPU seconds."""
+
+    def __init__(self, ops, p50, p99, requests, cpu, failed=0):
         self.ops, self.p50, self.p99, self.failed = ops, p50, p99, failed
-        self.cpu_us = cpu_s * 1e6 / requests if requests else None
+        per_request = 1e6 / requests if requests else 0.0
+        self.cpu_us, self.client_cpu_us = (c * per_request for c in cpu)
+
+
+def children_cpu_seconds():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def measured(server, command, timeout):
-    """Runs a client command; returns its stdout and the server's CPU
-    seconds meanwhile."""
-    before = server.cpu_seconds()
+    """Runs a client command; returns its outcome and the CPU seconds the
+    server and the client used meanwhile. The client's tells whether the
+    load generator, not the server, was the limit."""
+    before = server.cpu_seconds(), children_cpu_seconds()
     run = subprocess.run(command, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, timeout=timeout)
-    cpu = server.cpu_seconds() - before
+    cpu = (server.cpu_seconds() - before[0],
+           children_cpu_seconds() - before[1])
     if not server.alive():
         sys.exit("suite: %s died during the run; its log ends:\n%s"
                  % (server.name, server.log_tail()))
@@ -337,12 +352,6 @@ class Suite:
         finally:
             self.servers.stop(tlmd)
 
-    def peer(self, key):
-        if key not in self.peer_results:
-            log("peer: " + PEER_LABELS[key])
-            self.peer_results[key] = self.measure_peer(key)
-        return self.peer_results[key]
-
     def measure_peer(self, key):
         kind, shape = key.split()
         if kind == "redis":
@@ -357,23 +366,38 @@ class Suite:
                          int(shape))
 
     def run(self, only):
-        """The table's rows, as lists of cells."""
+        """The table's rows, as lists of cells. With --repeat R, R rounds
+        of every chosen row, each row showing its median run."""
+        chosen = [s for s in SCENARIOS if not only or s[0] in only]
+        runs = {}  # "tlmd N" or a peer key -> its Results
+        for round_ in range(self.args.repeat):
+            for number, _, shape, peers in chosen:
+                runs.setdefault("tlmd " + number, []).append(
+                    self.tlmd_row(number, *shape))
+                for key, _, _ in peers:  # a shared peer once a round
+                    if len(runs.setdefault(key, [])) <= round_:
+                        log("peer: " + PEER_LABELS[key])
+                        runs[key].append(self.measure_peer(key))
         rows = []
-        for number, what, (storage, proto, conns, depth), peers in SCENARIOS:
-            if only and number not in only:
-                continue
-            mine = self.tlmd_row(number, storage, proto, conns, depth)
+        for number, what, _, peers in chosen:
+            mine = median_run(runs["tlmd " + number])
             rows.append(tlmd_cells(number, what, mine))
             for key, target, text in peers:
-                rows.append(peer_cells(key, self.peer(key), mine, target,
-                                       text))
+                rows.append(peer_cells(key, median_run(runs[key]), mine,
+                                       target, text))
         return rows
+
+
+def median_run(results):
+    """The run with the median ops/s (its latencies and CPU come with it)."""
+    return sorted(results, key=lambda r: r.ops)[len(results) // 2]
 
 
 # -- the table ------------------------------------------------------------------
 
 HEADER = ["scenario", "server", "ops/s", "p50 ms", "p99 ms",
-          "server CPU µs/req", "ratio tlmd/peer", "target", "met"]
+          "server CPU µs/req", "client CPU µs/req", "ratio tlmd/peer",
+          "target", "met"]
 
 
 def met(ok):
@@ -382,14 +406,14 @@ def met(ok):
 
 def numbers(result):
     failed = " (%d failed)" % result.failed if result.failed else ""
-    cpu = "%.1f" % result.cpu_us if result.cpu_us is not None else "—"
     return ["%.0f%s" % (result.ops, failed), "%.2f" % result.p50,
-            "%.2f" % result.p99, cpu]
+            "%.2f" % result.p99, "%.1f" % result.cpu_us,
+            "%.1f" % result.client_cpu_us]
 
 
 def tlmd_cells(number, what, result):
     target, verdict = "", ""
-    if number in CPU_TARGET_US and result.cpu_us is not None:
+    if number in CPU_TARGET_US:
         target = "CPU <%g µs/req" % CPU_TARGET_US[number]
         verdict = met(result.cpu_us < CPU_TARGET_US[number])
     return ["%s. %s" % (number, what), "tlmd"] + numbers(result) + [
@@ -491,6 +515,9 @@ def parse_args():
     ap.add_argument("--idle", type=int, nargs="?", const=10000, default=0,
                     metavar="N", help="also the idle-connection scenario "
                     "with N connections (default 10000)")
+    ap.add_argument("--repeat", type=int, default=1, metavar="R",
+                    help="rounds of every row; the table shows each row's "
+                    "median run, so take R odd (default 1)")
     ap.add_argument("--taskset", metavar="CPUS",
                     help="run every server under taskset -c CPUS")
     return ap.parse_args()
@@ -521,8 +548,9 @@ def main():
     pinned = "servers pinned to CPUs %s" % args.taskset if args.taskset \
         else "servers not pinned"
     print("Run %s on %d cores (%s), load average %s at the start; %g s per "
-          "row; %s." % (started, os.cpu_count(), pinned, " ".join(load),
-                        args.duration, versions()))
+          "row, median of %d; %s." % (started, os.cpu_count(), pinned,
+                                      " ".join(load), args.duration,
+                                      args.repeat, versions()))
     print()
     print(markdown(HEADER, rows))
     if idle:
@@ -530,7 +558,8 @@ def main():
         print("Idle TCP connections: one client, create, unpipelined.")
         print()
         print(markdown(["idle conns", "s to open them", "tlmd RSS MB", "ops/s", "p50 ms",
-                        "p99 ms", "server CPU µs/req"], idle))
+                        "p99 ms", "server CPU µs/req", "client CPU µs/req"],
+                       idle))
 
 
 if __name__ == "__main__":
