@@ -11,7 +11,8 @@ tlmd for every row), all on free 127.0.0.1 ports, and stops them all at the
 end, also on an error or Ctrl-C. tlmd and etcd are driven by
 build/bin/tlm_bench, Redis by redis-benchmark (SET key:__rand_int__ v EX
 600). Each row runs for --duration seconds (default 5); the whole default
-run takes about 1.5 minutes.
+run takes about a minute, --idle adds about 50 s (tlmd accepts 10,000
+connections slowly), --repeat R multiplies the rest by R.
 
 Server CPU per request is utime+stime of the server process (all its
 threads, from /proc/<pid>/stat) over the measured run, divided by the
@@ -33,6 +34,7 @@ Prints one markdown table on stdout (progress goes to stderr).
 """
 import argparse
 import csv
+import ctypes
 import json
 import os
 import re
@@ -68,6 +70,15 @@ def log(message):
 
 # -- servers --------------------------------------------------------------------
 
+def server_preexec():
+    """In the server's child before exec: a session of its own, so that a
+    Ctrl-C reaches only this script, which then stops the servers in order;
+    and SIGTERM when this script dies, even by SIGKILL."""
+    os.setsid()
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class Server:
     """A server process we started: its CPU time, RSS, and a sure stop."""
 
@@ -78,7 +89,8 @@ class Server:
         # taskset execs the server, so the pid is the server's own.
         prefix = ["taskset", "-c", pin] if pin else []
         self.proc = subprocess.Popen(prefix + argv, stdin=subprocess.DEVNULL,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+                                     stdout=self.log, stderr=subprocess.STDOUT,
+                                     preexec_fn=server_preexec)
         self.pid = self.proc.pid
 
     def alive(self):
@@ -281,9 +293,12 @@ def redis_benchmark(args, server, connections, pipeline):
     sizes the measured run to take about --duration s."""
     probe = 20000
     t0 = time.monotonic()
-    subprocess.run(redis_benchmark_command(server.port, connections, pipeline,
-                                           probe),
-                   stdout=subprocess.DEVNULL, check=True, timeout=60)
+    run = subprocess.run(redis_benchmark_command(server.port, connections,
+                                                 pipeline, probe),
+                         capture_output=True, text=True, timeout=60)
+    if run.returncode != 0:
+        sys.exit("suite: redis-benchmark failed (status %d):\n%s%s"
+                 % (run.returncode, run.stdout, run.stderr))
     rate = probe / max(time.monotonic() - t0, 1e-3)
     requests = max(probe, int(rate * args.duration))
     command = redis_benchmark_command(server.port, connections, pipeline,
