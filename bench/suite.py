@@ -353,7 +353,6 @@ class Suite:
         self.args, self.tmp = args, tmp
         self.servers = Servers()
         self.redis = self.etcd = None
-        self.peer_results = {}  # peer key -> Result, each measured once
 
     def tlmd_row(self, number, storage, proto, connections, pipeline):
         log("scenario %s: tlmd %s %s %d×%d" % (number, storage, proto,
