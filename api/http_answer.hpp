@@ -41,8 +41,13 @@ struct http_call {
   bool api_key_ok = false; ///< `authorization` passes our API-key check.
 };
 
-using http_surface =
-  std::function<std::optional<http_answer>(const http_call&)>;
+/// A compatible surface: the paths it owns, and its answers to calls on
+/// them. `owns` is cheap and never blocks; `answer` may wait for the core
+/// (several calls in turn), so the server runs it on a worker thread.
+struct http_surface {
+  std::function<bool(const http_target&)> owns;
+  std::function<http_answer(const http_call&)> answer;
+};
 
 /// The failure object of our protocol with its HTTP status.
 http_answer failure_answer(const caf::error& err);

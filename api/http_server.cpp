@@ -1,26 +1,17 @@
 #include "api/http_server.hpp"
 
 #include <algorithm>
-#include <condition_variable>
 #include <initializer_list>
-#include <mutex>
-#include <thread>
 
-#include <Poco/Net/HTTPChunkedStream.h>
-#include <Poco/Net/HTTPFixedLengthStream.h>
-#include <Poco/Net/HTTPHeaderStream.h>
-#include <Poco/Net/HTTPRequest.h>
 #include <Poco/Net/HTTPResponse.h>
-#include <Poco/Net/HTTPServerParams.h>
-#include <Poco/Net/HTTPServerSession.h>
-#include <Poco/Net/NetException.h>
-#include <Poco/Net/TCPServer.h>
-#include <Poco/Net/TCPServerConnection.h>
-#include <Poco/Net/TCPServerConnectionFactory.h>
-#include <Poco/ThreadPool.h>
+#include <asio/post.hpp>
+#include <asio/thread_pool.hpp>
 
 #include "api/http_answer.hpp"
 #include "api/http_framing.hpp"
+#include "api/http_parser.hpp"
+#include "api/loop_server.hpp"
+#include "api/request_order.hpp"
 
 namespace tlm {
 
@@ -274,371 +265,392 @@ routed route(const std::string& method, const http_target& target,
   return out;
 }
 
-/// Answers one request whose header and body have been read.
-http_answer answer(dispatcher& d, const std::vector<http_surface>& surfaces,
-                   const HTTPRequest& req, const http_target& target,
-                   const std::string& body) {
-  auto& authorization = req.get("Authorization", Poco::Net::HTTPMessage::EMPTY);
-  bool key_ok = d.keys().allows_header(authorization);
-  http_call call{req.getMethod(), target, body, authorization, key_ok};
-  for (auto& surface : surfaces)
-    if (auto a = surface(call))
-      return std::move(*a);
-  if (!key_ok)
-    return {401,
-            dispatcher::failure(std::nullopt,
-                                make_error(ec::unauthorized,
-                                           "send the header 'Authorization: "
-                                           "Bearer <api key>'"))
-              .body,
-            {},
-            false};
-  auto r = route(req.getMethod(), target, body);
-  auto reply = d.call_and_wait(std::move(r.req));
-  http_answer out;
-  out.status = r.status != 0                         ? r.status
-               : reply.code == ec::none && r.created ? 201
-                                                     : http_status(reply.code);
-  out.body = std::move(reply.body);
-  out.allow = std::move(r.allow);
+/// The status of a core route's reply.
+int status_of(const routed& r, const api_reply& reply) {
+  if (r.status != 0)
+    return r.status;
+  return reply.code == ec::none && r.created ? 201 : http_status(reply.code);
+}
+
+/// The response bytes: status line, our few fields, and the body (none for
+/// HEAD, whose Content-Length still says what a GET would get).
+std::string render(const http_answer& a, bool keep_alive, bool head) {
+  std::string out;
+  out.reserve(160 + a.body.size());
+  out.append("HTTP/1.1 ").append(std::to_string(a.status)).append(" ");
+  out.append(Poco::Net::HTTPResponse::getReasonForStatus(
+    static_cast<Poco::Net::HTTPResponse::HTTPStatus>(a.status)));
+  out.append("\r\nContent-Type: ").append(a.content_type);
+  out.append("\r\nContent-Length: ").append(std::to_string(a.body.size()));
+  out.append(keep_alive ? "\r\nConnection: Keep-Alive"
+                        : "\r\nConnection: Close");
+  if (!a.allow.empty())
+    out.append("\r\nAllow: ").append(a.allow);
+  out.append("\r\n\r\n");
+  if (!head)
+    out.append(a.body);
   return out;
 }
+
+/// One request of a step: answered here, by a surface, or by the core.
+struct http_item {
+  bool keep_alive = true;
+  bool head = false;
+  /// Answered without the core (a refusal, a 401, a surface's answer).
+  std::optional<http_answer> answer;
+  routed route;
+};
 
 } // namespace
 
 // -- the server ---------------------------------------------------------------
 
-struct http_server::impl {
+struct http_server::impl : loop_server {
   impl(dispatcher& d, Poco::Net::ServerSocket socket, int threads,
        http_limits lim, std::vector<http_surface> surfaces);
 
-  void watch();
+  std::shared_ptr<loop_conn> make_conn(loop_state& loop,
+                                       asio::ip::tcp::socket socket) override;
 
-  /// How long a reading connection runs before it may be shed: enough for
-  /// a normal client's request to arrive whole.
-  static constexpr int64_t shed_after_ms = 25;
-  static constexpr auto sweep_interval = std::chrono::milliseconds(20);
+  /// Answers a connection refused at accept, then closes it.
+  static void refuse(asio::ip::tcp::socket& socket, const std::string& why);
 
   dispatcher& disp;
   http_limits limits;
   std::vector<http_surface> surfaces;
-  int workers;
-  /// Connections waiting for a worker beyond this are refused (503).
-  int max_queued;
-  Poco::ThreadPool pool;
+  /// Connections open at once; beyond them, new ones get 503.
+  size_t max_connections;
   peer_limiter peers;
-  connection_registry registry;
-  Poco::Net::HTTPServerParams::Ptr params;
-  std::unique_ptr<Poco::Net::TCPServer> server;
-  std::mutex mtx;
-  std::condition_variable cv;
-  bool stopping = false;
-  std::thread watchdog;
+  /// Where surfaces run: they wait for the core, which a loop must not.
+  asio::thread_pool surface_workers{2};
+  std::atomic<size_t> steps{0};
 };
 
 namespace {
 
-steady_time now() {
-  return std::chrono::steady_clock::now();
-}
+/// Requests a connection may have parsed and in flight at once.
+constexpr size_t max_step_requests = 64;
 
-/// Writes all of `text`; false when the client is gone or too slow.
-bool send_all(Poco::Net::StreamSocket& socket, const std::string& text) {
-  try {
-    size_t sent = 0;
-    while (sent < text.size()) {
-      int n = socket.sendBytes(text.data() + sent,
-                               static_cast<int>(text.size() - sent));
-      if (n <= 0)
-        return false;
-      sent += static_cast<size_t>(n);
-    }
-    return true;
-  } catch (const Poco::Exception&) {
-    return false;
-  }
-}
+/// Reply bytes a connection may hold unread before it stops reading.
+constexpr int64_t max_held_bytes = 8 * 1024 * 1024;
 
-std::string render(const http_answer& a, bool keep_alive) {
-  Poco::Net::HTTPResponse resp(
-    static_cast<Poco::Net::HTTPResponse::HTTPStatus>(a.status));
-  resp.setVersion(Poco::Net::HTTPMessage::HTTP_1_1);
-  resp.setContentType(a.content_type);
-  resp.setContentLength64(static_cast<int64_t>(a.body.size()));
-  resp.setKeepAlive(keep_alive);
-  if (!a.allow.empty())
-    resp.set("Allow", a.allow);
-  std::ostringstream out;
-  resp.write(out);
-  out << a.body;
-  return out.str();
-}
+/// At shutdown, a write its client does not take for this long is given up.
+constexpr int64_t stop_write_ms = 1'000;
 
-/// One client connection: reads requests under the deadlines, answers them
-/// in order, keeps the connection alive between them.
-class http_connection : public Poco::Net::TCPServerConnection {
+class http_conn : public loop_conn {
 public:
-  http_connection(const Poco::Net::StreamSocket& socket, http_server::impl& srv)
-    : TCPServerConnection(socket),
-      srv_(srv),
-      fd_(static_cast<int64_t>(socket.impl()->sockfd())) {
+  using impl = http_server::impl;
+
+  http_conn(std::shared_ptr<impl> srv, loop_state& loop,
+            asio::ip::tcp::socket s, int64_t fd)
+    : loop_conn(loop, std::move(s)),
+      srv_(std::move(srv)),
+      fd_(fd),
+      request_since_ms_(steady_now_ms()) {
     // nop
   }
 
-  ~http_connection() override {
-    srv_.peers.release(fd_);
+  /// Deadlines: the request's read deadline, keep-alive idling, stalls.
+  void check(int64_t now) override {
+    if (closed_ || step_out_)
+      return;
+    auto quiet = now - last_active_ms.load();
+    if (writing()) {
+      if (quiet
+          >= (srv_->stopping ? stop_write_ms : srv_->limits.idle_timeout_ms))
+        close();
+      return;
+    }
+    if (srv_->stopping)
+      return close();
+    if (request_since_ms_ >= 0) {
+      if (now - request_since_ms_ >= srv_->limits.read_timeout_ms)
+        refuse(transport_failure(
+          408, "the request did not arrive within "
+                 + std::to_string(srv_->limits.read_timeout_ms) + " ms"));
+      return;
+    }
+    if (quiet >= srv_->limits.idle_timeout_ms)
+      close();
   }
 
-  void run() override {
-    auto& lim = srv_.limits;
-    conn_ = srv_.registry.add(socket(), now(), lim.read_timeout_ms);
-    try {
-      Poco::Net::HTTPServerSession session(socket(), srv_.params);
-      // A reply that cannot be written for this long is given up.
-      socket().setSendTimeout(Poco::Timespan(lim.idle_timeout_ms * 1000));
-      bool first = true;
-      for (;;) {
-        // Keep-alive: the idle timeout runs until the next request begins,
-        // then its read deadline.
-        if (!first
-            && !srv_.registry.enter(conn_, conn_phase::idle, now(),
-                                    lim.idle_timeout_ms))
-          break;
-        if (!session.hasMoreRequests())
-          break;
-        if (!first
-            && !srv_.registry.enter(conn_, conn_phase::reading, now(),
-                                    lim.read_timeout_ms))
-          break;
-        first = false;
-        if (!serve_one(session))
-          break;
-      }
-    } catch (...) {
-      // A reset or failed socket ends the connection, nothing else.
-    }
-    srv_.registry.remove(conn_);
+  void shut() override {
+    if (!step_out_ && !closed_)
+      finish_after_writes();
   }
 
 private:
-  /// Answers `a` and tells whether to keep the connection.
-  bool reply(const http_answer& a, bool keep_alive) {
-    keep_alive = keep_alive && !a.close;
-    return send_all(socket(), render(a, keep_alive)) && keep_alive;
+  void on_close() override {
+    srv_->peers.release(fd_);
   }
 
-  /// A request the watchdog cut off, or whose read timed out (a single
-  /// read is bounded by the same deadline), gets 408; one the client
-  /// broke, 400.
-  bool refuse_unread(const std::string& what, bool timed_out = false) {
-    if (timed_out || srv_.registry.cut(conn_))
-      return reply(
-        transport_failure(408, "the request did not arrive within "
-                                 + std::to_string(srv_.limits.read_timeout_ms)
-                                 + " ms"),
-        false);
-    return reply(transport_failure(400, what), false);
+  void on_written(size_t) override {
+    update_busy(step_out_);
+    on_input();
   }
 
-  /// Reads, checks and answers one request; false closes the connection.
-  bool serve_one(Poco::Net::HTTPServerSession& session) {
-    HTTPRequest req;
-    try {
-      Poco::Net::HTTPHeaderInputStream header(session);
-      req.read(header);
-    } catch (const Poco::Net::NoMessageException&) {
-      return false; // closed between requests, or cut before a byte came
-    } catch (const Poco::Net::MessageException&) {
-      return refuse_unread("the request header is malformed or too long");
-    } catch (const Poco::TimeoutException&) {
-      srv_.registry.enter(conn_, conn_phase::reading, now(), 0);
-      return refuse_unread("", true);
-    }
-    if (srv_.registry.cut(conn_))
-      return refuse_unread("");
-    if (auto err = check_version(req.getVersion()))
-      return reply(transport_failure(err->status, err->message), false);
-    auto framing = read_framing(req);
-    if (framing.error)
-      return reply(
-        transport_failure(framing.error->status, framing.error->message),
-        false);
-    if (framing.length && *framing.length > max_message_bytes)
-      return reply(transport_failure(413, "a message must be at most 1 MiB",
-                                     ec::too_large),
-                   false);
-    auto target = parse_target(req.getURI());
-    if (target.error)
-      return reply(transport_failure(400, *target.error), false);
-    if (req.getExpectContinue() && (framing.length || framing.chunked)
-        && !send_all(socket(), "HTTP/1.1 100 Continue\r\n\r\n"))
-      return false;
-    std::string body;
-    if (!read_body(session, framing, body))
-      return false;
-    // A request read whole is answered even if it was just shed.
-    srv_.registry.enter(conn_, conn_phase::busy, now(), 0);
-    auto a = answer(srv_.disp, srv_.surfaces, req, target, body);
-    return reply(a, req.getKeepAlive() && !srv_.registry.cut(conn_));
+  /// Answers `a` and closes: the request cannot be served.
+  void refuse(const http_answer& a) {
+    in_.clear();
+    queue(render(a, false, false));
+    finish_after_writes();
   }
 
-  /// Reads the body `framing` announces; false when it does not arrive
-  /// whole (after answering when there is someone to answer).
-  bool read_body(Poco::Net::HTTPServerSession& session,
-                 const body_framing& framing, std::string& body) {
-    // Without a length and without chunks a request has no body (RFC 9112,
-    // 6.3).
-    if (!framing.length && !framing.chunked)
-      return true;
-    std::unique_ptr<std::istream> in;
-    if (framing.chunked)
-      in = std::make_unique<Poco::Net::HTTPChunkedInputStream>(session);
-    else
-      in = std::make_unique<Poco::Net::HTTPFixedLengthInputStream>(
-        session,
-        static_cast<Poco::Net::HTTPFixedLengthStreamBuf::ContentLength>(
-          *framing.length));
-    std::vector<char> buf(64 * 1024);
-    try {
-      while (*in) {
-        in->read(buf.data(), static_cast<std::streamsize>(buf.size()));
-        body.append(buf.data(), static_cast<size_t>(in->gcount()));
-        if (body.size() > max_message_bytes) {
-          reply(transport_failure(413, "a message must be at most 1 MiB",
-                                  ec::too_large),
-                false);
-          return false;
+  /// Parses what arrived into a step and runs it, or reads on.
+  void on_input() override {
+    if (closed_ || step_out_ || ending_)
+      return;
+    if (srv_->stopping)
+      return finish_after_writes();
+    if (held() >= max_held_bytes)
+      return; // resumed as the client reads
+    if (request_since_ms_ < 0 && !in_.empty())
+      request_since_ms_ = steady_now_ms(); // its first byte
+    std::vector<http_item> items;
+    std::vector<api_request> reqs;
+    request_order order;
+    while (items.size() < max_step_requests && !ending_) {
+      auto r = parser_.parse(in_);
+      if (r.what == http_parse_result::kind::need_more) {
+        if (r.send_continue) {
+          queue("HTTP/1.1 100 Continue\r\n\r\n");
+          write_more();
         }
+        break;
       }
-    } catch (const Poco::TimeoutException&) {
-      srv_.registry.enter(conn_, conn_phase::reading, now(), 0);
-      refuse_unread("", true);
-      return false;
-    } catch (const Poco::Net::MessageException&) {
-      refuse_unread("the chunked body is malformed");
-      return false;
+      if (r.what == http_parse_result::kind::failure) {
+        in_.clear();
+        ending_ = true;
+        auto& item = items.emplace_back();
+        item.keep_alive = false;
+        item.answer = transport_failure(r.status, r.message, r.code);
+        break;
+      }
+      in_.erase(0, r.consumed);
+      request_since_ms_ = in_.empty() ? -1 : steady_now_ms();
+      auto& parsed = *r.request;
+      if (const auto* surface = surface_of(parsed)) {
+        if (!items.empty()) {
+          carried_ = std::move(parsed); // after this step's answers
+          break;
+        }
+        return run_surface(*surface, std::move(parsed));
+      }
+      auto item = core_item(parsed);
+      if (!item.answer && !item.route.req.error
+          && !order.admit(reqs.size(), scope_of(item.route.req.cmd)).empty()
+          && !items.empty()) {
+        carried_ = std::move(parsed);
+        break;
+      }
+      if (!item.keep_alive)
+        ending_ = true;
+      if (!item.answer)
+        reqs.push_back(std::move(item.route.req));
+      items.push_back(std::move(item));
     }
-    if (srv_.registry.cut(conn_)) {
-      refuse_unread("");
-      return false;
-    }
-    // The client closed before its body was complete: nobody to answer.
-    return !framing.length || body.size() == *framing.length;
+    if (!items.empty())
+      return run_step(std::move(items), std::move(reqs));
+    if (eof_)
+      return finish_after_writes(); // a partial request has nobody to answer
+    wait_readable();
   }
 
-  http_server::impl& srv_;
+  const http_surface* surface_of(const http_parsed& parsed) const {
+    for (auto& surface : srv_->surfaces)
+      if (surface.owns(parsed.target))
+        return &surface;
+    return nullptr;
+  }
+
+  /// A request for the action routes: refused here, or routed to the core.
+  http_item core_item(http_parsed& parsed) {
+    http_item item;
+    auto& head = parsed.head;
+    item.keep_alive = head.getKeepAlive();
+    item.head = head.getMethod() == "HEAD";
+    auto& authorization = head.get("Authorization",
+                                   Poco::Net::HTTPMessage::EMPTY);
+    if (!srv_->disp.keys().allows_header(authorization)) {
+      item.answer = http_answer{
+        401,
+        dispatcher::failure(std::nullopt,
+                            make_error(ec::unauthorized,
+                                       "send the header 'Authorization: "
+                                       "Bearer <api key>'"))
+          .body,
+        {},
+        false};
+      return item;
+    }
+    item.route = route(head.getMethod(), parsed.target, parsed.body);
+    return item;
+  }
+
+  void run_step(std::vector<http_item> items, std::vector<api_request> reqs) {
+    step_out_ = true;
+    update_busy(true);
+    ++srv_->steps;
+    auto self = std::static_pointer_cast<http_conn>(shared_from_this());
+    auto shared_items = std::make_shared<std::vector<http_item>>(
+      std::move(items));
+    srv_->disp.send(std::move(reqs), [self, shared_items](batch_outcome o) {
+      asio::post(self->loop().ctx,
+                 [self, shared_items, o = std::move(o)]() mutable {
+                   self->answered(*shared_items, std::move(o).render());
+                 });
+    });
+  }
+
+  void answered(std::vector<http_item>& items, std::vector<api_reply> replies) {
+    size_t next = 0;
+    bool keep = true;
+    for (auto& item : items) {
+      http_answer a;
+      if (item.answer) {
+        a = std::move(*item.answer);
+      } else {
+        auto& reply = replies[next++];
+        a.status = status_of(item.route, reply);
+        a.body = std::move(reply.body);
+        a.allow = std::move(item.route.allow);
+      }
+      keep = keep && item.keep_alive && !a.close;
+      queue(render(a, keep, item.head));
+      if (!keep)
+        break;
+    }
+    step_done(keep);
+  }
+
+  void run_surface(const http_surface& surface, http_parsed parsed) {
+    step_out_ = true;
+    update_busy(true);
+    ++srv_->steps;
+    auto self = std::static_pointer_cast<http_conn>(shared_from_this());
+    auto job = [self, &surface, p = std::move(parsed)]() mutable {
+      auto& head = p.head;
+      auto& authorization = head.get("Authorization",
+                                     Poco::Net::HTTPMessage::EMPTY);
+      auto& method = head.getMethod();
+      http_call call{method, p.target, p.body, authorization,
+                     self->srv_->disp.keys().allows_header(authorization)};
+      auto a = surface.answer(call);
+      bool keep = head.getKeepAlive() && !a.close;
+      auto bytes = render(a, keep, method == "HEAD");
+      asio::post(self->loop().ctx, [self, keep, b = std::move(bytes)] {
+        self->queue(b);
+        self->step_done(keep);
+      });
+    };
+    asio::post(srv_->surface_workers, std::move(job));
+  }
+
+  void step_done(bool keep_alive) {
+    --srv_->steps;
+    step_out_ = false;
+    if (closed_)
+      return;
+    write_more();
+    if (!keep_alive) {
+      ending_ = true;
+      return finish_after_writes();
+    }
+    if (carried_) {
+      // A request parsed before its turn: put it back at the front.
+      auto parsed = std::move(*carried_);
+      carried_.reset();
+      return replay(std::move(parsed));
+    }
+    on_input();
+  }
+
+  /// Runs a request that was parsed while an earlier step was in flight.
+  void replay(http_parsed parsed) {
+    if (const auto* surface = surface_of(parsed))
+      return run_surface(*surface, std::move(parsed));
+    std::vector<http_item> items;
+    std::vector<api_request> reqs;
+    auto item = core_item(parsed);
+    if (!item.keep_alive)
+      ending_ = true;
+    if (!item.answer)
+      reqs.push_back(std::move(item.route.req));
+    items.push_back(std::move(item));
+    run_step(std::move(items), std::move(reqs));
+  }
+
+  std::shared_ptr<impl> srv_;
   int64_t fd_;
-  connection_registry::id conn_ = 0;
-};
-
-class connection_factory : public Poco::Net::TCPServerConnectionFactory {
-public:
-  explicit connection_factory(http_server::impl& srv) : srv_(srv) {
-    // nop
-  }
-
-  Poco::Net::TCPServerConnection*
-  createConnection(const Poco::Net::StreamSocket& socket) override {
-    return new http_connection(socket, srv_);
-  }
-
-private:
-  http_server::impl& srv_;
-};
-
-/// Refuses, at accept, connections over the per-peer limit or beyond the
-/// queue, with a 503 failure object: the accept thread never waits on a
-/// client, and a refused client learns why.
-class admission : public Poco::Net::TCPServerConnectionFilter {
-public:
-  explicit admission(http_server::impl& srv) : srv_(srv) {
-    // nop
-  }
-
-  bool accept(const Poco::Net::StreamSocket& socket) override {
-    std::string peer;
-    try {
-      peer = socket.peerAddress().host().toString();
-    } catch (const Poco::Exception&) {
-      return false; // reset before we got to it
-    }
-    if (srv_.server && srv_.server->queuedConnections() >= srv_.max_queued)
-      return refuse(socket, "the server is busy; try again later");
-    auto fd = static_cast<int64_t>(socket.impl()->sockfd());
-    if (!srv_.peers.try_acquire(peer, fd))
-      return refuse(socket, "too many connections from " + peer + " (at most "
-                              + std::to_string(srv_.limits.max_per_peer) + ")");
-    return true;
-  }
-
-private:
-  static bool refuse(const Poco::Net::StreamSocket& accepted,
-                     const std::string& why) {
-    auto socket = accepted;
-    try {
-      // A fresh socket's send buffer takes the few bytes without waiting.
-      socket.setBlocking(false);
-      send_all(socket,
-               render(transport_failure(503, why, ec::overloaded), false));
-      socket.shutdownSend();
-      // Unread input would turn the close into a reset that can destroy
-      // the answer before the client reads it.
-      char drain[4096];
-      while (socket.available() > 0 && socket.receiveBytes(drain, 4096) > 0) {
-      }
-    } catch (...) {
-      // The client is gone: nothing to tell.
-    }
-    return false;
-  }
-
-  http_server::impl& srv_;
+  http_request_parser parser_;
+  std::optional<http_parsed> carried_;
+  /// When the request being read began (-1: none, keep-alive idling).
+  int64_t request_since_ms_;
+  bool step_out_ = false;
+  /// The last request of the connection is in: read no more.
+  bool ending_ = false;
 };
 
 } // namespace
 
 http_server::impl::impl(dispatcher& d, Poco::Net::ServerSocket socket,
                         int threads, http_limits lim,
-                        std::vector<http_surface> surfaces)
-  : disp(d),
+                        std::vector<http_surface> s)
+  : loop_server(
+    std::move(socket), nullptr,
+    std::clamp<int64_t>(std::min(lim.read_timeout_ms, lim.idle_timeout_ms) / 4,
+                        5, 250)),
+    disp(d),
     limits(lim),
-    surfaces(std::move(surfaces)),
-    workers(threads),
-    max_queued(std::max(1024, threads * 4)),
-    pool(2, threads + 1),
+    surfaces(std::move(s)),
+    max_connections(static_cast<size_t>(threads)
+                    + static_cast<size_t>(std::max(1024, threads * 4))),
     peers(lim.max_per_peer) {
-  params = new Poco::Net::HTTPServerParams;
-  params->setMaxThreads(threads);
-  // The admission filter refuses first, with an answer; Poco's own refusal
-  // would close without one.
-  params->setMaxQueued(max_queued + 1);
-  params->setKeepAlive(true);
-  params->setMaxKeepAliveRequests(0); // unlimited
-  params->setKeepAliveTimeout(Poco::Timespan(lim.idle_timeout_ms * 1000));
-  // Bounds each single read as well; the watchdog bounds the request.
-  params->setTimeout(Poco::Timespan(lim.read_timeout_ms * 1000));
-  server = std::make_unique<Poco::Net::TCPServer>(new connection_factory(*this),
-                                                  pool, socket, params);
-  server->setConnectionFilter(new admission(*this));
+  // nop
 }
 
-void http_server::impl::watch() {
-  std::unique_lock<std::mutex> guard{mtx};
-  while (!stopping) {
-    cv.wait_for(guard, sweep_interval);
-    // Connections queued while every worker runs wait for a worker, not
-    // for a thread that is just starting.
-    size_t waiting = 0;
-    if (server->currentThreads() >= workers)
-      waiting = static_cast<size_t>(server->queuedConnections());
-    registry.sweep(now(), waiting, shed_after_ms);
+void http_server::impl::refuse(asio::ip::tcp::socket& socket,
+                               const std::string& why) {
+  asio::error_code ignored;
+  socket.non_blocking(true, ignored);
+  auto bytes = render(transport_failure(503, why, ec::overloaded), false,
+                      false);
+  socket.write_some(asio::buffer(bytes), ignored);
+  socket.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+  // Unread input would turn the close into a reset that can destroy the
+  // answer before the client reads it.
+  char drain[4096];
+  asio::error_code err;
+  while (!err)
+    socket.read_some(asio::buffer(drain), err);
+}
+
+std::shared_ptr<loop_conn>
+http_server::impl::make_conn(loop_state& loop, asio::ip::tcp::socket socket) {
+  asio::error_code err;
+  auto peer = socket.remote_endpoint(err);
+  if (err)
+    return nullptr; // reset before we got to it
+  if (open() >= max_connections) {
+    refuse(socket, "the server is busy; try again later");
+    return nullptr;
   }
+  auto host = peer.address().to_string();
+  auto fd = static_cast<int64_t>(socket.native_handle());
+  if (!peers.try_acquire(host, fd)) {
+    refuse(socket, "too many connections from " + host + " (at most "
+                     + std::to_string(limits.max_per_peer) + ")");
+    return nullptr;
+  }
+  return std::make_shared<http_conn>(
+    std::static_pointer_cast<impl>(shared_from_this()), loop, std::move(socket),
+    fd);
 }
 
 http_server::http_server(dispatcher& d, Poco::Net::ServerSocket socket,
                          int threads, http_limits limits,
                          std::vector<http_surface> surfaces)
-  : impl_(std::make_unique<impl>(d, std::move(socket), threads, limits,
+  : impl_(std::make_shared<impl>(d, std::move(socket), threads, limits,
                                  std::move(surfaces))) {
   // nop
 }
@@ -648,27 +660,16 @@ http_server::~http_server() {
 }
 
 uint16_t http_server::port() const {
-  return impl_->server->port();
+  return impl_->port();
 }
 
 void http_server::start() {
-  impl_->server->start();
-  impl_->watchdog = std::thread([this] { impl_->watch(); });
+  impl_->start();
 }
 
 void http_server::stop() {
-  auto& s = *impl_;
-  if (!s.watchdog.joinable())
-    return;
-  s.server->stop();
-  s.registry.stop();
-  s.pool.joinAll();
-  {
-    std::lock_guard<std::mutex> guard{s.mtx};
-    s.stopping = true;
-  }
-  s.cv.notify_all();
-  s.watchdog.join();
+  impl_->stop([this] { return impl_->steps == 0; });
+  impl_->surface_workers.join();
 }
 
 } // namespace tlm

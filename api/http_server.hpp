@@ -12,15 +12,19 @@
 namespace tlm {
 
 /// The HTTP API: `POST /v1/actions` with an action message, plus REST
-/// routes over the same core. Poco's TCP server, thread per connection, on
-/// a thread pool we own (so shutdown can join it); each request thread
-/// waits for its reply. Deadlines, a limit per peer and shedding of the
-/// connections that wait longest on their client keep workers free for
-/// others (see `http_limits`).
+/// routes over the same core, served by event loops (api/io_loops.hpp): a
+/// slow or idle client holds a socket, never a thread. Keep-alive and
+/// pipelining: the requests a read completes go to the manager as one
+/// batch and are answered in order (api/http_parser.hpp reads them).
+/// Surfaces (token_server) run on two worker threads, since they wait for
+/// several core calls in turn. Deadlines and a limit per peer bound what a
+/// client may hold (see `http_limits`).
 class http_server {
 public:
   /// Serves on `socket`, already listening (see `listen_exclusively`);
   /// `surfaces` (token_server, Taler) answer the paths they own first.
+  /// `threads` sizes the connection limit: beyond `threads` plus four
+  /// times as many (at least 1024) open connections, new ones get 503.
   http_server(dispatcher& d, Poco::Net::ServerSocket socket, int threads,
               http_limits limits = {}, std::vector<http_surface> surfaces = {});
   ~http_server();
@@ -29,13 +33,13 @@ public:
 
   void start();
 
-  /// Stops accepting, finishes requests in progress, joins the threads.
+  /// Stops accepting, finishes requests in progress, closes.
   void stop();
 
   struct impl;
 
 private:
-  std::unique_ptr<impl> impl_;
+  std::shared_ptr<impl> impl_;
 };
 
 } // namespace tlm

@@ -45,15 +45,18 @@ public:
         prefix_.push_back(seg);
   }
 
-  std::optional<http_answer> serve(const http_call& call) {
-    auto& segs = call.target.segments;
+  /// Its paths: `token` and (when enabled) `dump` under the prefix.
+  bool owns(const http_target& target) const {
+    auto& segs = target.segments;
     if (segs.size() != prefix_.size() + 1
         || !std::equal(prefix_.begin(), prefix_.end(), segs.begin()))
-      return std::nullopt;
+      return false;
     auto& last = segs.back();
-    bool dump = last == "dump" && settings_.dump;
-    if (last != "token" && !dump)
-      return std::nullopt;
+    return last == "token" || (last == "dump" && settings_.dump);
+  }
+
+  http_answer serve(const http_call& call) {
+    bool dump = call.target.segments.back() == "dump";
     if (!call.api_key_ok)
       return failure_answer(make_error(
         ec::unauthorized, "send the header 'Authorization: Bearer <api key>'"));
@@ -153,7 +156,8 @@ private:
 
 http_surface token_server_surface(dispatcher& d, token_server_settings s) {
   auto routes = std::make_shared<token_server_routes>(d, std::move(s));
-  return [routes](const http_call& call) { return routes->serve(call); };
+  return {[routes](const http_target& t) { return routes->owns(t); },
+          [routes](const http_call& call) { return routes->serve(call); }};
 }
 
 } // namespace tlm
