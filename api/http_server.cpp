@@ -307,7 +307,8 @@ struct http_item {
 
 struct http_server::impl : loop_server {
   impl(dispatcher& d, Poco::Net::ServerSocket socket, int threads,
-       http_limits lim, std::vector<http_surface> surfaces);
+       http_limits lim, std::vector<http_surface> surfaces,
+       std::shared_ptr<io_loops> loops);
 
   std::shared_ptr<loop_conn> make_conn(loop_state& loop,
                                        asio::ip::tcp::socket socket) override;
@@ -595,9 +596,10 @@ private:
 
 http_server::impl::impl(dispatcher& d, Poco::Net::ServerSocket socket,
                         int threads, http_limits lim,
-                        std::vector<http_surface> s)
+                        std::vector<http_surface> s,
+                        std::shared_ptr<io_loops> loops)
   : loop_server(
-    std::move(socket), nullptr,
+    std::move(socket), std::move(loops),
     std::clamp<int64_t>(std::min(lim.read_timeout_ms, lim.idle_timeout_ms) / 4,
                         5, 250)),
     disp(d),
@@ -649,14 +651,16 @@ http_server::impl::make_conn(loop_state& loop, asio::ip::tcp::socket socket) {
 
 http_server::http_server(dispatcher& d, Poco::Net::ServerSocket socket,
                          int threads, http_limits limits,
-                         std::vector<http_surface> surfaces)
+                         std::vector<http_surface> surfaces,
+                         std::shared_ptr<io_loops> loops)
   : impl_(std::make_shared<impl>(d, std::move(socket), threads, limits,
-                                 std::move(surfaces))) {
+                                 std::move(surfaces), std::move(loops))) {
   // nop
 }
 
 http_server::~http_server() {
   stop();
+  impl_->join_own_loops();
 }
 
 uint16_t http_server::port() const {

@@ -11,6 +11,8 @@
 
 namespace tlm {
 
+class io_loops;
+
 /// The HTTP API: `POST /v1/actions` with an action message, plus REST
 /// routes over the same core, served by event loops (api/io_loops.hpp): a
 /// slow or idle client holds a socket, never a thread. Keep-alive and
@@ -26,7 +28,8 @@ public:
   /// `threads` sizes the connection limit: beyond `threads` plus four
   /// times as many (at least 1024) open connections, new ones get 503.
   http_server(dispatcher& d, Poco::Net::ServerSocket socket, int threads,
-              http_limits limits = {}, std::vector<http_surface> surfaces = {});
+              http_limits limits = {}, std::vector<http_surface> surfaces = {},
+              std::shared_ptr<io_loops> loops = {});
   ~http_server();
 
   uint16_t port() const;

@@ -153,7 +153,8 @@ void loop_conn::close() {
 
 loop_server::loop_server(Poco::Net::ServerSocket socket,
                          std::shared_ptr<io_loops> loops, int64_t sweep_ms)
-  : loops_(loops ? std::move(loops) : std::make_shared<io_loops>()),
+  : loops_(loops ? loops : std::make_shared<io_loops>()),
+    own_loops_(loops == nullptr),
     listening_(std::move(socket)),
     sweep_ms_(sweep_ms) {
   auto family = listening_.address().family() == Poco::Net::SocketAddress::IPv6

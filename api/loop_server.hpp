@@ -161,6 +161,13 @@ public:
   /// a new one; false when every one is busy.
   bool evict_one();
 
+  /// After `stop`, from a thread that is not a loop: ends the loops if
+  /// they are our own, so that no handler outlives the server.
+  void join_own_loops() {
+    if (own_loops_)
+      loops_->join();
+  }
+
   /// Open connections, not counting those evicted and about to close.
   size_t open() const;
 
@@ -182,6 +189,7 @@ private:
   void sweep(loop_state& loop);
   void arm_sweep(loop_state& loop);
 
+  bool own_loops_;
   Poco::Net::ServerSocket listening_;
   std::unique_ptr<asio::ip::tcp::acceptor> acceptor_;
   std::vector<std::unique_ptr<loop_state>> loop_states_;

@@ -503,6 +503,7 @@ tcp_server::tcp_server(dispatcher& d, Poco::Net::ServerSocket socket,
 
 tcp_server::~tcp_server() {
   stop();
+  impl_->join_own_loops();
 }
 
 uint16_t tcp_server::port() const {

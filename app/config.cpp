@@ -472,9 +472,10 @@ std::function<void(daemon_config&)> add_listen_flags(CLI::App& app,
                                "longest-idle one (default 1024)");
   auto* threads = app.add_option(
     "--http-threads", flags.http_threads,
-    "HTTP connections served at once; beyond them, connections wait and "
-    "those waiting longest on their client are shed (default "
-      + std::to_string(daemon_config{}.http_threads) + ")");
+    "sizes the HTTP connection limit: N + max(1024, 4N) connections open "
+    "at once, beyond which a new one gets 503 (default "
+      + std::to_string(daemon_config{}.http_threads)
+      + "; the name is historical: event loops serve every connection)");
   return [=, &flags](daemon_config& cfg) {
     override_with(bind, cfg.bind, flags.bind);
     override_with(http, cfg.http_port, flags.http_port);

@@ -17,6 +17,7 @@
 #include "api/api_keys.hpp"
 #include "api/dispatcher.hpp"
 #include "api/http_server.hpp"
+#include "api/io_loops.hpp"
 #include "api/listener.hpp"
 #include "api/tcp_server.hpp"
 #include "api/token_server_routes.hpp"
@@ -216,13 +217,16 @@ lease_manager_config manager_config(const daemon_config& cfg,
 /// most 30 s) for the requests in flight.
 void serve_until_stopped(const daemon_config& cfg, start_parts& parts,
                          dispatcher& disp, const sigset_t& stop_signals) {
+  // One set of event loops serves both APIs.
+  auto loops = std::make_shared<io_loops>();
   http_server http{disp,
                    std::move(*parts.http_socket),
                    cfg.http_threads,
                    cfg.http,
-                   {token_server_surface(disp, cfg.token_server)}};
+                   {token_server_surface(disp, cfg.token_server)},
+                   loops};
   tcp_server tcp{disp, std::move(*parts.tcp_socket), cfg.tcp_max_connections,
-                 cfg.tcp};
+                 cfg.tcp, loops};
   http.start();
   tcp.start();
   log("info", "listening on " + cfg.bind + ": http "
@@ -240,6 +244,7 @@ void serve_until_stopped(const daemon_config& cfg, start_parts& parts,
   // Stop accepting; each server finishes the requests it has begun.
   tcp.stop();
   http.stop();
+  loops->join();
   for (auto deadline = std::chrono::steady_clock::now() + 30s;
        disp.in_flight() > 0 && std::chrono::steady_clock::now() < deadline;)
     std::this_thread::sleep_for(5ms);

@@ -107,62 +107,6 @@ TEST_CASE("peer_limiter counts per address and frees on release") {
   CHECK(p.count("10.0.0.2") == 0);
 }
 
-TEST_CASE("the watchdog cuts connections past their deadline") {
-  connection_registry r;
-  auto t0 = std::chrono::steady_clock::now();
-  auto reading = r.add({}, t0, 5000);
-  auto idle = r.add({}, t0, 5000);
-  CHECK(r.enter(idle, conn_phase::idle, t0, 10000));
-  auto busy = r.add({}, t0, 5000);
-  CHECK(r.enter(busy, conn_phase::busy, t0, 0));
-  CHECK(r.sweep(t0 + 4999ms, 0, 100) == 0);
-  CHECK(r.sweep(t0 + 5000ms, 0, 100) == 1);
-  CHECK(r.cut(reading));
-  CHECK(!r.cut(idle));
-  CHECK(!r.enter(reading, conn_phase::idle, t0 + 5001ms, 10000));
-  CHECK(r.sweep(t0 + 60s, 0, 100) == 1); // the idle one; busy never
-  CHECK(r.cut(idle));
-  CHECK(!r.cut(busy));
-  r.remove(reading);
-  CHECK(r.size() == 2);
-}
-
-TEST_CASE("when connections wait for a worker, idle then oldest readers go") {
-  connection_registry r;
-  auto t0 = std::chrono::steady_clock::now();
-  auto old_reader = r.add({}, t0, 5000);
-  auto young_reader = r.add({}, t0 + 950ms, 5000);
-  auto newer_reader = r.add({}, t0 + 500ms, 5000);
-  auto idle = r.add({}, t0, 5000);
-  r.enter(idle, conn_phase::idle, t0 + 900ms, 10000);
-  auto busy = r.add({}, t0, 5000);
-  r.enter(busy, conn_phase::busy, t0, 0);
-  auto now = t0 + 1s;
-  // none waiting: nothing is shed
-  CHECK(r.sweep(now, 0, 100) == 0);
-  CHECK(r.sweep(now, 2, 100) == 2);
-  CHECK(r.cut(idle));
-  CHECK(r.cut(old_reader));
-  CHECK(!r.cut(newer_reader));
-  // more waiting than candidates: a reader under 100 ms and busy stay
-  CHECK(r.sweep(now, 10, 100) == 1);
-  CHECK(r.cut(newer_reader));
-  CHECK(!r.cut(young_reader));
-  CHECK(!r.cut(busy));
-}
-
-TEST_CASE("stopping cuts the connections waiting on their client") {
-  connection_registry r;
-  auto t0 = std::chrono::steady_clock::now();
-  auto reading = r.add({}, t0, 5000);
-  auto busy = r.add({}, t0, 5000);
-  r.enter(busy, conn_phase::busy, t0, 0);
-  r.stop();
-  CHECK(r.cut(reading));
-  CHECK(!r.cut(busy));
-  CHECK(!r.enter(busy, conn_phase::idle, t0, 10000));
-}
-
 TEST_CASE("HTTP limit flags and config keys, with defaults in one place") {
   auto cmd = parse({});
   REQUIRE(!cmd.exit_now);
