@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config
   libcaf-dev libpoco-dev nlohmann-json3-dev doctest-dev libsqlite3-dev
-  libcli11-dev libjemalloc-dev libpq-dev libasio-dev libsimdjson-dev
+  libcli11-dev libjemalloc-dev libpq-dev libasio-dev
   python3 python3-pytest netcat-openbsd curl openssl clang-format
 )
 

@@ -1291,3 +1291,68 @@ TEST_CASE_FIXTURE(manager_fixture, "a failing storage shows in health, "
   CHECK(h->storage_error.empty());
   CHECK(code_of_get(x.id) == ec::not_found);
 }
+
+TEST_CASE_FIXTURE(manager_fixture, "a batch answers every call in order, "
+                                   "all at once, errors in their slots") {
+  auto renewable = create_ttl(60'000, true);
+  create_request good;
+  good.ttl_ms = 30'000;
+  create_request bad;
+  bad.backend = "nowhere";
+  call_batch batch;
+  batch.calls.push_back(good);
+  batch.calls.push_back(get_call{renewable.id});
+  batch.calls.push_back(bad);
+  batch.calls.push_back(renew_call{renewable.id, 120'000});
+  batch.calls.push_back(get_call{"missing"});
+  batch.calls.push_back(health_call{});
+  std::vector<manager_outcome> got;
+  int deliveries = 0;
+  batch.done = [&](std::vector<manager_outcome> outcomes) {
+    ++deliveries;
+    got = std::move(outcomes);
+  };
+  caf::anon_send(manager, atom::batch_v, std::move(batch));
+  sched->run();
+  REQUIRE(deliveries == 1);
+  REQUIRE(got.size() == 6);
+  auto* made = std::get_if<lease>(&got[0]);
+  REQUIRE(made != nullptr);
+  CHECK(made->ttl_ms == 30'000);
+  CHECK(code_of_get(made->id) == ec::none); // stored and live
+  REQUIRE(std::holds_alternative<lease>(got[1]));
+  CHECK(std::get<lease>(got[1]).id == renewable.id);
+  REQUIRE(std::holds_alternative<caf::error>(got[2]));
+  CHECK(code_of(std::get<caf::error>(got[2])) == ec::unknown_backend);
+  REQUIRE(std::holds_alternative<renewed>(got[3]));
+  CHECK(std::get<renewed>(got[3]).x.ttl_ms == 120'000);
+  REQUIRE(std::holds_alternative<caf::error>(got[4]));
+  CHECK(code_of(std::get<caf::error>(got[4])) == ec::not_found);
+  REQUIRE(std::holds_alternative<health_report>(got[5]));
+  // Calls start in order but finish as their backends answer: health ran
+  // before the create's token and save came back. A front end therefore
+  // puts a call that must see an earlier one's effect into the next batch
+  // (api/request_order.hpp).
+  CHECK(std::get<health_report>(got[5]).live == 1);
+  CHECK(live_count() == 2);
+}
+
+TEST_CASE("a batch slot dropped unanswered answers with an internal error") {
+  std::vector<manager_outcome> got;
+  {
+    auto answers = std::make_shared<batch_answers>(
+      2, [&](std::vector<manager_outcome> outcomes) {
+        got = std::move(outcomes);
+      });
+    reply<atom::ok> first{answers, 0};
+    first.deliver(atom::ok_v);
+    CHECK(!first.pending());
+    reply<lease> second{answers, 1};
+    CHECK(second.pending());
+    CHECK(got.empty()); // not before every slot is answered
+  }
+  REQUIRE(got.size() == 2);
+  CHECK(std::holds_alternative<atom::ok>(got[0]));
+  REQUIRE(std::holds_alternative<caf::error>(got[1]));
+  CHECK(code_of(std::get<caf::error>(got[1])) == ec::internal);
+}
