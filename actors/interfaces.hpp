@@ -9,6 +9,7 @@
 #include <vector>
 
 #include <caf/actor_clock.hpp>
+#include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/replies_to.hpp>
 #include <caf/typed_actor.hpp>
 
@@ -18,12 +19,22 @@
 
 namespace tlm {
 
+/// The tokens of a batch of creates: one token or one error a request.
+struct token_results {
+  std::vector<cloud_token> tokens;
+  std::vector<caf::error> errors;
+};
+
 /// A cloud service: creates and revokes the tokens at one backend
 /// (mirrors Ockam's CloudService callbacks). Errors are `tlm::ec` codes.
 using cloud_actor = caf::typed_actor<
   // Creates a token for a lease, marked with the lease id where the
   // backend can; refused if still queued past the request's deadline.
   caf::replies_to<atom::create, token_request>::with<cloud_token>,
+  // The same for a front end's batch of creates (in-process backends): one
+  // message and one answer for them all.
+  caf::replies_to<atom::create,
+                  std::vector<token_request>>::with<token_results>,
   // Revokes a token by its backend id; an unknown token counts as revoked.
   caf::replies_to<atom::revoke, std::string>::with<atom::ok>,
   // Extends a token to live `ttl_ms` more; `not_renewable` if impossible.
@@ -60,6 +71,8 @@ inline bool deadline_passed(caf::actor_clock& clock, int64_t deadline_ns) {
 using storage_actor = caf::typed_actor<
   // Inserts or replaces a lease.
   caf::replies_to<atom::save, lease>::with<atom::ok>,
+  // Inserts or replaces leases, in one commit (a batch of creates).
+  caf::replies_to<atom::save, std::vector<lease>>::with<atom::ok>,
   // Forgets a lease; an unknown id counts as removed.
   caf::replies_to<atom::remove, std::string>::with<atom::ok>,
   // Reads up to `n` leases of any state after a position (all of them in
@@ -155,3 +168,6 @@ using lease_manager_actor = caf::typed_actor<
   caf::reacts_to<atom::orphans>>;
 
 } // namespace tlm
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tlm::token_results)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<tlm::token_request>)

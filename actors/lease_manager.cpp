@@ -308,8 +308,30 @@ struct batch_runner {
 void lease_manager_state::run_batch(call_batch& batch) {
   auto answers = std::make_shared<batch_answers>(batch.calls.size(),
                                                  std::move(batch.done));
-  for (size_t i = 0; i < batch.calls.size(); ++i)
-    std::visit(batch_runner{*this, answers, i}, batch.calls[i]);
+  // Creates at in-process backends go in one message per backend (a
+  // create depends on no other call of its batch); the rest run in turn.
+  std::map<std::string, std::vector<new_lease>> local_creates;
+  for (size_t i = 0; i < batch.calls.size(); ++i) {
+    auto* req = std::get_if<create_request>(&batch.calls[i]);
+    if (req == nullptr) {
+      std::visit(batch_runner{*this, answers, i}, batch.calls[i]);
+      continue;
+    }
+    reply<lease> rp{answers, i};
+    const auto* be = backend(req->backend.empty() ? cfg.default_backend
+                                                  : req->backend);
+    if (be == nullptr || be->remote) {
+      create(*req, rp); // one at a time, with its intent record first
+      continue;
+    }
+    auto record = new_record(*req, rp);
+    if (!record)
+      continue;
+    auto& group = local_creates[record->backend];
+    group.push_back({std::move(*record), std::move(req->options), rp});
+  }
+  for (auto& [name, group] : local_creates)
+    create_local(*backend(name), std::move(group));
 }
 
 // -- the actor ----------------------------------------------------------------

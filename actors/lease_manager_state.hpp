@@ -88,6 +88,23 @@ struct lease_manager_state {
   // -- client actions (lease_manager.cpp) -------------------------------------
 
   void create(create_request& req, reply<lease> rp);
+  /// A checked new lease for `req` (pending counted), or none after
+  /// delivering why not.
+  std::optional<lease> new_record(create_request& req, reply<lease>& rp);
+  /// A create of a batch at an in-process backend, waiting for its token.
+  struct new_lease {
+    lease record;
+    std::string options;
+    reply<lease> rp;
+  };
+  /// The creates of one batch at one in-process backend: one message to
+  /// the backend for all tokens, one save for all leases.
+  void create_local(const backend_handle& be, std::vector<new_lease> group);
+  void store_local(std::vector<lease> records, std::vector<new_lease> group);
+  void token_made(lease& record, cloud_token token);
+  void stored_new(lease record, reply<lease>& rp);
+  void store_failed(const lease& record, reply<lease>& rp,
+                    const caf::error& err);
   void create_at_cloud(lease record, std::string options, reply<lease> rp);
   void create_failed(const lease& record, caf::error err);
   void store_new(lease record, reply<lease> rp);

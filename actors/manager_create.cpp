@@ -16,6 +16,35 @@ constexpr size_t lease_id_bytes = 16; // 22 base64url characters
 } // namespace
 
 void lease_manager_state::create(create_request& req, reply<lease> rp) {
+  auto record = new_record(req, rp);
+  if (!record)
+    return;
+  auto* be = backend(record->backend);
+  if (!be->remote) {
+    // A local token dies with the process unless its lease is stored, so
+    // it needs no intent record.
+    create_at_cloud(std::move(*record), std::move(req.options), rp);
+    return;
+  }
+  // Crash-safe creation: the intent is durable before the token exists,
+  // so a crash in between leaves a record that start-up reconciles.
+  record->state = state_pending;
+  record->issued_ms = now_ms();
+  record->expires_ms = record->issued_ms + record->ttl_ms;
+  self->request(cfg.storage, caf::infinite, atom::save_v, *record)
+    .then(
+      [this, rp, record = *record,
+       options = std::move(req.options)](atom::ok) mutable {
+        create_at_cloud(std::move(record), std::move(options), rp);
+      },
+      [this, rp](caf::error& err) mutable {
+        --pending_requests;
+        rp.deliver(from_storage(std::move(err)));
+      });
+}
+
+std::optional<lease> lease_manager_state::new_record(create_request& req,
+                                                     reply<lease>& rp) {
   auto name = req.backend.empty() ? cfg.default_backend : req.backend;
   auto* be = backend(name);
   auto ttl = req.ttl_ms == use_default_ttl ? cfg.default_ttl_ms : req.ttl_ms;
@@ -30,7 +59,7 @@ void lease_manager_state::create(create_request& req, reply<lease> rp) {
   else if (overloaded())
     rp.deliver(overload_error());
   if (rp.pending() == false)
-    return;
+    return std::nullopt;
   lease record;
   record.id = random_id(lease_id_bytes);
   record.backend = name;
@@ -44,27 +73,7 @@ void lease_manager_state::create(create_request& req, reply<lease> rp) {
   // microseconds, or one more than the previous.
   last_row_id = record.row_id = std::max(last_row_id + 1, now_ms() * 1000);
   ++pending_requests;
-  if (!be->remote) {
-    // A local token dies with the process unless its lease is stored, so
-    // it needs no intent record.
-    create_at_cloud(std::move(record), std::move(req.options), rp);
-    return;
-  }
-  // Crash-safe creation: the intent is durable before the token exists,
-  // so a crash in between leaves a record that start-up reconciles.
-  record.state = state_pending;
-  record.issued_ms = now_ms();
-  record.expires_ms = record.issued_ms + ttl;
-  self->request(cfg.storage, caf::infinite, atom::save_v, record)
-    .then(
-      [this, rp, record, options = std::move(req.options)](atom::ok) mutable {
-        create_at_cloud(std::move(record), std::move(options), rp);
-      },
-      [this, rp](caf::error& err) mutable {
-        --pending_requests;
-        rp.deliver(from_storage(std::move(err)));
-      });
-  return;
+  return record;
 }
 
 void lease_manager_state::create_at_cloud(lease record, std::string options,
@@ -76,11 +85,7 @@ void lease_manager_state::create_at_cloud(lease record, std::string options,
   self->request(be->actor, timeout_of(*be), atom::create_v, std::move(req))
     .then(
       [this, rp, record](cloud_token& token) mutable {
-        record.backend_id = std::move(token.backend_id);
-        record.value = std::move(token.value);
-        record.issued_ms = std::max(now_ms(), jobs.newest_start_ms() + 1);
-        record.expires_ms = record.issued_ms + record.ttl_ms;
-        record.state = state_active;
+        token_made(record, std::move(token));
         store_new(std::move(record), rp);
       },
       [this, rp, record, name = be->name](caf::error& err) mutable {
@@ -108,26 +113,90 @@ void lease_manager_state::create_failed(const lease& record, caf::error err) {
              std::set<std::string>{record.id}, int64_t{wait});
 }
 
+// -- creates of a batch at in-process backends --------------------------------
+
+void lease_manager_state::create_local(const backend_handle& be,
+                                       std::vector<new_lease> group) {
+  std::vector<token_request> reqs;
+  reqs.reserve(group.size());
+  for (auto& x : group)
+    reqs.push_back({x.record.id, x.record.ttl_ms, std::move(x.options), 0});
+  auto shared = std::make_shared<std::vector<new_lease>>(std::move(group));
+  self->request(be.actor, caf::infinite, atom::create_v, std::move(reqs))
+    .then(
+      [this, shared](token_results& made) {
+        std::vector<lease> records;
+        std::vector<new_lease> kept;
+        for (size_t i = 0; i < shared->size(); ++i) {
+          auto& x = (*shared)[i];
+          if (auto& err = made.errors[i]) {
+            --pending_requests;
+            x.rp.deliver(from_cloud(x.record.backend, err));
+            continue;
+          }
+          token_made(x.record, std::move(made.tokens[i]));
+          records.push_back(x.record);
+          kept.push_back(std::move(x));
+        }
+        if (!kept.empty())
+          store_local(std::move(records), std::move(kept));
+      },
+      [this, shared, name = be.name](caf::error& err) {
+        for (auto& x : *shared) {
+          --pending_requests;
+          x.rp.deliver(from_cloud(name, err));
+        }
+      });
+}
+
+void lease_manager_state::store_local(std::vector<lease> records,
+                                      std::vector<new_lease> group) {
+  auto shared = std::make_shared<std::vector<new_lease>>(std::move(group));
+  self->request(cfg.storage, caf::infinite, atom::save_v, std::move(records))
+    .then(
+      [this, shared](atom::ok) {
+        for (auto& x : *shared)
+          stored_new(std::move(x.record), x.rp);
+      },
+      [this, shared](caf::error& err) {
+        for (auto& x : *shared)
+          store_failed(x.record, x.rp, err);
+      });
+}
+
+void lease_manager_state::token_made(lease& record, cloud_token token) {
+  record.backend_id = std::move(token.backend_id);
+  record.value = std::move(token.value);
+  record.issued_ms = std::max(now_ms(), jobs.newest_start_ms() + 1);
+  record.expires_ms = record.issued_ms + record.ttl_ms;
+  record.state = state_active;
+}
+
+void lease_manager_state::stored_new(lease record, reply<lease>& rp) {
+  --pending_requests;
+  auto key = *lease_key::of(record.id);
+  auto& s = index.insert(key, packed_lease{record}, lease_phase::active);
+  schedule_at(s, record.expires_ms);
+  rp.deliver(std::move(record));
+}
+
+void lease_manager_state::store_failed(const lease& record, reply<lease>& rp,
+                                       const caf::error& err) {
+  --pending_requests;
+  // The token exists but no lease holds it: take it back.
+  if (auto* be = backend(record.backend))
+    self->request(be->actor, timeout_of(*be), atom::revoke_v, record.backend_id)
+      .then([](atom::ok) {}, [](caf::error&) {});
+  rp.deliver(from_storage(err));
+}
+
 void lease_manager_state::store_new(lease record, reply<lease> rp) {
   self->request(cfg.storage, caf::infinite, atom::save_v, record)
-    .then(
-      [this, rp, record](atom::ok) mutable {
-        --pending_requests;
-        auto key = *lease_key::of(record.id);
-        auto& s = index.insert(key, packed_lease{record}, lease_phase::active);
-        schedule_at(s, record.expires_ms);
-        rp.deliver(std::move(record));
-      },
-      [this, rp, record](caf::error& err) mutable {
-        --pending_requests;
-        // The token exists but no lease holds it: take it back.
-        if (auto* be = backend(record.backend))
-          self
-            ->request(be->actor, timeout_of(*be), atom::revoke_v,
-                      record.backend_id)
-            .then([](atom::ok) {}, [](caf::error&) {});
-        rp.deliver(from_storage(std::move(err)));
-      });
+    .then([this, rp,
+           record](atom::ok) mutable { stored_new(std::move(record), rp); },
+          [this, rp, record](caf::error& err) mutable {
+            store_failed(record, rp, err);
+          });
 }
 
 } // namespace tlm

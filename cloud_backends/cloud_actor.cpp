@@ -9,20 +9,39 @@ namespace tlm {
 
 namespace {
 
+caf::expected<cloud_token> create_one(cloud_actor::pointer self,
+                                      cloud_backend& be,
+                                      const token_request& req) {
+  // Queued behind slow calls past the caller's deadline: the caller has
+  // given up, so a token made now would belong to nobody.
+  if (deadline_passed(self->clock(), req.deadline_ns))
+    return make_error(ec::backend_unavailable,
+                      "the create waited too long for the backend");
+  auto parsed = nlohmann::json::parse(req.options, nullptr, false);
+  if (parsed.is_discarded() || !parsed.is_object())
+    return make_error(ec::invalid_request, "options must be a JSON object");
+  return be.create(req.lease_id, req.ttl_ms, parsed);
+}
+
 cloud_actor::behavior_type cloud_behavior(cloud_actor::pointer self,
                                           std::shared_ptr<cloud_backend> be) {
   return {
     [self, be](atom::create,
                const token_request& req) -> caf::result<cloud_token> {
-      // Queued behind slow calls past the caller's deadline: the caller
-      // has given up, so a token made now would belong to nobody.
-      if (deadline_passed(self->clock(), req.deadline_ns))
-        return make_error(ec::backend_unavailable,
-                          "the create waited too long for the backend");
-      auto parsed = nlohmann::json::parse(req.options, nullptr, false);
-      if (parsed.is_discarded() || !parsed.is_object())
-        return make_error(ec::invalid_request, "options must be a JSON object");
-      return to_result(be->create(req.lease_id, req.ttl_ms, parsed));
+      return to_result(create_one(self, *be, req));
+    },
+    [self, be](atom::create, const std::vector<token_request>& reqs) {
+      token_results out;
+      out.tokens.resize(reqs.size());
+      out.errors.resize(reqs.size());
+      for (size_t i = 0; i < reqs.size(); ++i) {
+        auto made = create_one(self, *be, reqs[i]);
+        if (made)
+          out.tokens[i] = std::move(*made);
+        else
+          out.errors[i] = std::move(made.error());
+      }
+      return out;
     },
     [be](atom::revoke, const std::string& id) -> caf::result<atom::ok> {
       if (auto err = be->revoke(id))
@@ -68,6 +87,9 @@ pool_behavior(cloud_actor::stateful_pointer<std::vector<cloud_actor>> self,
   return {
     [self, next](atom::create a, token_request& req) mutable {
       return self->delegate(next(), a, std::move(req));
+    },
+    [self, next](atom::create a, std::vector<token_request>& reqs) mutable {
+      return self->delegate(next(), a, std::move(reqs));
     },
     [self, next](atom::revoke a, std::string& id) mutable {
       return self->delegate(next(), a, std::move(id));

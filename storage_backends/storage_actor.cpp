@@ -188,6 +188,20 @@ storage_behavior(storage_actor::stateful_pointer<storage_state> self,
       return self->state.enqueue(self,
                                  {storage_write::save, std::move(record)});
     },
+    [self](atom::save, std::vector<lease>& records) {
+      if (records.empty()) {
+        auto rp = self->make_response_promise<atom::ok>();
+        rp.deliver(atom::ok_v);
+        return rp;
+      }
+      self->state.close_batch_later(self);
+      auto last = std::move(records.back());
+      records.pop_back();
+      for (auto& x : records)
+        self->state.batch.push_back({storage_write::save, std::move(x)});
+      // One answer for them all: the last write's, after the same commit.
+      return self->state.enqueue(self, {storage_write::save, std::move(last)});
+    },
     [self](atom::remove, std::string& id) {
       lease key;
       key.id = std::move(id);
