@@ -205,6 +205,8 @@ TEST_CASE("leases render with RFC 3339 times; list hides the value") {
   CHECK(j["value"] == "secret");
   CHECK(!to_json(x, false).contains("value"));
   CHECK(rfc3339(0) == "1970-01-01T00:00:00.000Z");
+  CHECK(rfc3339(-1) == "1969-12-31T23:59:59.999Z");
+  CHECK(rfc3339(253402300799999) == "9999-12-31T23:59:59.999Z");
   // Every lease shows its scope and last access (null: never).
   CHECK(j["scope"] == "");
   CHECK(j["last_access"].is_null());
