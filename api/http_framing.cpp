@@ -10,16 +10,6 @@ bool is_digit(char c) {
   return c >= '0' && c <= '9';
 }
 
-int hex_value(char c) {
-  if (is_digit(c))
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
 /// Percent-decodes `text`; nothing when an escape is invalid or is a NUL.
 std::optional<std::string> decode(std::string_view text, bool plus_is_space) {
   std::string out;
@@ -189,6 +179,16 @@ http_target parse_target(const std::string& target) {
     result.query.emplace_back(std::move(*key), std::move(*value));
   }
   return result;
+}
+
+int hex_value(char c) {
+  if (is_digit(c))
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
 }
 
 } // namespace tlm

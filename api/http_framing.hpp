@@ -39,6 +39,9 @@ struct body_framing {
 /// together with chunks; a transfer coding other than `chunked` gets 501.
 body_framing read_framing(const Poco::Net::MessageHeader& header);
 
+/// The value of a hexadecimal digit, or -1 (escapes and chunk sizes).
+int hex_value(char c);
+
 /// A request target split into decoded path segments and query parameters.
 struct http_target {
   /// `/v1/leases/abc` is {"v1", "leases", "abc"}; `%2F` stays inside its

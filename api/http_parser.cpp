@@ -55,16 +55,6 @@ bool is_line_break(char c) {
   return c == '\r' || c == '\n';
 }
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
 /// Searches `text` from `from` for the empty line that ends a head, CRLF
 /// or a bare LF as Poco takes it. Returns the offset just past it, or npos
 /// with `from` set to where the search resumes when more bytes came.
