@@ -19,10 +19,6 @@ void gateway::submit(gateway_job job) {
   caf::anon_send(target, std::move(job));
 }
 
-void gateway::submit(gateway_job job, size_t lane) {
-  caf::anon_send(actors_[lane % actors_.size()], std::move(job));
-}
-
 void gateway::stop() {
   for (auto& a : actors_)
     caf::anon_send_exit(a, caf::exit_reason::user_shutdown);

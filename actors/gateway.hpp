@@ -11,8 +11,9 @@
 
 namespace tlm {
 
-/// A piece of work that must run inside an actor, e.g. a `request` to the
-/// lease manager whose continuation hands the reply to a Poco thread.
+/// A piece of work that must run inside an actor, e.g. the daemon's own
+/// `request` to the lease manager whose continuation hands the reply to
+/// the main thread (the APIs send batches, api/dispatcher.hpp).
 struct gateway_job {
   std::function<void(caf::event_based_actor*)> run;
 };
@@ -26,10 +27,6 @@ public:
 
   /// Runs `job` on one of the gateway actors (round robin).
   void submit(gateway_job job);
-
-  /// Runs `job` on the gateway actor picked by `lane`: jobs of one lane
-  /// reach the lease manager in the order they were submitted.
-  void submit(gateway_job job, size_t lane);
 
   /// Stops the gateway actors.
   void stop();

@@ -335,9 +335,6 @@ constexpr size_t max_step_requests = 64;
 /// Reply bytes a connection may hold unread before it stops reading.
 constexpr int64_t max_held_bytes = 8 * 1024 * 1024;
 
-/// At shutdown, a write its client does not take for this long is given up.
-constexpr int64_t stop_write_ms = 1'000;
-
 class http_conn : public loop_conn {
 public:
   using impl = http_server::impl;

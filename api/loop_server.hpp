@@ -23,6 +23,9 @@ namespace tlm {
 /// Milliseconds on the steady clock.
 int64_t steady_now_ms();
 
+/// At shutdown, a write its client does not take for this long is given up.
+constexpr int64_t stop_write_ms = 1'000;
+
 class loop_conn;
 class loop_server;
 

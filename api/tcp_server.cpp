@@ -4,14 +4,10 @@
 #include <chrono>
 #include <mutex>
 #include <optional>
-#include <thread>
 #include <vector>
-
-#include <unistd.h>
 
 #include <asio/ip/tcp.hpp>
 #include <asio/post.hpp>
-#include <asio/steady_timer.hpp>
 
 #include "api/envelope.hpp"
 #include "api/io_loops.hpp"
@@ -24,12 +20,6 @@ namespace tlm {
 namespace {
 
 using asio::ip::tcp;
-
-int64_t now_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(steady_clock::now().time_since_epoch())
-    .count();
-}
 
 /// Requests in flight at once: of one connection's batch, and of all of
 /// them. More wait in the sockets, which is free. The manager's own calls
@@ -46,9 +36,6 @@ constexpr int64_t small_batch_bytes = 64 * 1024;
 /// Input read ahead of the batch being answered; a longer line is read
 /// whole (up to the line limit) before anything else.
 constexpr size_t read_ahead_bytes = 256 * 1024;
-
-/// At shutdown, a write its client does not take for this long is given up.
-constexpr int64_t stop_write_ms = 1'000;
 
 class tcp_conn;
 using conn_ptr = std::shared_ptr<loop_conn>;
@@ -112,7 +99,7 @@ public:
     : loop_conn(loop, std::move(s)),
       srv_(std::move(srv)),
       authenticated_(srv_->disp.keys().empty()),
-      auth_deadline_ms_(now_ms() + srv_->limits.auth_timeout_ms) {
+      auth_deadline_ms_(steady_now_ms() + srv_->limits.auth_timeout_ms) {
     // nop
   }
 
@@ -311,7 +298,7 @@ private:
         req.error = make_error(ec::unauthorized, "the API key is not valid");
       // A connection that loses its auth gets a fresh deadline to redo it.
       if (was && !authenticated_)
-        auth_deadline_ms_ = now_ms() + srv_->limits.auth_timeout_ms;
+        auth_deadline_ms_ = steady_now_ms() + srv_->limits.auth_timeout_ms;
     }
     result.kind = kind_of(req);
     return result;
