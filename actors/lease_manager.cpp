@@ -120,7 +120,14 @@ void lease_manager_state::list(const list_query& query, reply<lease_page> rp) {
   auto now = now_ms();
   self->request(cfg.storage, caf::infinite, atom::list_v, filter_of(query, now))
     .then(
-      [rp, now](lease_page& page) mutable {
+      [this, rp, now,
+       live_only = query.state == list_state::visible
+                   || query.state
+                        == list_state::active](lease_page& page) mutable {
+        // A lease a revoke job has picked is dead at the API at once, but
+        // stored as active until its turn: get, health and list agree.
+        if (live_only)
+          drop_dead(page.leases, now);
         for (auto& x : page.leases) {
           // An expired record not yet rewritten is on its way out too.
           if (x.state == state_active && x.expires_ms <= now)
@@ -134,6 +141,14 @@ void lease_manager_state::list(const list_query& query, reply<lease_page> rp) {
         rp.deliver(from_storage(std::move(err)));
       });
   return;
+}
+
+void lease_manager_state::drop_dead(std::vector<lease>& xs, int64_t now) {
+  auto dead = [this, now](const lease& x) {
+    auto* s = x.state == state_active ? index.find(x.id) : nullptr;
+    return s != nullptr && !lease_index::live(s->second, now);
+  };
+  xs.erase(std::remove_if(xs.begin(), xs.end(), dead), xs.end());
 }
 
 void lease_manager_state::health(reply<health_report> rp) {

@@ -119,6 +119,9 @@ struct lease_manager_state {
   caf::error renew_refused(bool renewable, std::string_view backend_name,
                            int64_t ttl) const;
   void list(const list_query& query, reply<lease_page> rp);
+  /// Leaves out of a page the stored-active leases the index knows are
+  /// dead (picked by a revoke job, or being revoked).
+  void drop_dead(std::vector<lease>& xs, int64_t now);
   void exchange(const exchange_request& req, reply<lease> rp);
   void exchange_found(const exchange_request& req, const std::string& bid,
                       reply<lease> rp);
